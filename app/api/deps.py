@@ -1,0 +1,70 @@
+"""`Annotated` dependency aliases for routes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import redis.asyncio as aredis
+from fastapi import Depends, Request
+
+from app.api.queue import JobQueue
+from app.api.state import AppState
+from app.core.config import Settings
+from app.core.errors import NotFound
+from app.core.jobstore_async import AsyncJobStore
+from app.core.schemas import JobRecord
+from app.core.storage import Storage
+
+# Set by the auth feature (issue 4): ``app.state.authenticate(request) -> owner id | None``.
+Authenticator = Callable[[Request], Awaitable[str | None]]
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.wanserve
+    return state
+
+
+def get_settings(request: Request) -> Settings:
+    return get_state(request).settings
+
+
+def get_store(request: Request) -> AsyncJobStore:
+    return get_state(request).store
+
+
+def get_queue(request: Request) -> JobQueue:
+    return get_state(request).queue
+
+
+def get_storage(request: Request) -> Storage:
+    return get_state(request).storage
+
+
+def get_redis(request: Request) -> aredis.Redis:
+    return get_state(request).redis
+
+
+async def current_owner(request: Request) -> str | None:
+    """The caller's API key id, or None while auth is off (the embedded default)."""
+    authenticate: Authenticator | None = getattr(request.app.state, "authenticate", None)
+    return None if authenticate is None else await authenticate(request)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+JobStoreDep = Annotated[AsyncJobStore, Depends(get_store)]
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+RedisDep = Annotated[aredis.Redis, Depends(get_redis)]
+OwnerDep = Annotated[str | None, Depends(current_owner)]
+
+
+async def get_job(video_id: str, store: JobStoreDep, owner: OwnerDep) -> JobRecord:
+    """The job named in the path, visible to the caller, else 404 (other owners' jobs look absent)."""
+    rec = await store.get(video_id)
+    if rec is None or (owner is not None and rec.owner != owner):
+        raise NotFound(f"no video {video_id!r}")
+    return rec
+
+
+JobDep = Annotated[JobRecord, Depends(get_job)]

@@ -1,0 +1,91 @@
+"""Exception → `application/problem+json`, registered once; routes never catch errors themselves.
+
+Body: ``{type, title, status, detail, errors: [{field, reason}]}``. Redis or broker outages map to
+503 with ``Retry-After``; anything unexpected is a 500 whose detail hides internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
+
+from app.core.errors import FieldError, QueueUnavailable, ServiceError
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"/problems/{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "errors": [{"field": e.field, "reason": e.reason} for e in errors or []],
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field_errors(errs: list[Any]) -> list[FieldError]:
+    out = []
+    for e in errs:
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        out.append(FieldError(".".join(loc) or "body", str(e.get("msg", "invalid"))))
+    return out
+
+
+async def _service_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    headers = {"Retry-After": "1"} if isinstance(exc, QueueUnavailable) else {}
+    return problem(exc.status, exc.title, exc.detail, exc.type_slug, exc.errors, headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError | ValidationError)
+    errors = _field_errors(list(exc.errors()))
+    detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
+    return problem(422, "Invalid request", detail, "invalid-request", errors)
+
+
+async def _redis_error(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("redis unavailable: %r", exc)
+    return problem(
+        503,
+        "Service unavailable",
+        "the job store is unavailable; retry later",
+        "unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return problem(exc.status_code, str(exc.detail), str(exc.detail), "http", headers=dict(exc.headers or {}))
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "Internal error", "an internal error occurred", "internal")
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ValidationError, _validation_error)
+    app.add_exception_handler(RedisError, _redis_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

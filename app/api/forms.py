@@ -1,0 +1,97 @@
+"""Read the create body from JSON or multipart/form-data into one dict plus optional image bytes.
+
+The OpenAI SDK sends `videos.create` as multipart even without a file and flattens extra fields:
+``metadata[key]=v`` becomes a nested object, ``webhook_events[]=a`` a list. JSON may carry the
+image as ``input_reference: {"image_url": "data:image/...;base64,..."}`` (or the bare data URL).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+from typing import Any
+
+from fastapi import Request
+from PIL import Image, UnidentifiedImageError
+from starlette.datastructures import UploadFile
+
+from app.core.errors import InvalidInput
+
+_BRACKETS = re.compile(r"\[([^\]]*)\]")
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def _put(out: dict[str, Any], name: str, value: Any) -> None:
+    base = name.split("[", 1)[0]
+    parts = [base, *_BRACKETS.findall(name[len(base) :])]
+    node = out
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        nxt = None if last else parts[i + 1]
+        if last:
+            if part == "":
+                raise InvalidInput.field(name, "malformed field name")
+            node[part] = value
+        elif nxt == "":
+            node.setdefault(part, []).append(value)
+            return
+        else:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise InvalidInput.field(name, "conflicting field names")
+            node = child
+
+
+async def read_create_body(request: Request) -> tuple[dict[str, Any], bytes | None]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    image: bytes | None = None
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        form = await request.form()
+        body: dict[str, Any] = {}
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if name != "input_reference":
+                    raise InvalidInput.field(name, "only input_reference may be a file")
+                image = await value.read(MAX_IMAGE_BYTES + 1)
+            else:
+                _put(body, name, value)
+        return body, image
+    try:
+        data = await request.json()
+    except ValueError:
+        raise InvalidInput.field("body", "expected a JSON object or multipart/form-data") from None
+    if not isinstance(data, dict):
+        raise InvalidInput.field("body", "expected a JSON object")
+    ref = data.pop("input_reference", None)
+    if ref is not None:
+        url = ref.get("image_url") if isinstance(ref, dict) else ref
+        image = _decode_data_url(url)
+    return data, image
+
+
+def _decode_data_url(url: object) -> bytes:
+    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
+        raise InvalidInput.field("input_reference", "JSON images must be a base64 data: URL")
+    try:
+        return base64.b64decode(url.split(";base64,", 1)[1], validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput.field("input_reference", "invalid base64 image data") from None
+
+
+def normalise_image(data: bytes) -> bytes:
+    """Decode and re-encode as RGB PNG (rejects non-images, oversized and bomb-like inputs)."""
+    if len(data) > MAX_IMAGE_BYTES:
+        raise InvalidInput.field("input_reference", f"image larger than {MAX_IMAGE_BYTES} bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise InvalidInput.field("input_reference", "image has too many pixels")
+            rgb = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        raise InvalidInput.field("input_reference", "not a readable image") from None
+    buf = io.BytesIO()
+    rgb.save(buf, format="PNG")
+    return buf.getvalue()

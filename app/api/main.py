@@ -1,0 +1,57 @@
+"""The gateway: `create_app(settings)` plus a lifespan that opens Redis, the queue and storage."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api.errors import register_error_handlers
+from app.api.queue import JobQueue
+from app.api.docs import apply_docs
+from app.api.routes import content, events, health, models, styles, videos, web
+from app.api.state import AppState
+from app.core.config import Settings
+from app.core.jobstore_async import AsyncJobStore
+from app.core.redisconn import async_client
+from app.core.storage import make_storage
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        r = async_client(settings)
+        queue = JobQueue(settings)
+        state = AppState(
+            settings=settings,
+            redis=r,
+            store=AsyncJobStore(r, retention_s=settings.retention_s),
+            queue=queue,
+            storage=make_storage(settings),
+        )
+        app.state.wanserve = state
+        log.info("gateway ready: redis=%s default model=%s", settings.redis_url, settings.model)
+        try:
+            yield
+        finally:
+            queue.close()
+            await r.aclose()
+
+    app = FastAPI(
+        title="wanserve",
+        version="0.1.0",
+        summary="Wan2.2 video generation behind a durable asynchronous REST API (OpenAI /v1/videos shape).",
+        lifespan=lifespan,
+    )
+    register_error_handlers(app)
+    for module in (videos, content, events, models, styles, health):
+        app.include_router(module.router)
+    app.include_router(web.router)  # GET /: the web page
+    apply_docs(app)  # summaries, examples and problem+json errors for every route (app/api/docs.py)
+    return app

@@ -1,0 +1,58 @@
+"""Enqueueing from the gateway without ever blocking the event loop on the broker.
+
+Celery's publish is synchronous; it runs in a worker thread under a small semaphore with a time
+budget, and any broker failure or overrun becomes `QueueUnavailable` (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from celery import Celery
+
+from app.core import keys
+from app.core.celeryconf import GENERATE_TASK, celery_config
+from app.core.config import Settings
+from app.core.errors import QueueUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class JobQueue:
+    def __init__(self, settings: Settings, *, max_concurrency: int = 8) -> None:
+        self.celery = Celery("wanserve-gateway")
+        self.celery.conf.update(celery_config(settings))
+        self.timeout_s = settings.enqueue_timeout_s
+        self._sem = asyncio.Semaphore(max_concurrency)
+        self._retry_policy = {"max_retries": 1, "interval_start": 0.05, "interval_step": 0.1, "timeout": 1.0}
+
+    def _publish(self, job_id: str, model_id: str) -> None:
+        self.celery.send_task(
+            GENERATE_TASK,
+            args=(job_id,),
+            task_id=job_id,
+            queue=keys.model_queue(model_id),
+            retry=True,
+            retry_policy=self._retry_policy,
+        )
+
+    async def enqueue(self, job_id: str, model_id: str) -> None:
+        t0 = time.perf_counter()
+        try:
+            async with self._sem:
+                await asyncio.wait_for(asyncio.to_thread(self._publish, job_id, model_id), self.timeout_s)
+        except Exception as exc:
+            log.warning("enqueue of %s failed after %.3fs: %r", job_id, time.perf_counter() - t0, exc)
+            raise QueueUnavailable("the job queue is unavailable; retry later") from exc
+
+    async def revoke(self, job_id: str) -> None:
+        """Best effort: the worker also skips a cancelled job by its record, so failures are ignored."""
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.celery.control.revoke, job_id), self.timeout_s)
+        except Exception as exc:
+            log.info("revoke of %s failed (ignored): %r", job_id, exc)
+
+    def close(self) -> None:
+        self.celery.close()

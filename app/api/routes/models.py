@@ -1,0 +1,45 @@
+"""`GET /v1/models`: what live workers serve, with constraints and defaults (from Redis)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.deps import RedisDep, SettingsDep
+from app.core.params import size_str
+from app.core.registry import WorkerInfo, served_models
+from app.core.schemas import ModelInfo, ModelList, ModelPublic
+
+router = APIRouter(tags=["models"])
+
+
+def _public(info: ModelInfo, workers: list[WorkerInfo]) -> ModelPublic:
+    g = info.default_guidance_scale
+    guidance = {"all": g[0]} if info.num_experts == 1 else {"low_noise": g[0], "high_noise": g[-1]}
+    return ModelPublic(
+        id=info.model_id,
+        created=int(min(w.heartbeat for w in workers)),
+        task=info.task,
+        image_input=info.image_input,
+        sizes=[size_str(w, h) for w, h in info.sizes],
+        default_size=size_str(*info.default_size),
+        fps=info.fps,
+        num_frames={
+            "default": info.default_num_frames,
+            "min": info.min_num_frames,
+            "max": info.max_num_frames,
+        },
+        num_inference_steps={"default": info.default_num_steps, "max": info.max_num_steps},
+        default_shift=info.default_shift,
+        default_guidance_scale=guidance,
+        samplers=info.samplers,
+        default_sampler=info.default_sampler,
+        workers=len(workers),
+        ready_workers=sum(w.state in ("ready", "busy") for w in workers),
+        prompt_extend_available=any(w.prompt_extend for w in workers),
+    )
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def list_models(redis: RedisDep, settings: SettingsDep) -> ModelList:
+    models = await served_models(redis, settings.worker_ttl_s)
+    return ModelList(data=[_public(info, ws) for _, (info, ws) in sorted(models.items())])

@@ -1,0 +1,91 @@
+"""Create a job: resolve against the served model, store the record, enqueue by task name."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import redis.asyncio as aredis
+
+from app.api.forms import normalise_image
+from app.api.queue import JobQueue
+from app.core.config import Settings
+from app.core.errors import InvalidInput, QueueUnavailable
+from app.core.jobstore_async import AsyncJobStore
+from app.core.params import resolve
+from app.core.registry import served_models
+from app.core.schemas import JobRecord, VideoCreate
+from app.core.status import JobStatus
+from app.core.storage import Storage, job_key, job_prefix
+from app.core.styles import style_job_fields
+
+MAX_METADATA_CHARS = 4096
+
+
+def new_job_id() -> str:
+    return f"video_{uuid.uuid4().hex}"
+
+
+async def submit(
+    body: dict[str, Any],
+    image: bytes | None,
+    *,
+    owner: str | None,
+    settings: Settings,
+    redis: aredis.Redis,
+    store: AsyncJobStore,
+    queue: JobQueue,
+    storage: Storage,
+) -> JobRecord:
+    req = VideoCreate.model_validate(body)
+    if req.metadata is not None and len(str(req.metadata)) > MAX_METADATA_CHARS:
+        raise InvalidInput.field("metadata", f"larger than {MAX_METADATA_CHARS} characters")
+    model_id = req.model or settings.model
+    models = await served_models(redis, settings.worker_ttl_s)
+    if model_id not in models:
+        served = ", ".join(sorted(models)) or "none (no worker is running)"
+        raise InvalidInput.field("model", f"model {model_id!r} is not served; served models: {served}")
+    styled = style_job_fields(
+        req.prompt,
+        req.style,
+        prompt_extend=req.prompt_extend,
+        language=req.prompt_extend_language,
+        extend_available=any(w.prompt_extend for w in models[model_id][1]),
+        model_id=model_id,
+    )
+    params = resolve(req, models[model_id][0], has_image=image is not None)
+    job_id = new_job_id()
+    input_key = None
+    if image is not None:
+        png = await asyncio.to_thread(normalise_image, image)
+        input_key = job_key(job_id, "input")
+        await asyncio.to_thread(storage.put_bytes, input_key, png, "image/png")
+    rec = JobRecord(
+        id=job_id,
+        status=JobStatus.QUEUED,
+        model=model_id,
+        prompt=req.prompt,
+        params=params,
+        metadata=req.metadata,
+        created_at=time.time(),
+        total_steps=params.num_inference_steps,
+        input_key=input_key,
+        owner=owner,
+        **styled,
+    )
+    await store.create(rec)
+    try:
+        await queue.enqueue(job_id, model_id)
+    except QueueUnavailable:
+        await _undo(rec, store, storage)
+        raise
+    return rec
+
+
+async def _undo(rec: JobRecord, store: AsyncJobStore, storage: Storage) -> None:
+    try:
+        await store.delete(rec)
+    finally:
+        await asyncio.to_thread(storage.delete_prefix, job_prefix(rec.id))

@@ -1,0 +1,120 @@
+"""Bearer API keys, stored only as SHA-256 hashes in Redis.
+
+A key looks like ``wsk_<43 url-safe chars>`` (256 random bits), is shown once at creation and never
+stored. Redis holds, per key, a hash record under ``wanserve:apikey:<sha256 hex>`` with the key's
+``id`` (``key_<hex>``, the owner id stamped on every job it creates), ``name`` and ``created_at``,
+plus a ``wanserve:apikey_name:<name>`` → hash index. Revoking deletes both. Names are unique.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+KEY_PREFIX = "wsk_"
+_NS = "wanserve:apikey:"
+_NAME_NS = "wanserve:apikey_name:"
+_NAMES = "wanserve:apikey_names"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+# Owner id used for every job when auth is disabled (embedded local mode).
+ANONYMOUS_OWNER = "key_anonymous"
+
+
+class ApiKeyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    created_at: int
+
+
+def hash_key(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def validate_name(name: str) -> str:
+    if not _NAME_RE.match(name):
+        raise ApiKeyError("key name must be 1-64 chars of letters, digits, '.', '_' or '-'")
+    return name
+
+
+def parse_bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 256:
+        return None
+    return token
+
+
+class ApiKeyStore:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def create(self, name: str) -> tuple[ApiKey, str]:
+        """Create a key; returns the record and the plaintext token (shown once)."""
+        validate_name(name)
+        token = KEY_PREFIX + secrets.token_urlsafe(32)
+        digest = hash_key(token)
+        key = ApiKey(id="key_" + secrets.token_hex(8), name=name, created_at=int(time.time()))
+        claimed = await self.redis.set(_NAME_NS + name, digest, nx=True)
+        if not claimed:
+            raise ApiKeyError(f"a key named {name!r} already exists")
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(_NS + digest, mapping={"id": key.id, "name": key.name, "created_at": str(key.created_at)})
+        pipe.sadd(_NAMES, name)
+        await pipe.execute()
+        return key, token
+
+    async def revoke(self, name: str) -> bool:
+        digest = await self.redis.get(_NAME_NS + name)
+        if digest is None:
+            return False
+        digest_s = digest.decode() if isinstance(digest, bytes) else str(digest)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(_NS + digest_s)
+        pipe.delete(_NAME_NS + name)
+        pipe.srem(_NAMES, name)
+        await pipe.execute()
+        return True
+
+    async def list(self) -> list[ApiKey]:
+        out: list[ApiKey] = []
+        names = sorted(
+            n.decode() if isinstance(n, bytes) else str(n) for n in await self.redis.smembers(_NAMES)
+        )
+        for name in names:
+            digest = await self.redis.get(_NAME_NS + name)
+            if digest is None:
+                continue
+            rec = await self._record(digest.decode() if isinstance(digest, bytes) else str(digest))
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    async def _record(self, digest: str) -> ApiKey | None:
+        raw = await self.redis.hgetall(_NS + digest)
+        if not raw:
+            return None
+        rec = {
+            (k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes) else str(v))
+            for k, v in raw.items()
+        }
+        return ApiKey(id=rec["id"], name=rec["name"], created_at=int(rec.get("created_at", "0")))
+
+    async def authenticate(self, token: str | None) -> ApiKey | None:
+        """The key record for a presented token, or None if unknown/revoked/malformed."""
+        if not token or not token.startswith(KEY_PREFIX) or len(token) > 256:
+            return None
+        return await self._record(hash_key(token))

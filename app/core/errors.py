@@ -1,0 +1,88 @@
+"""One error hierarchy for the gateway and the worker, split by what the caller should do.
+
+    ServiceError                      base; ``status`` is the HTTP status it maps to
+    ├── InvalidInput          422     bad request field(s); ``errors`` names each field + reason
+    ├── NotFound              404     unknown (or not visible) job / object
+    ├── Conflict              409     the request contradicts the job's state (cancel a finished job)
+    ├── Forbidden             403     bad or expired signature
+    ├── QueueUnavailable      503     Redis / broker unreachable; retry later
+    ├── StorageError          502     the storage backend failed
+    └── JobError                      raised inside the worker; ``code`` lands in the job's `error`
+        ├── JobCancelled              cancel flag seen between denoising steps
+        ├── JobTimeout                the per-job time limit ran out
+        ├── TransientJobError         infrastructure hiccup; the task may be retried
+        └── FatalWorkerError          the worker itself is broken (OOM, device lost)
+
+`app.api.errors` maps these to ``application/problem+json`` in one place; routes do not catch them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    reason: str
+
+
+class ServiceError(Exception):
+    status: int = 500
+    title: str = "Internal error"
+    type_slug: str = "internal"
+
+    def __init__(self, detail: str, *, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors: list[FieldError] = errors or []
+
+
+class InvalidInput(ServiceError):
+    status, title, type_slug = 422, "Invalid request", "invalid-request"
+
+    @classmethod
+    def field(cls, field: str, reason: str) -> InvalidInput:
+        return cls(f"{field}: {reason}", errors=[FieldError(field, reason)])
+
+
+class NotFound(ServiceError):
+    status, title, type_slug = 404, "Not found", "not-found"
+
+
+class Conflict(ServiceError):
+    status, title, type_slug = 409, "Conflict", "conflict"
+
+
+class Forbidden(ServiceError):
+    status, title, type_slug = 403, "Forbidden", "forbidden"
+
+
+class QueueUnavailable(ServiceError):
+    status, title, type_slug = 503, "Service unavailable", "unavailable"
+
+
+class StorageError(ServiceError):
+    status, title, type_slug = 502, "Storage error", "storage"
+
+
+class JobError(ServiceError):
+    """Ends a job inside the worker; ``code`` is stored in the job's ``error.code``."""
+
+    code: str = "internal_error"
+
+
+class JobCancelled(JobError):
+    code = "cancelled"
+
+
+class JobTimeout(JobError):
+    code = "timeout"
+
+
+class TransientJobError(JobError):
+    code = "transient_error"
+
+
+class FatalWorkerError(JobError):
+    code = "worker_error"

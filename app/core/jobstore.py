@@ -1,0 +1,218 @@
+"""The Redis job store: the job record is the source of truth; only these transitions write status.
+
+Every transition runs as one Lua script: it checks the current status against `status.ALLOWED`,
+writes the new fields, and appends the event to the job's stream (`keys.events`), atomically. The
+stream id is the SSE event id, so `Last-Event-ID` resumes without gaps. After a transition the
+registered hooks run (webhooks, metrics): ``store.add_transition_hook(fn)``, ``fn(JobEvent)``;
+progress events call the hooks too (with ``record=None``). Hooks must be quick; hand I/O to a queue.
+
+`JobStore` (sync, used by the worker) lives here; `app.core.jobstore_async.AsyncJobStore` (the
+gateway) shares the scripts and the codec.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from app.core import keys
+from app.core.schemas import JobRecord
+from app.core.status import ALLOWED, EVENT_TYPES, PROGRESS_EVENT, JobStatus
+
+log = logging.getLogger(__name__)
+
+# KEYS: job, events, queued zset, cancel flag. ARGV: allowed (space separated), new status, job id,
+# event type, event data, ttl (0 = none), field/value pairs...
+TRANSITION_LUA = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {0, false} end
+local ok = false
+for s in string.gmatch(ARGV[1], '%S+') do if s == cur then ok = true end end
+if not ok then return {0, cur} end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
+if cur == 'queued' then redis.call('ZREM', KEYS[3], ARGV[3]) end
+if ARGV[2] == 'completed' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
+  redis.call('DEL', KEYS[4])
+end
+local eid = redis.call('XADD', KEYS[2], '*', 'type', ARGV[4], 'data', ARGV[5])
+local ttl = tonumber(ARGV[6])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl); redis.call('EXPIRE', KEYS[2], ttl) end
+return {1, cur, eid, redis.call('HGETALL', KEYS[1])}
+"""
+
+# KEYS: job, events, jobs index, owner index, queued zset. ARGV: job id, score, event type, data, pairs...
+CREATE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
+return redis.call('XADD', KEYS[2], '*', 'type', ARGV[3], 'data', ARGV[4])
+"""
+
+# KEYS: job, events, cancel flag. ARGV: step, total, progress, event data.
+# Returns -1 when the job is gone or no longer running, 1 when a cancel was requested, else 0.
+PROGRESS_LUA = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'in_progress' then return -1 end
+redis.call('HSET', KEYS[1], 'step', ARGV[1], 'total_steps', ARGV[2], 'progress', ARGV[3])
+redis.call('XADD', KEYS[2], '*', 'type', 'video.progress', 'data', ARGV[4])
+return redis.call('EXISTS', KEYS[3])
+"""
+
+# KEYS: job. ARGV: pairs. Writes only into an existing record (a deleted job stays deleted).
+SET_FIELDS_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """What a transition (or a progress step) announces; passed to hooks and streamed over SSE."""
+
+    job_id: str
+    type: str
+    data: dict[str, Any]
+    event_id: str | None = None
+    previous: JobStatus | None = None
+    record: JobRecord | None = None
+
+
+TransitionHook = Callable[[JobEvent], None | Awaitable[None]]
+
+
+def encode_fields(fields: dict[str, Any]) -> list[str]:
+    """Flatten to HSET pairs: ``status`` raw (Lua compares it), every other value as JSON."""
+    out: list[str] = []
+    for k, v in fields.items():
+        if hasattr(v, "model_dump"):
+            v = v.model_dump(mode="json")
+        out += [k, v.value if isinstance(v, JobStatus) else json.dumps(v)]
+    return out
+
+
+def decode_record(raw: dict[str, str]) -> JobRecord | None:
+    if not raw:
+        return None
+    data = {k: (v if k == "status" else json.loads(v)) for k, v in raw.items()}
+    return JobRecord.model_validate(data)
+
+
+def pairs_to_dict(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def event_data(job_id: str, status: JobStatus, fields: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": job_id, "status": status.value}
+    for k in ("progress", "step", "total_steps", "attempts", "error"):
+        if k in fields:
+            v = fields[k]
+            data[k] = v.model_dump(mode="json") if hasattr(v, "model_dump") else v
+    return data
+
+
+def transition_args(
+    job_id: str, target: JobStatus, fields: dict[str, Any], ttl_s: int, allowed: frozenset[JobStatus] | None
+) -> tuple[list[str], dict[str, Any]]:
+    """ARGV of `TRANSITION_LUA` and the event data it publishes."""
+    allowed = ALLOWED[target] if allowed is None else allowed
+    data = event_data(job_id, target, fields)
+    argv = [
+        " ".join(sorted(s.value for s in allowed)),
+        target.value,
+        job_id,
+        EVENT_TYPES[target],
+        json.dumps(data),
+        str(ttl_s if target.is_terminal else 0),
+        *encode_fields(fields),
+    ]
+    return argv, data
+
+
+class TransitionRejected(Exception):
+    """The job is not in a status the transition may start from (or it does not exist)."""
+
+    def __init__(self, job_id: str, current: JobStatus | None) -> None:
+        super().__init__(f"job {job_id} is {current.value if current else 'gone'}")
+        self.current = current
+
+
+class HookRegistry:
+    def __init__(self) -> None:
+        self.hooks: list[TransitionHook] = []
+
+    def add_transition_hook(self, fn: TransitionHook) -> None:
+        self.hooks.append(fn)
+
+
+class JobStore(HookRegistry):
+    """Synchronous store for the worker (one Celery task at a time per process)."""
+
+    def __init__(self, client: redis.Redis, *, retention_s: int) -> None:
+        super().__init__()
+        self.r = client
+        self.retention_s = retention_s
+        self._transition = client.register_script(TRANSITION_LUA)
+        self._progress = client.register_script(PROGRESS_LUA)
+        self._set_fields = client.register_script(SET_FIELDS_LUA)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return decode_record(self.r.hgetall(keys.job(job_id)))  # type: ignore[arg-type]
+
+    def transition(
+        self,
+        rec: JobRecord,
+        target: JobStatus,
+        fields: dict[str, Any] | None = None,
+        *,
+        allowed: frozenset[JobStatus] | None = None,
+    ) -> JobRecord:
+        """Move ``rec`` to ``target`` atomically; raise `TransitionRejected` when not allowed."""
+        fields = dict(fields or {})
+        if target.is_terminal:
+            now = fields.setdefault("completed_at", time.time())
+            fields.setdefault("expires_at", now + self.retention_s)
+        argv, data = transition_args(rec.id, target, fields, self.retention_s, allowed)
+        ks = [keys.job(rec.id), keys.events(rec.id), keys.queued(rec.model), keys.cancel_flag(rec.id)]
+        res = self._transition(keys=ks, args=argv)
+        if not res[0]:
+            raise TransitionRejected(rec.id, JobStatus(res[1]) if res[1] else None)
+        new = decode_record(pairs_to_dict(res[3]))
+        assert new is not None
+        self._run_hooks(JobEvent(rec.id, EVENT_TYPES[target], data, res[2], JobStatus(res[1]), new))
+        return new
+
+    def progress(self, job_id: str, step: int, total: int) -> int:
+        """Record a finished denoising step; returns -1 (job gone / not running), 1 (cancel asked), 0."""
+        pct = min(99, int(100 * step / max(total, 1)))
+        data = {"id": job_id, "status": "in_progress", "step": step, "total_steps": total, "progress": pct}
+        ks = [keys.job(job_id), keys.events(job_id), keys.cancel_flag(job_id)]
+        res = int(self._progress(keys=ks, args=[step, total, pct, json.dumps(data)]))
+        if res >= 0:
+            self._run_hooks(JobEvent(job_id, PROGRESS_EVENT, data))
+        return res
+
+    def set_fields(self, job_id: str, fields: dict[str, Any]) -> None:
+        """Write non-status fields (timings, revised prompt); never used for status."""
+        if "status" in fields:
+            raise ValueError("status is written only by transitions")
+        if fields:
+            self._set_fields(keys=[keys.job(job_id)], args=encode_fields(fields))
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self.r.exists(keys.cancel_flag(job_id)))
+
+    def _run_hooks(self, ev: JobEvent) -> None:
+        for fn in self.hooks:
+            try:
+                fn(ev)
+            except Exception:
+                log.exception("transition hook %r failed for %s", fn, ev.job_id)

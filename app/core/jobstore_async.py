@@ -1,0 +1,168 @@
+"""The gateway's side of the job store (redis.asyncio): create, read, list, cancel, delete.
+
+Shares the Lua scripts and codec of `app.core.jobstore`; see that module for the invariants.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import time
+from typing import Any, cast
+
+import redis.asyncio as aredis
+
+from app.core import keys
+from app.core.errors import InvalidInput
+from app.core.jobstore import (
+    CREATE_LUA,
+    TRANSITION_LUA,
+    HookRegistry,
+    JobEvent,
+    TransitionRejected,
+    decode_record,
+    encode_fields,
+    event_data,
+    pairs_to_dict,
+    transition_args,
+)
+from app.core.schemas import JobRecord
+from app.core.status import EVENT_TYPES, JobStatus
+
+log = logging.getLogger(__name__)
+
+
+class AsyncJobStore(HookRegistry):
+    """Async job store. Hooks may be plain functions or coroutine functions."""
+
+    def __init__(self, client: aredis.Redis, *, retention_s: int, cancel_flag_ttl_s: int = 86400) -> None:
+        super().__init__()
+        self.r = client
+        self.retention_s = retention_s
+        self.cancel_flag_ttl_s = cancel_flag_ttl_s
+        self._create = client.register_script(CREATE_LUA)
+        self._transition = client.register_script(TRANSITION_LUA)
+
+    async def create(self, rec: JobRecord) -> JobRecord:
+        """Store a new `queued` job, index it and publish `video.queued`."""
+        fields = rec.model_dump(exclude_none=False)
+        data = event_data(rec.id, rec.status, {"progress": 0})
+        ks = [
+            keys.job(rec.id),
+            keys.events(rec.id),
+            keys.JOBS_INDEX,
+            keys.owner_index(rec.owner) if rec.owner else keys.JOBS_INDEX,
+            keys.queued(rec.model),
+        ]
+        argv = [rec.id, str(int(rec.created_at * 1000)), EVENT_TYPES[rec.status], json.dumps(data)]
+        eid = await self._create(keys=ks, args=argv + encode_fields(fields))
+        if eid is None:
+            raise InvalidInput.field("id", f"job {rec.id} already exists")
+        await self._run_hooks(JobEvent(rec.id, EVENT_TYPES[rec.status], data, eid, None, rec))
+        return rec
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        return decode_record(cast(dict[str, str], await self.r.hgetall(keys.job(job_id))))
+
+    async def transition(
+        self,
+        rec: JobRecord,
+        target: JobStatus,
+        fields: dict[str, Any] | None = None,
+        *,
+        allowed: frozenset[JobStatus] | None = None,
+    ) -> JobRecord:
+        fields = dict(fields or {})
+        if target.is_terminal:
+            now = fields.setdefault("completed_at", time.time())
+            fields.setdefault("expires_at", now + self.retention_s)
+        argv, data = transition_args(rec.id, target, fields, self.retention_s, allowed)
+        ks = [keys.job(rec.id), keys.events(rec.id), keys.queued(rec.model), keys.cancel_flag(rec.id)]
+        res = await self._transition(keys=ks, args=argv)
+        if not res[0]:
+            raise TransitionRejected(rec.id, JobStatus(res[1]) if res[1] else None)
+        new = decode_record(pairs_to_dict(res[3]))
+        assert new is not None
+        await self._run_hooks(JobEvent(rec.id, EVENT_TYPES[target], data, res[2], JobStatus(res[1]), new))
+        return new
+
+    async def cancel(self, rec: JobRecord) -> JobRecord:
+        """Queued → cancelled at once; running → raise the cancel flag the worker checks every step.
+
+        Returns the record after the call; a terminal record is returned unchanged.
+        """
+        try:
+            return await self.transition(
+                rec, JobStatus.CANCELLED, {"cancel_requested": True}, allowed=frozenset({JobStatus.QUEUED})
+            )
+        except TransitionRejected as exc:
+            if exc.current is not JobStatus.IN_PROGRESS:
+                current = await self.get(rec.id)
+                return current or rec
+        async with self.r.pipeline(transaction=True) as p:
+            p.set(keys.cancel_flag(rec.id), "1", ex=self.cancel_flag_ttl_s)
+            p.hset(keys.job(rec.id), "cancel_requested", "true")
+            await p.execute()
+        return await self.get(rec.id) or rec
+
+    async def delete(self, rec: JobRecord) -> None:
+        """Remove the record, its events and index entries (a running job sees it gone and stops)."""
+        async with self.r.pipeline(transaction=True) as p:
+            if rec.status is JobStatus.IN_PROGRESS:
+                p.set(keys.cancel_flag(rec.id), "1", ex=self.cancel_flag_ttl_s)
+            p.delete(keys.job(rec.id), keys.events(rec.id))
+            p.zrem(keys.JOBS_INDEX, rec.id)
+            if rec.owner:
+                p.zrem(keys.owner_index(rec.owner), rec.id)
+            p.zrem(keys.queued(rec.model), rec.id)
+            await p.execute()
+
+    async def queue_position(self, rec: JobRecord) -> int | None:
+        """1 for the next job to start; None unless queued."""
+        if rec.status is not JobStatus.QUEUED:
+            return None
+        rank = await self.r.zrank(keys.queued(rec.model), rec.id)
+        return None if rank is None else cast(int, rank) + 1
+
+    async def list(
+        self, *, owner: str | None, after: str | None, limit: int, order: str
+    ) -> tuple[list[JobRecord], bool]:
+        """A page of jobs (newest first for ``order="desc"``) after the cursor id, and has_more."""
+        index = keys.owner_index(owner) if owner else keys.JOBS_INDEX
+        desc = order == "desc"
+        start = 0
+        if after is not None:
+            rank = await (self.r.zrevrank(index, after) if desc else self.r.zrank(index, after))
+            if rank is None:
+                raise InvalidInput.field("after", f"unknown cursor {after!r}")
+            start = cast(int, rank) + 1
+        stop = start + limit  # one extra to learn has_more
+        ids = cast(
+            list[str],
+            await (self.r.zrevrange(index, start, stop) if desc else self.r.zrange(index, start, stop)),
+        )
+        async with self.r.pipeline(transaction=False) as p:
+            for job_id in ids:
+                p.hgetall(keys.job(job_id))
+            raws = await p.execute()
+        out: list[JobRecord] = []
+        gone: list[str] = []
+        for job_id, raw in zip(ids, raws, strict=True):
+            rec = decode_record(raw)
+            if rec is None:
+                gone.append(job_id)
+            else:
+                out.append(rec)
+        if gone:  # expired records: drop their index entries lazily
+            await self.r.zrem(index, *gone)
+        return out[:limit], len(out) > limit
+
+    async def _run_hooks(self, ev: JobEvent) -> None:
+        for fn in self.hooks:
+            try:
+                res = fn(ev)
+                if inspect.isawaitable(res):
+                    await res
+            except Exception:
+                log.exception("transition hook %r failed for %s", fn, ev.job_id)

@@ -1,0 +1,194 @@
+"""Per-key abuse limits kept in Redis.
+
+Two per-key policies and one global one, all enforced atomically with Lua:
+
+- ``requests``: at most ``requests_per_window`` API requests per ``window_s`` (fixed window);
+- ``active``: at most ``max_active_jobs`` queued + running jobs per key (a Redis set of job ids per
+  owner, entered on submission and left on a terminal transition or delete);
+- ``queue``: at most ``max_queued_global`` active jobs across all keys.
+
+Over a limit the gateway answers 429 with ``Retry-After`` and the IETF draft headers
+(``RateLimit-Policy: "requests";q=60;w=60`` and ``RateLimit: "requests";r=0;t=12``) plus the
+legacy ``X-RateLimit-Limit/Remaining/Reset``. A limit of 0 disables that policy.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from app.core.errors import ServiceError
+
+_NS = "wanserve:rl:"
+_ACTIVE = "wanserve:active:"
+_ACTIVE_ALL = "wanserve:active_all"
+_JOB_PREFIX = "wanserve:job:"  # app.core.keys.job(id)
+
+_RATE_LUA = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('TTL', KEYS[1])
+return {n, ttl}
+"""
+
+_RESERVE_LUA = """
+-- KEYS: owner set, global set. ARGV: job id, per-key limit, global limit, job hash prefix.
+-- Members whose job record is gone or no longer queued/in_progress are pruned lazily at the limit,
+-- so a deleted, expired or finished job never holds a slot.
+local function prune(set)
+  for _, id in ipairs(redis.call('SMEMBERS', set)) do
+    local st = redis.call('HGET', ARGV[4] .. id, 'status')
+    if st ~= 'queued' and st ~= 'in_progress' then
+      redis.call('SREM', KEYS[1], id)
+      redis.call('SREM', KEYS[2], id)
+    end
+  end
+end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
+local per_key = tonumber(ARGV[2])
+local global = tonumber(ARGV[3])
+if per_key > 0 and redis.call('SCARD', KEYS[1]) >= per_key then
+  prune(KEYS[1])
+  if redis.call('SCARD', KEYS[1]) >= per_key then return 1 end
+end
+if global > 0 and redis.call('SCARD', KEYS[2]) >= global then
+  prune(KEYS[2])
+  if redis.call('SCARD', KEYS[2]) >= global then return 2 end
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    requests_per_window: int = 120
+    window_s: int = 60
+    max_active_jobs: int = 8
+    max_queued_global: int = 1000
+    busy_retry_after_s: int = 10
+
+
+@dataclass
+class LimitDecision:
+    allowed: bool
+    policy: str
+    limit: int
+    remaining: int
+    reset_s: int
+    retry_after_s: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class RateLimitExceeded(ServiceError):
+    """→ 429 with ``headers`` (Retry-After, RateLimit-Policy, RateLimit, X-RateLimit-*)."""
+
+    status, title, type_slug = 429, "Too many requests", "rate-limited"
+
+    def __init__(self, decision: LimitDecision, detail: str) -> None:
+        super().__init__(detail)
+        self.decision = decision
+        self.headers = dict(decision.headers)
+
+
+def _headers(policy: str, limit: int, remaining: int, reset_s: int, window_s: int | None) -> dict[str, str]:
+    pol = f'"{policy}";q={limit}' + (f";w={window_s}" if window_s else "")
+    return {
+        "RateLimit-Policy": pol,
+        "RateLimit": f'"{policy}";r={max(remaining, 0)};t={max(reset_s, 0)}',
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(max(remaining, 0)),
+        "X-RateLimit-Reset": str(max(reset_s, 0)),
+    }
+
+
+class RateLimiter:
+    def __init__(self, redis: Redis, limits: RateLimits) -> None:
+        self.redis = redis
+        self.limits = limits
+
+    async def hit(self, owner: str) -> LimitDecision:
+        """Count one request for ``owner``; raises ``RateLimitExceeded`` over the limit."""
+        lim = self.limits
+        if lim.requests_per_window <= 0:
+            return LimitDecision(True, "requests", 0, 0, 0)
+        window = int(time.time()) // lim.window_s
+        key = f"{_NS}{owner}:{window}"
+        n, ttl = await self.redis.eval(_RATE_LUA, 1, key, str(lim.window_s + 1))
+        n, ttl = int(n), max(int(ttl), 1)
+        reset = min(ttl, lim.window_s)
+        remaining = lim.requests_per_window - n
+        decision = LimitDecision(
+            allowed=n <= lim.requests_per_window,
+            policy="requests",
+            limit=lim.requests_per_window,
+            remaining=max(remaining, 0),
+            reset_s=reset,
+            retry_after_s=reset if n > lim.requests_per_window else 0,
+            headers=_headers("requests", lim.requests_per_window, remaining, reset, lim.window_s),
+        )
+        if not decision.allowed:
+            decision.headers["Retry-After"] = str(decision.retry_after_s)
+            raise RateLimitExceeded(
+                decision, f"request rate limit of {lim.requests_per_window} per {lim.window_s}s exceeded"
+            )
+        return decision
+
+    async def reserve_job(self, owner: str, job_id: str, *, per_key: bool = True) -> None:
+        """Enter ``job_id`` into the owner's and the global active sets, or raise 429.
+
+        Call before the job record is written; a job whose record never appears (or that ends)
+        frees its slot the next time a limit is reached.
+        """
+        lim = self.limits
+        res = int(
+            await self.redis.eval(
+                _RESERVE_LUA,
+                2,
+                _ACTIVE + owner,
+                _ACTIVE_ALL,
+                job_id,
+                str(lim.max_active_jobs if per_key else 0),
+                str(lim.max_queued_global),
+                _JOB_PREFIX,
+            )
+        )
+        if res == 0:
+            return
+        retry = lim.busy_retry_after_s
+        if res == 1:
+            headers = _headers("active", lim.max_active_jobs, 0, retry, None)
+            headers["Retry-After"] = str(retry)
+            raise RateLimitExceeded(
+                LimitDecision(False, "active", lim.max_active_jobs, 0, retry, retry, headers),
+                f"this API key already has {lim.max_active_jobs} active (queued or running) jobs",
+            )
+        headers = _headers("queue", lim.max_queued_global, 0, retry, None)
+        headers["Retry-After"] = str(retry)
+        raise RateLimitExceeded(
+            LimitDecision(False, "queue", lim.max_queued_global, 0, retry, retry, headers),
+            "the service queue is full; retry later",
+        )
+
+    async def release_job(self, owner: str, job_id: str) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.srem(_ACTIVE + owner, job_id)
+        pipe.srem(_ACTIVE_ALL, job_id)
+        await pipe.execute()
+
+    async def active_count(self, owner: str) -> int:
+        return int(await self.redis.scard(_ACTIVE + owner))
+
+
+def release_job_sync(redis_client: object, owner: str, job_id: str) -> None:
+    """Same as ``RateLimiter.release_job`` for synchronous callers (the worker's transition hook)."""
+    from redis import Redis as SyncRedis
+
+    assert isinstance(redis_client, SyncRedis)
+    pipe = redis_client.pipeline(transaction=True)
+    pipe.srem(_ACTIVE + owner, job_id)
+    pipe.srem(_ACTIVE_ALL, job_id)
+    pipe.execute()

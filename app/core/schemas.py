@@ -1,0 +1,213 @@
+"""Pydantic shapes shared by the gateway and the worker: requests, job records, public objects.
+
+The public video object is OpenAI's `/v1/videos` object plus wanserve's fields; see README.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.status import JobStatus
+from app.core.styles import PromptExtensionInfo, StyleSelection
+
+Sampler = Literal["unipc", "dpm++", "euler"]
+Variant = Literal["video", "thumbnail"]
+
+
+class ModelInfo(BaseModel):
+    """Mirror of `model.ModelPreset` as workers publish it (JSON) in Redis; app never imports model."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model_id: str
+    task: str
+    image_input: Literal["none", "required", "optional"]
+    sizes: list[tuple[int, int]]
+    default_size: tuple[int, int]
+    default_num_frames: int
+    min_num_frames: int
+    max_num_frames: int
+    fps: int
+    default_num_steps: int
+    max_num_steps: int
+    default_shift: float
+    default_guidance_scale: list[float]  # [g] one expert; [low_noise, high_noise] two experts
+    boundary: float | None = None
+    default_sampler: str = "unipc"
+    samplers: list[str] = ["unipc", "dpm++", "euler"]
+    negative_prompt: str = ""
+
+    @property
+    def num_experts(self) -> int:
+        return 2 if self.boundary is not None else 1
+
+
+class VideoCreate(BaseModel):
+    """`POST /v1/videos` body (JSON, or multipart/form-data flattened the OpenAI-SDK way)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=4000)
+    model: str | None = None
+    size: str | None = Field(None, description="WIDTHxHEIGHT, one of the model's sizes")
+    seconds: float | str | None = Field(None, description="duration; frames = 4*round(seconds*fps/4)+1")
+    num_frames: int | None = Field(None, description="4n+1 within the model's bounds")
+    fps: int | None = Field(None, ge=1, le=60)
+    negative_prompt: str | None = Field(None, max_length=4000)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    num_inference_steps: int | None = Field(None, ge=1)
+    guidance_scale: float | None = Field(None, ge=0, le=50, description="both experts")
+    guidance_scale_high_noise: float | None = Field(None, ge=0, le=50, description="high-noise expert")
+    guidance_scale_low_noise: float | None = Field(None, ge=0, le=50, description="low-noise expert")
+    shift: float | None = Field(None, gt=0, le=100)
+    sampler: Sampler | None = None
+    metadata: dict[str, Any] | None = None
+    input_reference: Any = Field(None, description="image: multipart file, or JSON {image_url: data URL}")
+    webhook_url: str | None = Field(None, max_length=2048, description="https URL for signed events")
+    webhook_events: list[str] | str | None = Field(
+        None, description="subset of started, progress, completed, failed, cancelled (default: terminal)"
+    )
+    style: StyleSelection | None = Field(None, description="cinematic style controls; see GET /v1/styles")
+    prompt_extend: bool = Field(False, description="rewrite the prompt with the worker's local LLM first")
+    prompt_extend_language: Literal["auto", "en", "zh"] = Field(
+        "auto", description="language of the rewritten prompt; auto: the prompt's own"
+    )
+
+
+class ResolvedParams(BaseModel):
+    """The exact generation parameters after defaults and validation (what the worker runs)."""
+
+    width: int
+    height: int
+    num_frames: int
+    fps: int
+    num_inference_steps: int
+    guidance_scale: list[float]  # model order: [g] or [low_noise, high_noise]
+    shift: float
+    sampler: str
+    seed: int
+    negative_prompt: str | None = None  # None: the model's default negative prompt
+    has_image: bool = False
+
+
+class JobErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class JobRecord(BaseModel):
+    """The job record, stored field by field (each value JSON) in the Redis hash `wanserve:job:<id>`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    status: JobStatus
+    model: str
+    prompt: str
+    params: ResolvedParams
+    metadata: dict[str, Any] | None = None
+    created_at: float
+    started_at: float | None = None
+    completed_at: float | None = None
+    expires_at: float | None = None
+    progress: int = 0
+    step: int = 0
+    total_steps: int = 0
+    error: JobErrorInfo | None = None
+    attempts: int = 0
+    worker_id: str | None = None
+    timings: dict[str, float] = {}
+    assets: dict[str, str] = {}  # variant -> storage key
+    input_key: str | None = None  # storage key of the input image
+    cancel_requested: bool = False
+    # room for other features (issues 4 and 8); the spine stores and returns them as given
+    owner: str | None = None  # API key id; None when auth is off
+    webhook_url: str | None = None
+    webhook_events: list[str] | None = None
+    idempotency_key: str | None = None
+    style: dict[str, list[str]] | None = None  # StyleSelection.as_dict()
+    revised_prompt: str | None = None  # what the model is given (style woven in, maybe extended)
+    prompt_extend: bool = False
+    prompt_extension: PromptExtensionInfo | None = None  # set when prompt_extend was requested
+
+
+class VideoUrls(BaseModel):
+    video: str | None = None
+    thumbnail: str | None = None
+    expires_at: int
+
+
+class VideoPublic(BaseModel):
+    """The video object: OpenAI's fields first, then wanserve's."""
+
+    id: str
+    object: Literal["video"] = "video"
+    model: str
+    status: JobStatus
+    progress: int
+    created_at: int
+    completed_at: int | None = None
+    expires_at: int | None = None
+    size: str
+    seconds: str
+    prompt: str
+    error: JobErrorInfo | None = None
+    remixed_from_video_id: str | None = None
+    # wanserve extensions
+    queue_position: int | None = None
+    step: int = 0
+    total_steps: int = 0
+    started_at: int | None = None
+    timings: dict[str, float] = {}
+    seed: int
+    parameters: ResolvedParams
+    urls: VideoUrls | None = None
+    metadata: dict[str, Any] | None = None
+    attempts: int = 0
+    worker_id: str | None = None
+    cancel_requested: bool = False
+    revised_prompt: str | None = None
+    style: dict[str, list[str]] | None = None
+    prompt_extension: PromptExtensionInfo | None = None
+
+
+class VideoList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[VideoPublic]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+class VideoDeleted(BaseModel):
+    id: str
+    object: Literal["video.deleted"] = "video.deleted"
+    deleted: bool = True
+
+
+class ModelPublic(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "wanserve"
+    task: str
+    image_input: str
+    sizes: list[str]
+    default_size: str
+    fps: int
+    num_frames: dict[str, int]  # default / min / max
+    num_inference_steps: dict[str, int]  # default / max
+    default_shift: float
+    default_guidance_scale: dict[str, float]  # {"all"} or {"high_noise", "low_noise"}
+    samplers: list[str]
+    default_sampler: str
+    workers: int
+    ready_workers: int
+    prompt_extend_available: bool = False  # a live worker of this model has an extension LLM
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelPublic]

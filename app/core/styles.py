@@ -1,0 +1,519 @@
+"""Cinematic style controls: the vocabulary, the ``style`` request object and prompt weaving.
+
+Wan2.2 was trained with aesthetic labels (lighting, time of day, shot size, composition, lens,
+camera angle, colour tone, camera movement). A client picks values from our vocabulary instead of
+writing prompt craft; ``apply_style`` appends the matching phrases to the prompt in a fixed order.
+
+Request shape (every key optional; a value is one string or a list of strings)::
+
+    {"shot_size": "close_up", "lighting": ["soft", "backlight"], "color_tone": "warm"}
+
+Keys are snake_case American spelling (``color_tone``; ``colour_tone`` is accepted as an alias).
+Values are case-insensitive and ``-``/space are read as ``_`` (``"Close-up"`` == ``"close_up"``).
+Inside a category each value belongs to a *group* (light source, light quality, ...); at most one
+value per group may be chosen, so contradictions such as ``soft`` + ``hard`` are rejected.
+
+Weaving order (``STYLE_ORDER``): shot_size, camera_angle, lens, composition, camera_movement,
+lighting, time_of_day, color_tone; inside a category, vocabulary order. The result does not depend
+on the order the client sent. A phrase already in the prompt is not repeated, so applying the same
+style twice gives the same text.
+
+FastAPI-free and torch-free (``app.core``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from app.core.errors import InvalidInput
+
+
+class StyleCategory(StrEnum):
+    LIGHTING = "lighting"
+    TIME_OF_DAY = "time_of_day"
+    SHOT_SIZE = "shot_size"
+    COMPOSITION = "composition"
+    LENS = "lens"
+    CAMERA_ANGLE = "camera_angle"
+    COLOR_TONE = "color_tone"
+    CAMERA_MOVEMENT = "camera_movement"
+
+
+@dataclass(frozen=True)
+class StyleChoice:
+    """One vocabulary entry: the API value and the phrasing the model understands."""
+
+    value: str
+    phrase: str  # English phrasing woven into the prompt
+    phrase_zh: str  # Chinese phrasing, used when the prompt is Chinese
+    group: str  # at most one choice per group within a category
+    aliases: tuple[str, ...] = ()  # other English wordings that count as "already in the prompt"
+
+
+def _c(value: str, phrase: str, zh: str, group: str, *aliases: str) -> StyleChoice:
+    return StyleChoice(value, phrase, zh, group, tuple(aliases))
+
+
+STYLE_ORDER: tuple[StyleCategory, ...] = (
+    StyleCategory.SHOT_SIZE,
+    StyleCategory.CAMERA_ANGLE,
+    StyleCategory.LENS,
+    StyleCategory.COMPOSITION,
+    StyleCategory.CAMERA_MOVEMENT,
+    StyleCategory.LIGHTING,
+    StyleCategory.TIME_OF_DAY,
+    StyleCategory.COLOR_TONE,
+)
+
+CATEGORY_DESCRIPTIONS: Mapping[StyleCategory, str] = {
+    StyleCategory.LIGHTING: "Light source, quality, direction and contrast (one of each group).",
+    StyleCategory.TIME_OF_DAY: "When the scene takes place.",
+    StyleCategory.SHOT_SIZE: "How much of the subject the frame shows.",
+    StyleCategory.COMPOSITION: "Where the subject sits in the frame.",
+    StyleCategory.LENS: "Focal length / lens character.",
+    StyleCategory.CAMERA_ANGLE: "Camera height and tilt relative to the subject.",
+    StyleCategory.COLOR_TONE: "Colour temperature and saturation (one of each group).",
+    StyleCategory.CAMERA_MOVEMENT: "How the camera moves during the clip (one per group; 'static' alone).",
+}
+
+STYLE_VOCABULARY: Mapping[StyleCategory, tuple[StyleChoice, ...]] = {
+    StyleCategory.SHOT_SIZE: (
+        _c("extreme_close_up", "extreme close-up shot", "大特写", "size"),
+        _c("close_up", "close-up shot", "特写", "size", "close up shot", "closeup shot"),
+        _c("medium_close_up", "medium close-up shot", "近景", "size"),
+        _c("medium", "medium shot", "中景", "size", "mid shot"),
+        _c("medium_wide", "medium wide shot", "中全景", "size"),
+        _c("wide", "wide shot", "远景", "size", "long shot"),
+        _c("extreme_wide", "extreme wide shot", "大远景", "size", "extreme long shot"),
+    ),
+    StyleCategory.CAMERA_ANGLE: (
+        _c("eye_level", "eye-level shot", "平视镜头", "angle", "eye level angle"),
+        _c("low_angle", "low-angle shot", "仰拍镜头", "angle", "low angle view"),
+        _c("high_angle", "high-angle shot", "俯拍镜头", "angle", "high angle view"),
+        _c("dutch_angle", "Dutch angle", "倾斜镜头", "angle", "dutch tilt"),
+        _c("overhead", "overhead top-down shot", "顶部俯视镜头", "angle", "top-down shot"),
+        _c("aerial", "aerial shot", "航拍镜头", "angle", "drone shot"),
+        _c("over_the_shoulder", "over-the-shoulder shot", "过肩镜头", "angle"),
+    ),
+    StyleCategory.LENS: (
+        _c("ultra_wide", "ultra-wide-angle lens", "超广角镜头", "lens"),
+        _c("wide_angle", "wide-angle lens", "广角镜头", "lens", "wide angle shot"),
+        _c("fisheye", "fisheye lens", "鱼眼镜头", "lens"),
+        _c("normal", "standard lens", "标准镜头", "lens", "normal lens"),
+        _c("telephoto", "telephoto lens", "长焦镜头", "lens", "long lens"),
+        _c("macro", "macro lens", "微距镜头", "lens"),
+    ),
+    StyleCategory.COMPOSITION: (
+        _c("centered", "centered composition", "中心构图", "composition", "center composition"),
+        _c("balanced", "balanced composition", "平衡构图", "composition"),
+        _c("symmetrical", "symmetrical composition", "对称构图", "composition"),
+        _c("rule_of_thirds", "rule-of-thirds composition", "三分法构图", "composition"),
+        _c("left_weighted", "left-weighted composition", "左侧重构图", "composition"),
+        _c("right_weighted", "right-weighted composition", "右侧重构图", "composition"),
+        _c("short_side", "short-side composition", "短边构图", "composition"),
+    ),
+    StyleCategory.CAMERA_MOVEMENT: (
+        _c("static", "static camera", "固定镜头", "static", "fixed camera", "locked off camera"),
+        _c("push_in", "the camera slowly pushes in", "镜头缓缓推进", "dolly", "camera pushes in"),
+        _c("pull_out", "the camera slowly pulls out", "镜头缓缓拉远", "dolly", "camera pulls out"),
+        _c("pan_left", "the camera pans left", "镜头向左摇", "pan", "camera pans left"),
+        _c("pan_right", "the camera pans right", "镜头向右摇", "pan", "camera pans right"),
+        _c("tilt_up", "the camera tilts up", "镜头向上摇", "tilt", "camera tilts up"),
+        _c("tilt_down", "the camera tilts down", "镜头向下摇", "tilt", "camera tilts down"),
+        _c("tracking", "tracking shot following the subject", "跟随主体的跟拍镜头", "path", "tracking shot"),
+        _c("orbit", "the camera orbits around the subject", "镜头环绕主体", "path", "orbit shot"),
+        _c("crane_up", "the camera cranes up", "镜头升起", "path", "crane up"),
+        _c("crane_down", "the camera cranes down", "镜头下降", "path", "crane down"),
+        _c("handheld", "handheld camera", "手持镜头", "rig", "hand-held camera"),
+    ),
+    StyleCategory.LIGHTING: (
+        _c("daylight", "natural daylight", "自然日光", "source", "daylight"),
+        _c("sunlight", "bright sunlight", "晴朗阳光", "source", "sunny light"),
+        _c("overcast", "overcast light", "阴天光线", "source", "overcast lighting"),
+        _c("moonlight", "moonlight", "月光", "source"),
+        _c("firelight", "firelight", "火光", "source", "fire light"),
+        _c("practical", "practical light sources", "场景内实景光源", "source", "practical lighting"),
+        _c("artificial", "artificial light", "人工光", "source", "artificial lighting"),
+        _c("fluorescent", "fluorescent light", "荧光灯光", "source", "fluorescent lighting"),
+        _c("neon", "neon light", "霓虹灯光", "source", "neon lighting", "neon lights"),
+        _c("soft", "soft light", "柔光", "quality", "soft lighting"),
+        _c("hard", "hard light", "硬光", "quality", "hard lighting"),
+        _c("top", "top light", "顶光", "direction", "top lighting"),
+        _c("side", "side light", "侧光", "direction", "side lighting"),
+        _c("backlight", "backlight", "逆光", "direction", "backlit", "back light"),
+        _c("underlight", "underlight", "底光", "direction", "under lighting"),
+        _c("rim", "rim light", "轮廓光", "direction", "rim lighting"),
+        _c("silhouette", "silhouette lighting", "剪影", "direction", "silhouette"),
+        _c("high_contrast", "high contrast", "高对比度", "contrast", "high contrast lighting"),
+        _c("low_contrast", "low contrast", "低对比度", "contrast", "low contrast lighting"),
+    ),
+    StyleCategory.TIME_OF_DAY: (
+        _c("day", "daytime", "白天", "time"),
+        _c("dawn", "dawn", "黎明", "time"),
+        _c("sunrise", "sunrise", "日出", "time"),
+        _c("golden_hour", "golden hour", "黄金时刻", "time"),
+        _c("sunset", "sunset", "日落", "time"),
+        _c("dusk", "dusk", "黄昏", "time"),
+        _c("blue_hour", "blue hour", "蓝调时刻", "time"),
+        _c("night", "night", "夜晚", "time", "nighttime"),
+    ),
+    StyleCategory.COLOR_TONE: (
+        _c("warm", "warm color tone", "暖色调", "temperature", "warm colour tone", "warm tones"),
+        _c("cool", "cool color tone", "冷色调", "temperature", "cool colour tone", "cool tones"),
+        _c("saturated", "saturated colors", "高饱和度", "saturation", "saturated colours"),
+        _c("desaturated", "desaturated colors", "低饱和度", "saturation", "desaturated colours"),
+        _c("black_and_white", "black and white", "黑白画面", "saturation", "monochrome"),
+    ),
+}
+
+CATEGORY_ALIASES: Mapping[str, StyleCategory] = {"colour_tone": StyleCategory.COLOR_TONE}
+
+_CATEGORY_NAMES: Mapping[str, StyleCategory] = {c.value: c for c in StyleCategory}
+_CHOICES: dict[StyleCategory, dict[str, StyleChoice]] = {
+    cat: {c.value: c for c in choices} for cat, choices in STYLE_VOCABULARY.items()
+}
+
+
+def allowed_values(category: StyleCategory) -> list[str]:
+    return [c.value for c in STYLE_VOCABULARY[category]]
+
+
+def max_values(category: StyleCategory) -> int:
+    """How many values a category takes at once: one per group."""
+    return len({c.group for c in STYLE_VOCABULARY[category]})
+
+
+def _norm_token(raw: str) -> str:
+    return re.sub(r"[\s\-]+", "_", raw.strip().lower())
+
+
+def _json_schema(category: StyleCategory) -> WithJsonSchema:
+    enum = {"type": "string", "enum": allowed_values(category)}
+    n = max_values(category)
+    options: list[dict[str, Any]] = [enum]
+    if n > 1:
+        options.append({"type": "array", "items": enum, "maxItems": n, "uniqueItems": True})
+    return WithJsonSchema({"anyOf": options, "description": CATEGORY_DESCRIPTIONS[category]})
+
+
+_Values = tuple[str, ...]
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    """A validation error whose message is shown as is (no "Value error, " prefix)."""
+    return PydanticCustomError("invalid_style", message.replace("{", "(").replace("}", ")"))
+
+
+class StyleSelection(BaseModel):
+    """The validated ``style`` object. Each field holds vocabulary values in vocabulary order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lighting: Annotated[_Values, _json_schema(StyleCategory.LIGHTING)] = ()
+    time_of_day: Annotated[_Values, _json_schema(StyleCategory.TIME_OF_DAY)] = ()
+    shot_size: Annotated[_Values, _json_schema(StyleCategory.SHOT_SIZE)] = ()
+    composition: Annotated[_Values, _json_schema(StyleCategory.COMPOSITION)] = ()
+    lens: Annotated[_Values, _json_schema(StyleCategory.LENS)] = ()
+    camera_angle: Annotated[_Values, _json_schema(StyleCategory.CAMERA_ANGLE)] = ()
+    color_tone: Annotated[_Values, _json_schema(StyleCategory.COLOR_TONE)] = ()
+    camera_movement: Annotated[_Values, _json_schema(StyleCategory.CAMERA_MOVEMENT)] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_categories(cls, data: Any) -> Any:
+        if isinstance(data, str):  # multipart sends the object as a JSON string
+            try:
+                data = json.loads(data) if data.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise _invalid(f"style must be a JSON object: {exc.msg}") from None
+        if isinstance(data, StyleSelection):
+            return data
+        if not isinstance(data, Mapping):
+            raise _invalid("style must be an object mapping categories to values")
+        allowed = ", ".join(c.value for c in StyleCategory)
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            name = _norm_token(str(key))
+            cat = CATEGORY_ALIASES.get(name) or _CATEGORY_NAMES.get(name)
+            if cat is None:
+                raise _invalid(f"unknown style category '{key}'; allowed categories: {allowed}")
+            if str(cat) in out:
+                raise _invalid(f"style category '{cat}' given twice")
+            out[str(cat)] = value
+        return out
+
+    @field_validator(*(c.value for c in StyleCategory), mode="before")
+    @classmethod
+    def _check_values(cls, value: Any, info: ValidationInfo) -> tuple[str, ...]:
+        category = StyleCategory(str(info.field_name))
+        items: list[Any]
+        if value is None:
+            items = []
+        elif isinstance(value, str):
+            items = [value]
+        elif isinstance(value, list | tuple):
+            items = list(value)
+        else:
+            raise _invalid(f"{category} must be a string or a list of strings")
+        choices = _CHOICES[category]
+        picked: dict[str, StyleChoice] = {}
+        for item in items:
+            if not isinstance(item, str):
+                raise _invalid(f"{category} values must be strings")
+            token = _norm_token(item)
+            if token not in choices:
+                raise _invalid(
+                    f"unknown {category} value '{item}'; allowed: {', '.join(allowed_values(category))}"
+                )
+            picked[token] = choices[token]
+        by_group: dict[str, str] = {}
+        for choice in picked.values():
+            other = by_group.setdefault(choice.group, choice.value)
+            if other != choice.value:
+                raise _invalid(
+                    f"{category} values '{other}' and '{choice.value}' cannot be combined "
+                    f"(at most one {choice.group} value)"
+                )
+        if "static" in by_group and len(by_group) > 1:
+            raise _invalid("camera_movement 'static' cannot be combined with a camera move")
+        return tuple(c.value for c in STYLE_VOCABULARY[category] if c.value in picked)
+
+    def is_empty(self) -> bool:
+        return not any(getattr(self, c.value) for c in StyleCategory)
+
+    def choices(self) -> list[StyleChoice]:
+        """The selected choices in weaving order."""
+        out: list[StyleChoice] = []
+        for cat in STYLE_ORDER:
+            out.extend(_CHOICES[cat][v] for v in getattr(self, cat.value))
+        return out
+
+    def as_dict(self) -> dict[str, list[str]]:
+        """Compact JSON form (non-empty categories only), as stored in the job record."""
+        return {c.value: list(getattr(self, c.value)) for c in STYLE_ORDER if getattr(self, c.value)}
+
+
+class StyleError(ValueError):
+    """A bad ``style`` object; ``errors`` is ``[(field, reason), ...]`` for a 422 response."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{f}: {r}" for f, r in errors))
+
+
+def parse_style(raw: Any, *, field: str = "style") -> StyleSelection | None:
+    """Validate a raw ``style`` value (object, JSON string or None) outside a pydantic model."""
+    if raw is None or isinstance(raw, StyleSelection):
+        return raw
+    try:
+        return StyleSelection.model_validate(raw)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors(include_url=False):
+            loc = ".".join([field, *(str(p) for p in err["loc"])])
+            errors.append((loc, str(err["msg"])))
+        raise StyleError(errors) from None
+
+
+def style_from_form(form: Iterable[tuple[str, str]]) -> Any:
+    """Collect ``style`` from multipart fields: ``style`` (JSON text) or ``style[category]``.
+
+    Repeated ``style[lighting]`` fields (or ``style[lighting][]``) build a list. Returns None
+    when no style field is present; the caller validates the result with ``parse_style``.
+    """
+    whole: str | None = None
+    parts: dict[str, list[str]] = {}
+    for key, value in form:
+        if key == "style":
+            whole = value
+            continue
+        m = re.fullmatch(r"style\[([^\]]+)\](?:\[\d*\])?", key)
+        if m:
+            parts.setdefault(m.group(1), []).append(value)
+    if whole is not None and parts:
+        raise StyleError([("style", "send either 'style' as JSON or 'style[category]' fields, not both")])
+    if whole is not None:
+        return whole
+    if not parts:
+        return None
+    return {k: v[0] if len(v) == 1 else v for k, v in parts.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Weaving
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+_EN_END = (".", "!", "?", "…", '."', '!"', '?"', ".'", ".)")
+_ZH_END = ("。", "！", "？", "…", "”", "」")
+
+
+def is_chinese(text: str) -> bool:
+    """True for a prompt written mainly in Chinese (a CJK character weighs ~3 Latin letters)."""
+    cjk = len(_CJK.findall(text))
+    return cjk > 0 and cjk * 3 >= len(_LATIN.findall(text))
+
+
+def _norm_text(text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[\-_]", " ", text.lower())).strip()
+
+
+def _present(choice: StyleChoice, norm_prompt: str, raw_prompt: str) -> bool:
+    if choice.phrase_zh in raw_prompt:
+        return True
+    for wording in (choice.phrase, *choice.aliases):
+        pattern = r"(?<![a-z0-9])" + re.escape(_norm_text(wording)) + r"(?![a-z0-9])"
+        if re.search(pattern, norm_prompt):
+            return True
+    return False
+
+
+def style_phrases(style: StyleSelection | None, *, language: Literal["en", "zh"] = "en") -> list[str]:
+    """The phrases for a style in weaving order (used by the prompt extender's instructions)."""
+    if style is None:
+        return []
+    return [c.phrase_zh if language == "zh" else c.phrase for c in style.choices()]
+
+
+def apply_style(
+    prompt: str,
+    style: StyleSelection | Mapping[str, Any] | None,
+    *,
+    language: Literal["auto", "en", "zh"] = "auto",
+) -> str:
+    """Append the style's phrases to ``prompt`` as one sentence, skipping ones already present.
+
+    English: ``"A cat on a sofa. Close-up shot, soft light, warm color tone."``
+    Chinese (``language="zh"``, or ``auto`` with a Chinese prompt): ``"沙发上的猫。特写，柔光，暖色调。"``
+    With no style (or an empty one) the prompt is returned unchanged.
+    """
+    selection = style if isinstance(style, StyleSelection) or style is None else parse_style(style)
+    if selection is None or selection.is_empty():
+        return prompt
+    text = prompt.strip()
+    zh = language == "zh" or (language == "auto" and is_chinese(text))
+    norm = _norm_text(text)
+    phrases: list[str] = []
+    for choice in selection.choices():
+        phrase = choice.phrase_zh if zh else choice.phrase
+        if not _present(choice, norm, text) and phrase not in phrases:
+            phrases.append(phrase)
+    if not phrases:
+        return text
+    if zh:
+        sentence = "，".join(phrases) + "。"
+    else:
+        joined = ", ".join(phrases)
+        sentence = joined[0].upper() + joined[1:] + "."
+    body = text.rstrip(" ,;:，；：、")
+    if not body:
+        return sentence
+    if body.endswith(_ZH_END):
+        return body + sentence
+    if body.endswith(_EN_END):
+        return body + ("" if zh else " ") + sentence
+    return body + ("。" if zh else ". ") + sentence
+
+
+# ---------------------------------------------------------------------------------------------
+# Public catalogue (GET /v1/styles)
+
+
+class StyleValuePublic(BaseModel):
+    value: str
+    phrase: str
+    phrase_zh: str
+    group: str
+
+
+class StyleCategoryPublic(BaseModel):
+    category: str
+    description: str
+    max_values: int
+    values: list[StyleValuePublic]
+
+
+class StyleCatalogPublic(BaseModel):
+    object: Literal["list"] = "list"
+    order: list[str] = Field(description="The order in which categories are woven into the prompt.")
+    data: list[StyleCategoryPublic]
+
+
+def style_catalog() -> StyleCatalogPublic:
+    return StyleCatalogPublic(
+        order=[c.value for c in STYLE_ORDER],
+        data=[
+            StyleCategoryPublic(
+                category=cat.value,
+                description=CATEGORY_DESCRIPTIONS[cat],
+                max_values=max_values(cat),
+                values=[
+                    StyleValuePublic(value=c.value, phrase=c.phrase, phrase_zh=c.phrase_zh, group=c.group)
+                    for c in STYLE_VOCABULARY[cat]
+                ],
+            )
+            for cat in StyleCategory
+        ],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompt extension state (job record and video object)
+
+
+class PromptExtensionInfo(BaseModel):
+    """A requested prompt extension: ``pending`` until the worker ran it, then ``extended`` or
+    ``skipped`` (the job went on with the original, styled prompt; ``reason`` says why)."""
+
+    status: Literal["pending", "extended", "skipped"] = "pending"
+    language: Literal["auto", "en", "zh"] = "auto"  # as requested; the worker records en / zh
+    reason: str | None = None
+    model: str | None = None
+    elapsed_s: float | None = None
+    seed: int | None = None  # sampling seed (None when decoding greedily)
+
+
+def style_job_fields(
+    prompt: str,
+    style: StyleSelection | None,
+    *,
+    prompt_extend: bool,
+    language: Literal["auto", "en", "zh"],
+    extend_available: bool,
+    model_id: str,
+) -> dict[str, Any]:
+    """The job-record fields for a create request's style and extension options.
+
+    Raises ``InvalidInput`` (422, field ``prompt_extend``) when extension is asked for but no live
+    worker of ``model_id`` has an extension model. ``revised_prompt`` starts as the styled prompt;
+    a worker that extends the prompt overwrites it.
+    """
+    if prompt_extend and not extend_available:
+        raise InvalidInput.field(
+            "prompt_extend",
+            f"prompt extension is not available for {model_id}: no extension model is configured on its "
+            "workers (set WANSERVE_PROMPT_EXTEND_MODEL_PATH)",
+        )
+    return {
+        "style": style.as_dict() if style is not None and not style.is_empty() else None,
+        "revised_prompt": apply_style(prompt, style),
+        "prompt_extend": prompt_extend,
+        "prompt_extension": PromptExtensionInfo(language=language) if prompt_extend else None,
+    }

@@ -1,0 +1,425 @@
+"""Wan2.2 sampling pipelines: T2V-A14B, I2V-A14B and TI2V-5B (text-only and image modes).
+
+Reproduces the sampling loops of `wan/text2video.py` (`WanT2V`), `wan/image2video.py` (`WanI2V`)
+and `wan/textimage2video.py` (`WanTI2V`) of Wan2.2 commit 42bf4cf:
+
+* noise: float32 `randn([z, T', H/s, W/s])` from a CPU `torch.Generator` seeded by `seed`
+  (T' = (F - 1) / 4 + 1), so a seed gives the same video on any device;
+* two experts (A14B): the high-noise expert while `t >= boundary * 1000`, then the low-noise one;
+  guidance scales are given as (low_noise, high_noise), the official tuple order;
+* I2V-A14B: `y = [mask (4 ch, 1 on latent frame 0), VAE(image + F-1 black frames) (16 ch)]` is
+  concatenated to the 16-channel latent inside the DiT (36 input channels);
+* TI2V-5B with an image: latent frame 0 is pinned to the clean image latent before the loop and
+  after every step, and its tokens get timestep 0 (per-token timesteps `[B, L]`);
+* classifier-free guidance `uncond + g * (cond - uncond)`; the two passes are batched into one
+  forward (B = 2) unless `cfg_batch` is off (then two passes, as upstream);
+* the sampler (`model.scheduler`) sees the DiT's float32 velocity; the VAE decodes the final
+  latent into `[3, F, H, W]` in [-1, 1].
+
+`generate` runs `check_inputs` -> encode -> denoise -> decode.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.presets import ModelPreset
+from model.scheduler import make_sampler
+from model.text_encoder import TextEncoder, pad_embeddings
+
+__all__ = ["StepCallback", "WanPipeline"]
+
+StepCallback = Callable[[int, int, float], None]
+NUM_TRAIN_TIMESTEPS = 1000
+
+
+def _module_device(m: nn.Module) -> torch.device:
+    return next(m.parameters()).device
+
+
+def _module_dtype(m: nn.Module) -> torch.dtype:
+    return next(m.parameters()).dtype
+
+
+class WanPipeline:
+    """One loaded Wan2.2 model: text encoder, one or two DiT experts, VAE, and its preset.
+
+    Args:
+        preset: defaults and constraints (`model.presets.ModelPreset`).
+        text_encoder: `model.text_encoder.TextEncoder`.
+        transformer: the DiT; for two-expert models the **high-noise** expert.
+        transformer_2: the low-noise expert (two-expert models only), else None.
+        vae: `Wan21VAE` / `Wan22VAE` (normalised latents in and out).
+        device: where the DiT runs; dtype: the DiT / text encoder dtype.
+        offload: keep the text encoder and the inactive expert on CPU, moving each module to
+            `device` only while it is used (one expert on the device at a time).
+    """
+
+    def __init__(
+        self,
+        preset: ModelPreset,
+        text_encoder: TextEncoder,
+        transformer: nn.Module,
+        vae: nn.Module,
+        *,
+        transformer_2: nn.Module | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        offload: bool = False,
+    ) -> None:
+        if (transformer_2 is None) != (preset.boundary is None):
+            raise ValueError(
+                f"preset {preset.model_id!r} has boundary={preset.boundary} but "
+                f"{'one' if transformer_2 is None else 'two'} experts were given"
+            )
+        self.preset = preset
+        self.text_encoder = text_encoder
+        self.transformer = transformer
+        self.transformer_2 = transformer_2
+        self.vae = vae
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.offload = offload and self.device.type != "cpu"
+        # Batch the cond/uncond passes into one forward. Results equal two passes; turn off to
+        # halve peak activation memory.
+        self.cfg_batch = not self.offload
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def experts(self) -> tuple[nn.Module, ...]:
+        return (self.transformer,) if self.transformer_2 is None else (self.transformer, self.transformer_2)
+
+    @property
+    def z_dim(self) -> int:
+        return int(self.vae.config.z_dim)
+
+    # -- device management --------------------------------------------------------------------
+    def _activate(self, module: nn.Module) -> nn.Module:
+        """With offload: move `module` to the device and every other big module to CPU."""
+        if not self.offload:
+            return module
+        cpu = torch.device("cpu")
+        for other in (self.text_encoder, *self.experts):
+            if other is not module and _module_device(other) != cpu:
+                other.to(cpu)
+        if _module_device(module) != self.device:
+            module.to(self.device)
+        return module
+
+    def _release(self) -> None:
+        """With offload: put every offloadable module back on CPU."""
+        if not self.offload:
+            return
+        for m in (self.text_encoder, *self.experts):
+            m.to("cpu")
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # -- 0. validation ---------------------------------------------------------------------------
+    def _guidance_pair(self, guidance_scale: float | Sequence[float]) -> tuple[float, float]:
+        """-> (low_noise, high_noise) scales; a float applies to both experts (as upstream)."""
+        if isinstance(guidance_scale, (int, float)):
+            g = float(guidance_scale)
+            return g, g
+        gs = tuple(float(v) for v in guidance_scale)
+        if len(gs) == 1:
+            return gs[0], gs[0]
+        if len(gs) == 2 and self.transformer_2 is not None:
+            return gs[0], gs[1]
+        raise ValueError(
+            f"guidance_scale must be a float or a {self.preset.num_experts}-tuple for "
+            f"{self.preset.model_id!r}, got {guidance_scale!r}"
+        )
+
+    def check_inputs(
+        self,
+        prompt: str,
+        negative_prompt: str | None,
+        image: Any,
+        height: int,
+        width: int,
+        num_frames: int,
+        num_steps: int,
+        guidance_scale: float | Sequence[float],
+        shift: float,
+        sampler: str,
+        seed: int,
+        callback: StepCallback | None,
+    ) -> None:
+        """Raise ValueError naming the offending argument and its value."""
+        p = self.preset
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
+        if negative_prompt is not None and not isinstance(negative_prompt, str):
+            raise ValueError(
+                f"negative_prompt must be a string or None, got {type(negative_prompt).__name__}"
+            )
+        mult = p.spatial_multiple
+        for name, v in (("height", height), ("width", width)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0 or v % mult:
+                raise ValueError(
+                    f"{name} must be a positive multiple of {mult} for {p.model_id!r}, got {v!r}"
+                )
+        st = p.vae_stride[0]
+        if (
+            not isinstance(num_frames, int)
+            or (num_frames - 1) % st
+            or not (p.min_num_frames <= num_frames <= p.max_num_frames)
+        ):
+            raise ValueError(
+                f"num_frames must be {st}n+1 in [{p.min_num_frames}, {p.max_num_frames}], got {num_frames!r}"
+            )
+        if not isinstance(num_steps, int) or not 1 <= num_steps <= p.max_num_steps:
+            raise ValueError(f"num_steps must be an integer in [1, {p.max_num_steps}], got {num_steps!r}")
+        pair = self._guidance_pair(guidance_scale)
+        if not all(math.isfinite(g) and g >= 0 for g in pair):
+            raise ValueError(f"guidance_scale must be finite and >= 0, got {guidance_scale!r}")
+        if not isinstance(shift, (int, float)) or not math.isfinite(shift) or shift <= 0:
+            raise ValueError(f"shift must be a positive number, got {shift!r}")
+        if sampler not in p.samplers:
+            raise ValueError(f"sampler must be one of {list(p.samplers)}, got {sampler!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+        if callback is not None and not callable(callback):
+            raise ValueError(f"callback must be callable, got {callback!r}")
+        if image is None:
+            if p.image_input == "required":
+                raise ValueError(f"image is required for {p.model_id!r} (task {p.task})")
+            return
+        if p.image_input == "none":
+            raise ValueError(f"image must be None for {p.model_id!r} (task {p.task}), got an image")
+        if isinstance(image, torch.Tensor):
+            if image.ndim != 3 or image.shape[0] != 3:
+                raise ValueError(f"image tensor must have shape [3, H, W], got {list(image.shape)}")
+            if not torch.isfinite(image).all():
+                raise ValueError("image tensor contains non-finite values")
+        elif not hasattr(image, "convert") or not hasattr(image, "size"):
+            raise ValueError(f"image must be a PIL.Image or a [3, H, W] tensor, got {type(image).__name__}")
+
+    # -- image preprocessing ------------------------------------------------------------------
+    @staticmethod
+    def _pil_to_tensor(image: Any) -> torch.Tensor:
+        """PIL -> [3, H, W] float32 in [-1, 1] (to_tensor then (x - 0.5) / 0.5, as upstream)."""
+        arr = np.asarray(image.convert("RGB"), dtype=np.uint8)  # [H, W, 3]
+        x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(255.0)
+        return x.sub_(0.5).div_(0.5)
+
+    def _prepare_image(self, image: Any, height: int, width: int) -> torch.Tensor:
+        """-> [3, height, width] float32 in [-1, 1] on CPU.
+
+        I2V-A14B: bicubic stretch of the image tensor to the target size (no crop), as upstream.
+        TI2V: cover-resize (LANCZOS for PIL, bicubic+antialias for tensors) and centre crop.
+        """
+        if self.preset.task == "ti2v" and not isinstance(image, torch.Tensor):
+            iw, ih = image.size
+            if (iw, ih) != (width, height):
+                from PIL import Image
+
+                scale = max(width / iw, height / ih)
+                nw, nh = max(width, round(iw * scale)), max(height, round(ih * scale))
+                image = image.convert("RGB").resize((nw, nh), Image.Resampling.LANCZOS)
+                left, top = (nw - width) // 2, (nh - height) // 2
+                image = image.crop((left, top, left + width, top + height))
+            return self._pil_to_tensor(image)
+        x = image.detach().float().cpu() if isinstance(image, torch.Tensor) else self._pil_to_tensor(image)
+        _, ih, iw = x.shape
+        if (ih, iw) == (height, width):
+            return x.clamp(-1.0, 1.0)
+        if self.preset.task == "ti2v":
+            scale = max(width / iw, height / ih)
+            nh, nw = max(height, round(ih * scale)), max(width, round(iw * scale))
+            x = F.interpolate(x[None], size=(nh, nw), mode="bicubic", antialias=True)[0]
+            top, left = (nh - height) // 2, (nw - width) // 2
+            x = x[:, top : top + height, left : left + width]
+        else:
+            x = F.interpolate(x[None], size=(height, width), mode="bicubic")[0]
+        return x.clamp(-1.0, 1.0)
+
+    # -- 1. text ---------------------------------------------------------------------------------
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """-> context [B, text_len, text_dim] on the DiT device, zero-padded, in the DiT dtype."""
+        te = self._activate(self.text_encoder)
+        embs = te.encode(list(prompts))
+        ctx = pad_embeddings([e.to(self.device, self.dtype) for e in embs], te.text_len)
+        if self.offload:
+            te.to("cpu")
+        return ctx
+
+    # -- 2. conditioning latents ---------------------------------------------------------------
+    @torch.no_grad()
+    def _vae_encode(self, video: torch.Tensor) -> torch.Tensor:
+        """[1, 3, F, H, W] in [-1, 1] -> normalised latent (float32) on the DiT device."""
+        vdev = _module_device(self.vae)
+        z = self.vae.encode(video.to(vdev, _module_dtype(self.vae)))
+        return z.to(self.device, torch.float32)
+
+    def _i2v_condition(self, img: torch.Tensor, num_frames: int, lat_shape: Sequence[int]) -> torch.Tensor:
+        """I2V-A14B `y`: [1, 4 + z, T', h, w] = [frame mask, VAE(image then black frames)]."""
+        _, t_lat, h, w = lat_shape
+        # Pixel mask (1 on frame 0), frame 0 repeated 4x, folded into 4 channels per latent frame.
+        st = self.preset.vae_stride[0]
+        mask = torch.zeros(1, st, t_lat, h, w, device=self.device)
+        mask[:, :, 0] = 1.0  # [1, 4, T', h, w]: all 4 channels are 1 on latent frame 0 only
+        frames = torch.cat([img[:, None], img.new_zeros(3, num_frames - 1, *img.shape[1:])], dim=1)
+        cond = self._vae_encode(frames[None])  # [1, z, T', h, w]
+        return torch.cat([mask, cond], dim=1)
+
+    # -- 3. the denoising loop -----------------------------------------------------------------
+    def _velocity(
+        self,
+        dit: nn.Module,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        ctx: torch.Tensor,
+        ctx_null: torch.Tensor,
+        y: torch.Tensor | None,
+        g: float,
+    ) -> torch.Tensor:
+        """CFG velocity (float32, like x). x: [1, C, T', h, w]; t: [1] or [1, L]."""
+        xin = x.to(self.dtype)
+        yin = None if y is None else y.to(self.dtype)
+        if g == 1.0:  # uncond + 1 * (cond - uncond) == cond: skip the unconditional pass
+            return dit(xin, t, ctx, y=yin).float()
+        if self.cfg_batch:
+            out = dit(
+                torch.cat([xin, xin]),
+                torch.cat([t, t]),
+                torch.cat([ctx, ctx_null]),
+                y=None if yin is None else torch.cat([yin, yin]),
+            ).float()
+            cond, uncond = out[:1], out[1:]
+        else:
+            cond = dit(xin, t, ctx, y=yin).float()
+            uncond = dit(xin, t, ctx_null, y=yin).float()
+        return uncond + g * (cond - uncond)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompt: str,
+        *,
+        negative_prompt: str | None = None,
+        image: Any = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        num_steps: int | None = None,
+        guidance_scale: float | Sequence[float] | None = None,
+        shift: float | None = None,
+        sampler: str = "unipc",
+        seed: int = 0,
+        callback: StepCallback | None = None,
+    ) -> torch.Tensor:
+        """Generate one video -> [3, F, H, W] float32 in [-1, 1] (on CPU).
+
+        Unset sizes/steps/guidance/shift take the preset defaults. `guidance_scale` is a float or,
+        for two-expert models, a (low_noise, high_noise) pair. `negative_prompt=None` means the
+        official default negative prompt (an empty string is used as given).
+        `callback(step, total_steps, timestep)` runs after every step (1-based); an exception
+        raised in it stops generation and propagates.
+        """
+        p = self.preset
+        width = p.default_size[0] if width is None else width
+        height = p.default_size[1] if height is None else height
+        num_frames = p.default_num_frames if num_frames is None else num_frames
+        num_steps = p.default_num_steps if num_steps is None else num_steps
+        guidance_scale = p.default_guidance_scale if guidance_scale is None else guidance_scale
+        shift = p.default_shift if shift is None else shift
+        self.check_inputs(
+            prompt, negative_prompt, image, height, width, num_frames, num_steps,
+            guidance_scale, shift, sampler, seed, callback,
+        )  # fmt: skip
+        g_low, g_high = self._guidance_pair(guidance_scale)
+        if negative_prompt is None:
+            negative_prompt = p.negative_prompt
+        try:
+            return self._generate(
+                prompt, negative_prompt, image, height, width, num_frames, num_steps,
+                (g_low, g_high), float(shift), sampler, seed, callback,
+            )  # fmt: skip
+        finally:
+            self._release()
+
+    def _generate(
+        self,
+        prompt: str,
+        negative_prompt: str,
+        image: Any,
+        height: int,
+        width: int,
+        num_frames: int,
+        num_steps: int,
+        guidance: tuple[float, float],
+        shift: float,
+        sampler_name: str,
+        seed: int,
+        callback: StepCallback | None,
+    ) -> torch.Tensor:
+        p = self.preset
+        st, sh, sw = p.vae_stride
+        ph, pw = p.patch_size[1], p.patch_size[2]
+        lat_shape = (self.z_dim, (num_frames - 1) // st + 1, height // sh, width // sw)  # [z, T', h, w]
+
+        # 1. text: cond and uncond contexts [1, text_len, text_dim]
+        ctx_both = self.encode_prompts([prompt, negative_prompt])
+        ctx, ctx_null = ctx_both[:1], ctx_both[1:]
+
+        # 2. initial noise (float32, CPU generator) and the image conditioning
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        latent = torch.randn((1, *lat_shape), generator=gen, dtype=torch.float32).to(self.device)
+        y: torch.Tensor | None = None
+        first_frame: torch.Tensor | None = None  # TI2V image latent [1, z, 1, h, w]
+        if image is not None:
+            img = self._prepare_image(image, height, width)  # [3, H, W]
+            if p.task == "i2v":
+                y = self._i2v_condition(img, num_frames, lat_shape)  # [1, 20, T', h, w]
+            else:
+                first_frame = self._vae_encode(img[None, :, None])  # [1, z, 1, h, w]
+                latent[:, :, :1] = first_frame
+
+        # 3. denoise
+        sampler = make_sampler(sampler_name, num_steps, shift)
+        total = sampler.num_steps
+        boundary = None if p.boundary is None else p.boundary * NUM_TRAIN_TIMESTEPS
+        tok_t: torch.Tensor | None = None
+        if first_frame is not None:
+            # per-token timestep mask: 0 on the tokens of latent frame 0, 1 elsewhere -> [1, L]
+            t_lat, h, w = lat_shape[1:]
+            tok_t = torch.ones(t_lat, h // ph, w // pw, device=self.device)
+            tok_t[0] = 0.0
+            tok_t = tok_t.flatten()[None]
+        for i, t_int in enumerate(sampler.timesteps.tolist()):
+            if boundary is not None and t_int >= boundary:
+                dit, g = self.transformer, guidance[1]  # high-noise expert
+            elif boundary is not None:
+                assert self.transformer_2 is not None
+                dit, g = self.transformer_2, guidance[0]  # low-noise expert
+            else:
+                dit, g = self.transformer, guidance[0]
+            self._activate(dit)
+            t = (
+                (tok_t * float(t_int))
+                if tok_t is not None
+                else torch.tensor([float(t_int)], device=self.device)
+            )
+            v = self._velocity(dit, latent, t, ctx, ctx_null, y, g)
+            latent = sampler.step(v, latent)
+            if first_frame is not None:
+                latent[:, :, :1] = first_frame  # keep frame 0 pinned to the image latent
+            if callback is not None:
+                callback(i + 1, total, float(t_int))
+
+        # 4. decode
+        if self.offload:
+            for m in self.experts:
+                m.to("cpu")
+        vdev = _module_device(self.vae)
+        video = self.vae.decode(latent.to(vdev, _module_dtype(self.vae)))  # [1, 3, F, H, W]
+        return video[0].float().cpu()

@@ -1,0 +1,131 @@
+"""Test helpers for the security/delivery tests: free ports, a private redis-server, a moto S3
+server, and a local webhook receiver. Imported by tests/unit/test_sec_*.py and
+tests/integration/test_sec_*.py (fixtures are defined there from these helpers)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A private redis-server on a free port; yields its URL."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        import pytest
+
+        pytest.skip("redis-server not installed")
+    port = free_port()
+    tmp = tempfile.mkdtemp(prefix="sec-redis-")
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's S3 in server mode (real HTTP) on a free port; yields the endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class Receiver:
+    """A local HTTP receiver. ``responder(n, received) -> (status, headers, body)`` per request."""
+
+    url: str
+    requests: list[Received] = field(default_factory=list)
+    responder: Callable[[int, Received], tuple[int, dict[str, str], bytes]] = lambda n, r: (200, {}, b"ok")
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> list[Received]:
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.requests) >= n, timeout=timeout)
+            return list(self.requests)
+
+    def json_bodies(self) -> list[Any]:
+        return [json.loads(r.body) for r in self.requests]
+
+
+@contextlib.contextmanager
+def webhook_receiver() -> Iterator[Receiver]:
+    port = free_port()
+    rec = Receiver(url=f"http://127.0.0.1:{port}/hook")
+
+    class Handler(BaseHTTPRequestHandler):
+        def _handle(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            item = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time())
+            with rec.cond:
+                rec.requests.append(item)
+                n = len(rec.requests)
+                rec.cond.notify_all()
+            status, headers, out = rec.responder(n, item)
+            with contextlib.suppress(OSError):
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        do_POST = _handle  # noqa: N815
+        do_GET = _handle  # noqa: N815
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield rec
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,302 @@
+"""Prompt extension (worker/prompt_extend.py) with a tiny random chat model built in the test.
+
+No downloads: the tokenizer is a `tokenizers` WordLevel model wrapped in PreTrainedTokenizerFast
+with a chat template, the model a 2-layer Qwen2 with random weights; both are saved to a tmp dir
+and loaded back by path, exactly as a real local model would be.
+"""
+
+import threading
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+from app.core.styles import StyleSelection, parse_style  # noqa: E402
+from worker.prompt_extend import (  # noqa: E402
+    ExtendConfig,
+    ExtendResult,
+    PromptExtender,
+    build_messages,
+    clean_output,
+    clear_cache,
+    get_extender,
+    model_path_usable,
+    revise_prompt,
+    system_prompt,
+)
+
+WORDS = (
+    "a the cat dog fox runs walks jumps slowly quickly across through over field forest street city "
+    "night day light soft warm cool camera shot close-up wide pans pushes in left right red blue "
+    "green sky water wind trees rain snow with and of on at its tail moves looks turns head"
+).split()
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _build_tokenizer(chat_template=CHAT_TEMPLATE):
+    """A byte-level BPE tokenizer (like Qwen's) trained in code on a tiny corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    core.train_from_iterator([" " + " ".join(WORDS)] * 4, trainer=trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>"]})
+    if chat_template:
+        tok.chat_template = chat_template
+    return tok
+
+
+def _save_model(path, tok):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config)
+    # Only whole-word tokens get non-zero output rows (scaled up), so greedy decoding of the
+    # random model "says" vocabulary words rather than byte fragments or special tokens.
+    vocab = tok.get_vocab()
+    words = [vocab["\u0120" + w] for w in WORDS if "\u0120" + w in vocab]
+    assert len(words) > 30
+    keep = torch.zeros(len(tok), dtype=torch.bool)
+    keep[words] = True
+    with torch.no_grad():
+        model.lm_head.weight[~keep] = 0.0
+        model.lm_head.weight[keep] *= 20.0
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return str(_save_model(tmp_path_factory.mktemp("tiny-chat"), _build_tokenizer()))
+
+
+def _config(model_dir, **kw):
+    base = {"model_path": model_dir, "timeout_s": 30.0, "max_new_tokens": 12, "min_new_tokens": 6}
+    return ExtendConfig(**(base | kw))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    clear_cache()
+    yield
+    clear_cache()
+
+
+def test_load_and_generate_from_path(model_dir):
+    ext = PromptExtender(_config(model_dir))
+    res = ext.extend("a cat runs")
+    assert res.extended, res.reason
+    assert res.reason is None and res.language == "en" and res.model
+    assert res.prompt and res.prompt != "a cat runs"
+    assert set(res.prompt.rstrip(".").split()) <= set(WORDS)  # words from the vocabulary only
+    assert "<|im_end|>" not in res.prompt
+    assert ext.loaded
+    model = ext._model
+    again = ext.extend("a cat runs")
+    assert ext._model is model  # loaded once
+    assert again.prompt == res.prompt  # greedy is deterministic
+    assert res.as_record()["extended"] is True
+
+
+def test_seeded_sampling_is_reproducible(model_dir):
+    ext = PromptExtender(_config(model_dir, do_sample=True, temperature=1.5, top_p=1.0))
+    a = ext.extend("a dog walks", seed=7)
+    b = ext.extend("a dog walks", seed=7)
+    assert a.extended and a.seed == 7
+    assert a.prompt == b.prompt
+    drawn = ext.extend("a dog walks")
+    assert isinstance(drawn.seed, int)
+
+
+def test_get_extender_is_cached(model_dir):
+    cfg = _config(model_dir)
+    assert get_extender(cfg) is get_extender(cfg)
+    assert get_extender(cfg) is not get_extender(_config(model_dir, max_new_tokens=5))
+
+
+def test_wrong_language_falls_back(model_dir):
+    res = PromptExtender(_config(model_dir)).extend("a cat runs", language="zh")
+    assert not res.extended
+    assert res.prompt == "a cat runs"
+    assert "Chinese" in (res.reason or "")
+
+
+def test_missing_model_falls_back_and_remembers(tmp_path):
+    ext = PromptExtender(ExtendConfig(model_path=str(tmp_path / "nope")))
+    res = ext.extend("a cat")
+    assert (res.prompt, res.extended) == ("a cat", False)
+    assert "could not load" in (res.reason or "")
+    assert ext.load_error
+    assert ext.extend("a cat").reason == res.reason
+    assert model_path_usable(str(tmp_path / "nope"))[0] is False
+    assert "not configured" in (model_path_usable(None)[1] or "") or "no prompt" in (
+        model_path_usable(None)[1] or ""
+    )
+
+
+def test_model_usable_check(model_dir):
+    assert model_path_usable(model_dir) == (True, None)
+
+
+def test_tokenizer_without_chat_template_falls_back(tmp_path):
+    path = _save_model(tmp_path, _build_tokenizer(chat_template=None))
+    res = PromptExtender(_config(str(path))).extend("a cat")
+    assert not res.extended and "chat template" in (res.reason or "")
+
+
+def test_generation_error_falls_back(model_dir, monkeypatch):
+    ext = PromptExtender(_config(model_dir))
+    ext.load()
+
+    def boom(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ext._model, "generate", boom)
+    res = ext.extend("a fox jumps")
+    assert (res.prompt, res.extended) == ("a fox jumps", False)
+    assert res.reason == "generation failed: RuntimeError: boom"
+    # the lock was released: the next call works again
+    monkeypatch.undo()
+    assert ext.extend("a fox jumps").extended
+
+
+def test_slow_generation_hits_the_deadline(model_dir, monkeypatch):
+    ext = PromptExtender(_config(model_dir, timeout_s=0.3, max_new_tokens=200, min_new_tokens=200))
+    ext.load()
+    real_forward = ext._model.forward
+
+    def slow_forward(*a, **k):
+        time.sleep(0.05)
+        return real_forward(*a, **k)
+
+    monkeypatch.setattr(ext._model, "forward", slow_forward)
+    t0 = time.monotonic()
+    res = ext.extend("a cat runs")
+    assert time.monotonic() - t0 < 2.0
+    assert (res.prompt, res.extended) == ("a cat runs", False)
+    assert "timed out" in (res.reason or "")
+
+
+def test_hung_generation_is_abandoned(model_dir, monkeypatch):
+    ext = PromptExtender(_config(model_dir, timeout_s=0.2))
+    ext.load()
+    release = threading.Event()
+    monkeypatch.setattr(ext, "_generate", lambda *a, **k: release.wait(10) and "never")
+    t0 = time.monotonic()
+    res = ext.extend("a cat runs")
+    assert time.monotonic() - t0 < 1.5
+    assert not res.extended and "timed out" in (res.reason or "")
+    # while the stuck run holds the model, a second request also times out instead of piling up
+    res2 = ext.extend("a dog")
+    assert not res2.extended and "timed out" in (res2.reason or "")
+    release.set()
+    for _ in range(100):  # the abandoned run ends and hands the model back
+        if ext._gen_lock.acquire(blocking=False):
+            ext._gen_lock.release()
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("generation lock never released")
+
+
+@pytest.mark.parametrize(
+    ("raw", "lang", "limit", "expected"),
+    [
+        ("<think>hmm</think> A cat runs.", "en", 50, "A cat runs."),
+        ('Rewritten prompt: "A cat runs."', "en", 50, "A cat runs."),
+        ("**Prompt:** A cat\n\nruns.", "en", 50, "A cat runs."),
+        ("One two three. Four five six seven eight nine.", "en", 5, "One two three."),
+        ("one two three four five six", "en", 3, "one two three."),
+        ("提示词：一只猫在奔跑。它跳过栅栏，尾巴摇摆。", "zh", 12, "一只猫在奔跑。"),
+    ],
+)
+def test_clean_output(raw, lang, limit, expected):
+    assert clean_output(raw, language=lang, limit=limit) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "lang", "reason"),
+    [
+        ("", "en", "empty"),
+        ("<think>still thinking", "en", "reasoning"),
+        ("一只猫在奔跑", "en", "English"),
+        ("A cat runs", "zh", "Chinese"),
+    ],
+)
+def test_clean_output_rejects(raw, lang, reason):
+    text, why = clean_output(raw, language=lang, limit=50)
+    assert text is None and reason in (why or "")
+
+
+def test_messages_and_system_prompts():
+    style = parse_style({"shot_size": "close_up", "lighting": "soft"})
+    msgs = build_messages("a cat", language="en", image=False, limit=120, style=style)
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    assert "40-120 words" in msgs[0]["content"] and "English" in msgs[0]["content"]
+    assert "close-up shot, soft light" in msgs[1]["content"]
+    img = system_prompt(language="zh", image=True, limit=80)
+    assert "image-to-video" in img and "at most 80 Chinese characters" in img and "简体中文" in img
+    assert build_messages("", language="en", image=True, limit=80)[1]["content"].startswith("(no text")
+
+
+class _StubExtender(PromptExtender):
+    def __init__(self, answer):
+        super().__init__(ExtendConfig(model_path="stub"))
+        self.answer = answer
+        self.seen = None
+
+    def extend(self, prompt, *, language="auto", image=False, style=None, seed=None):
+        self.seen = (prompt, language, image, style, seed)
+        if self.answer is None:
+            return ExtendResult(prompt, False, "timed out after 1s")
+        return ExtendResult(self.answer, True, None, "en")
+
+
+def test_revise_prompt_weaves_style_around_extension():
+    style = StyleSelection.model_validate({"shot_size": "close_up", "color_tone": "warm"})
+    assert revise_prompt("a cat", style=style).prompt == "a cat. Close-up shot, warm color tone."
+    assert revise_prompt("a cat").extension is None
+
+    stub = _StubExtender("Close-up shot of a cat licking its paw on a sofa.")
+    out = revise_prompt("a cat", style=style, extend=True, extender=stub, image=True, seed=3)
+    assert out.prompt == "Close-up shot of a cat licking its paw on a sofa. Warm color tone."
+    assert out.extension is not None and out.extension.extended
+    assert stub.seen == ("a cat. Close-up shot, warm color tone.", "auto", True, style, 3)
+
+    failed = revise_prompt("a cat", style=style, extend=True, extender=_StubExtender(None))
+    assert failed.prompt == "a cat. Close-up shot, warm color tone."
+    assert failed.extension is not None and failed.extension.reason == "timed out after 1s"
+
+    none = revise_prompt("一只猫", extend=True, extender=None)
+    assert none.prompt == "一只猫"
+    assert none.extension is not None and not none.extension.extended
+    assert none.extension.language == "zh" and "no prompt extension model" in (none.extension.reason or "")

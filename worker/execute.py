@@ -1,0 +1,180 @@
+"""One job, start to finish, as plain functions (the Celery task is a thin wrapper around `run_job`).
+
+load the record → skip it if gone, finished or cancelled → fail it after too many lost attempts →
+mark in_progress → (redelivered with outputs already stored? complete) → generate with a per-step
+callback (progress event, cancel flag, deadline) → encode MP4 + thumbnail → upload under keys
+derived from the job id → mark completed. Every failure ends in a truthful terminal status.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from app.core.errors import JobCancelled, JobError, JobTimeout
+from app.core.jobstore import TransitionRejected
+from app.core.schemas import JobErrorInfo, JobRecord
+from app.core.status import JobStatus
+from app.core.storage import job_key, job_prefix
+from worker.encode import encode_mp4, write_thumbnail
+from worker.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+
+class StepClock:
+    """Per-step callback: publishes progress, honours cancel and deadline, times the stages."""
+
+    def __init__(self, rt: WorkerRuntime, job_id: str, deadline: float) -> None:
+        self.rt, self.job_id, self.deadline = rt, job_id, deadline
+        self.t0 = time.monotonic()
+        self.step_times: list[float] = []
+
+    def __call__(self, step: int, total: int, timestep: float) -> None:
+        self.step_times.append(time.monotonic())
+        if self.rt.settings.debug_step_delay_s:
+            time.sleep(self.rt.settings.debug_step_delay_s)
+        res = self.rt.store.progress(self.job_id, step, total)
+        if res != 0:
+            raise JobCancelled("cancelled" if res == 1 else "job removed")
+        if time.monotonic() > self.deadline:
+            raise JobTimeout("the job ran past its time limit")
+
+    def timings(self, t_end: float) -> dict[str, float]:
+        ts = self.step_times
+        if not ts:
+            return {"generation": t_end - self.t0}
+        step = (ts[-1] - ts[0]) / (len(ts) - 1) if len(ts) > 1 else 0.0
+        # text encoding precedes step 1; split it from the first step with the mean step time
+        out = {"text_encoding": max(0.0, ts[0] - self.t0 - step), "denoising": ts[-1] - ts[0] + step}
+        out["decoding"] = t_end - ts[-1]
+        return {k: round(v, 4) for k, v in out.items()}
+
+
+def _to_frames(video: Any) -> Any:
+    """[3, F, H, W] float in [-1, 1] → [F, H, W, 3] uint8."""
+    import torch
+
+    return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+
+
+def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, str], dict[str, float]]:
+    p, s = rec.params, rt.settings
+    image = None
+    if rec.input_key:
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(rt.storage.get_bytes(rec.input_key))).convert("RGB")
+    clock = StepClock(rt, rec.id, time.monotonic() + s.soft_time_limit_s)
+    video = rt.pipe.generate(
+        rec.revised_prompt or rec.prompt,
+        negative_prompt=p.negative_prompt,
+        image=image,
+        height=p.height,
+        width=p.width,
+        num_frames=p.num_frames,
+        num_steps=p.num_inference_steps,
+        guidance_scale=tuple(p.guidance_scale),
+        shift=p.shift,
+        sampler=p.sampler,
+        seed=p.seed,
+        callback=clock,
+    )
+    timings = clock.timings(time.monotonic())
+    t = time.monotonic()
+    frames = _to_frames(video)
+    tmp_root = s.data_dir / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
+        mp4, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumbnail.webp"
+        encode_mp4(frames, mp4, fps=p.fps)
+        write_thumbnail(frames[0], thumb)
+        timings["encoding"] = round(time.monotonic() - t, 4)
+        t = time.monotonic()
+        assets = {"video": job_key(rec.id, "video"), "thumbnail": job_key(rec.id, "thumbnail")}
+        rt.storage.put_file(assets["thumbnail"], thumb, "image/webp")
+        rt.storage.put_file(assets["video"], mp4, "video/mp4")  # last: its presence means "all stored"
+        timings["upload"] = round(time.monotonic() - t, 4)
+    return assets, timings
+
+
+def _fail(rt: WorkerRuntime, rec: JobRecord, code: str, message: str) -> str:
+    try:
+        rt.store.transition(rec, JobStatus.FAILED, {"error": JobErrorInfo(code=code, message=message)})
+    except TransitionRejected:
+        pass
+    return "failed"
+
+
+def run_job(rt: WorkerRuntime, job_id: str) -> str:
+    """Run one job; returns the outcome (completed, failed, cancelled, skipped, gone)."""
+    picked_up = time.time()
+    rec = rt.store.get(job_id)
+    if rec is None:
+        return "gone"
+    if rec.status.is_terminal:
+        return "skipped"  # redelivery of a finished job, or cancelled while queued
+    if rec.attempts >= rt.settings.max_attempts:
+        return _fail(rt, rec, "worker_lost", f"the job's worker was lost {rec.attempts} times")
+    fields: dict[str, Any] = {
+        "started_at": picked_up,
+        "attempts": rec.attempts + 1,
+        "worker_id": rt.worker_id,
+    }
+    fields["timings"] = {**rec.timings, "queue_wait": round(picked_up - rec.created_at, 4)}
+    try:
+        rec = rt.store.transition(rec, JobStatus.IN_PROGRESS, fields)
+    except TransitionRejected:
+        return "skipped"
+    rt.set_busy(job_id)
+    try:
+        return _run_started(rt, rec)
+    finally:
+        rt.set_busy(None)
+        rt.free_device_memory()
+
+
+def _run_started(rt: WorkerRuntime, rec: JobRecord) -> str:
+    video_key, thumb_key = job_key(rec.id, "video"), job_key(rec.id, "thumbnail")
+    try:
+        if rt.storage.exists(video_key):  # a previous delivery stored everything, then was lost
+            assets = {"video": video_key, "thumbnail": thumb_key}
+            timings: dict[str, float] = {}
+        else:
+            if rt.store.cancel_requested(rec.id):
+                raise JobCancelled("cancelled before start")
+            assets, timings = _generate_and_upload(rt, rec)
+        done = {"assets": assets, "timings": {**rec.timings, **timings}, "progress": 100}
+        done["step"] = rec.params.num_inference_steps
+        rt.store.transition(rec, JobStatus.COMPLETED, done)
+        return "completed"
+    except JobCancelled:
+        try:
+            rt.store.transition(rec, JobStatus.CANCELLED, {"cancel_requested": True})
+        except TransitionRejected:
+            rt.storage.delete_prefix(job_prefix(rec.id))  # deleted while running: leave nothing behind
+        return "cancelled"
+    except TransitionRejected:  # deleted between upload and completion
+        rt.storage.delete_prefix(job_prefix(rec.id))
+        return "gone"
+    except (JobTimeout, SoftTimeLimitExceeded):
+        return _fail(
+            rt, rec, "timeout", f"the job exceeded its time limit of {rt.settings.job_time_limit_s}s"
+        )
+    except JobError as exc:
+        return _fail(rt, rec, exc.code, exc.detail)
+    except ValueError as exc:  # the pipeline's check_inputs
+        return _fail(rt, rec, "invalid_input", str(exc)[:500])
+    except Exception as exc:
+        log.exception("job %s failed", rec.id)
+        if "out of memory" in str(exc).lower():
+            return _fail(
+                rt, rec, "out_of_memory", "the device ran out of memory; try a smaller size or fewer frames"
+            )
+        return _fail(rt, rec, "internal_error", f"{type(exc).__name__}: generation failed")

@@ -1,0 +1,39 @@
+"""`wanserve worker`: run one Celery worker for one model (one process per device)."""
+
+from __future__ import annotations
+
+import logging
+
+from app.core import keys
+from app.core.config import Settings
+from worker.celery_app import create_celery
+
+
+def run_worker(settings: Settings, *, pool: str = "prefork", extra_queues: list[str] | None = None) -> None:
+    settings = settings.model_copy(update={"worker_id": settings.resolved_worker_id()})
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_celery(settings, pool=pool)
+    queues = [keys.model_queue(settings.model), *(extra_queues or [])]
+    argv = [
+        "worker",
+        "--queues",
+        ",".join(queues),
+        "--concurrency",
+        "1",
+        "--pool",
+        pool,
+        "-O",
+        "fair",
+        "--hostname",
+        f"{settings.worker_id}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel",
+        settings.log_level,
+    ]
+    app.worker_main(argv)
+
+
+if __name__ == "__main__":
+    run_worker(Settings())

@@ -1,0 +1,148 @@
+"""The resident model of one worker process: loaded once, warmed up, announced with heartbeats.
+
+`init_runtime(settings)` runs once per process that executes jobs (the prefork child, or the
+main process with the solo pool). It loads the pipeline, publishes the model's `ModelPreset` (as
+JSON) and a heartbeat to Redis (`app.core.registry`), runs one tiny warm-up generation, then
+reports ``ready``. A daemon thread refreshes the heartbeat every ``heartbeat_interval_s``; the
+state is ``loading`` → ``ready`` ⇄ ``busy`` (with ``current_job``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from app.core import registry
+from app.core.config import Settings
+from app.core.jobstore import JobStore
+from app.core.redisconn import sync_client
+from app.core.storage import Storage, make_storage
+
+log = logging.getLogger(__name__)
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.worker_id = settings.resolved_worker_id()
+        self.redis = sync_client(settings)
+        self.store = JobStore(self.redis, retention_s=settings.retention_s)
+        self.storage: Storage = make_storage(settings)
+        self.pipe: Any = None
+        self.preset: Any = None
+        self.state = "starting"
+        self.current_job: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def load(self) -> None:
+        import torch
+
+        from model import load_pipeline
+
+        s = self.settings
+        if s.torch_threads:
+            torch.set_num_threads(s.torch_threads)
+        dtype = getattr(torch, s.dtype) if s.dtype else None
+        t0 = time.perf_counter()
+        self.pipe = load_pipeline(s.model_path or s.model, device=s.device, dtype=dtype, offload=s.offload)
+        self.preset = self.pipe.preset
+        log.info("loaded %s on %s in %.1fs", self.preset.model_id, s.device, time.perf_counter() - t0)
+        self.state = "loading"
+        self.heartbeat()
+        self._thread = threading.Thread(target=self._beat, name="wanserve-heartbeat", daemon=True)
+        self._thread.start()
+        if s.warmup:
+            self.warmup()
+        self.state = "ready"
+        self.heartbeat()
+
+    def warmup(self) -> None:
+        """One smallest, one-step generation so the first real job pays no first-call costs."""
+        p = self.preset
+        w, h = min(p.sizes, key=lambda wh: wh[0] * wh[1])
+        image = None
+        if p.image_input == "required":
+            from PIL import Image
+
+            image = Image.new("RGB", (w, h), (128, 128, 128))
+        t0 = time.perf_counter()
+        self.pipe.generate(
+            "warm-up", image=image, height=h, width=w, num_frames=p.min_num_frames, num_steps=1
+        )
+        log.info("warm-up generation took %.2fs", time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        try:
+            registry.remove_worker(self.redis, self.worker_id)
+        except Exception:
+            log.warning("could not deregister worker %s", self.worker_id)
+
+    # -- heartbeat --------------------------------------------------------------------------------
+    def heartbeat(self) -> None:
+        if self.preset is None:
+            return
+        registry.publish_heartbeat(
+            self.redis,
+            worker_id=self.worker_id,
+            preset_json=json.dumps(self.preset.to_dict()),
+            model_id=self.preset.model_id,
+            state=self.state,
+            device=self.settings.device,
+            current_job=self.current_job,
+            ttl_s=self.settings.worker_ttl_s,
+        )
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_interval_s):
+            try:
+                self.heartbeat()
+            except Exception as exc:  # Redis away: keep trying, the TTL tells the gateway
+                log.warning("heartbeat failed: %r", exc)
+
+    def set_busy(self, job_id: str | None) -> None:
+        self.current_job = job_id
+        self.state = "busy" if job_id else "ready"
+        try:
+            self.heartbeat()
+        except Exception as exc:
+            log.warning("heartbeat failed: %r", exc)
+
+    def free_device_memory(self) -> None:
+        import torch
+
+        if self.settings.device.startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def init_runtime(settings: Settings) -> WorkerRuntime:
+    """Create and load this process's runtime (idempotent)."""
+    global _runtime
+    if _runtime is None:
+        rt = WorkerRuntime(settings)
+        rt.load()
+        _runtime = rt
+    return _runtime
+
+
+def get_runtime() -> WorkerRuntime:
+    if _runtime is None:
+        raise RuntimeError("worker runtime not initialised")
+    return _runtime
+
+
+def shutdown_runtime() -> None:
+    global _runtime
+    if _runtime is not None:
+        _runtime.close()
+        _runtime = None

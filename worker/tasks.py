@@ -1,0 +1,22 @@
+"""Celery tasks. Thin: all logic lives in `worker.execute`, testable without Celery."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+
+from app.core.celeryconf import GENERATE_TASK
+from worker.execute import run_job
+from worker.runtime import get_runtime
+
+log = logging.getLogger(__name__)
+
+
+def register_tasks(app: Celery) -> None:
+    def generate(job_id: str) -> str:
+        outcome = run_job(get_runtime(), job_id)
+        log.info("job %s: %s", job_id, outcome)
+        return outcome
+
+    app.task(name=GENERATE_TASK, acks_late=True, ignore_result=True)(generate)
