@@ -1,21 +1,25 @@
 """DiT forward: our WanTransformer vs diffusers' WanTransformer3DModel, same config, same weights, same run.
 
-Time: both models live in this process; forwards alternate (ours, theirs, ours, ...) after a warm-up and
-the median of ``--iters`` is reported, in fp32 and bf16 (``.to(dtype)`` on both).
+Cases: ``t2v`` (16 channels, one timestep per sample) and ``ti2v`` (48 channels, per-token timesteps
+with the first latent frame at t = 0, as TI2V-5B image mode feeds them), each in fp32 and bf16
+(``.to(dtype)`` on both models; our model takes fp32 inputs, diffusers gets inputs in its dtype).
 
-Peak memory: one fresh subprocess per (implementation, dtype) loads the shared weights, runs a warm-up
-forward, then resets the kernel's RSS high-water mark (``/proc/self/clear_refs``) and reports
+Time: both models live in this process; forwards alternate (ours, theirs, ours, ...) after a warm-up.
+The machine's cores are shared, so the *minimum* of ``--iters`` wall times is the headline (least
+disturbed run), with the median alongside.
+
+Peak memory: one fresh subprocess per (case, implementation) loads the same weights, runs a warm-up
+forward, resets the kernel's RSS high-water mark (``/proc/self/clear_refs``) and reports
 ``VmHWM - VmRSS`` across one more forward: the extra resident memory the forward needs (activations,
-temporaries, output). glibc is told to serve every allocation over 64 KiB with mmap
-(``MALLOC_MMAP_THRESHOLD_``) so freed memory leaves RSS and the number tracks live allocations.
+temporaries, output). glibc serves every allocation over 64 KiB with mmap (``MALLOC_MMAP_THRESHOLD_``)
+so freed memory leaves RSS and the number tracks live allocations.
 
-    .venv/bin/python bench/bench_dit.py            # ~1-2 minutes on 2 CPU cores
+    .venv/bin/python bench/bench_dit.py            # ~1-3 minutes on 2 shared CPU cores
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import ctypes
 import gc
 import json
@@ -40,12 +44,14 @@ from model.transformer import (  # noqa: E402
 )
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+CHANNELS = {"t2v": 16, "ti2v": 48}
 
 
-def make_config(args: argparse.Namespace) -> TransformerConfig:
+def make_config(args: argparse.Namespace, task: str) -> TransformerConfig:
     return TransformerConfig(
-        in_dim=args.channels,
-        out_dim=args.channels,
+        model_type=task,
+        in_dim=CHANNELS[task],
+        out_dim=CHANNELS[task],
         dim=args.dim,
         ffn_dim=args.ffn_dim,
         num_heads=args.heads,
@@ -55,16 +61,19 @@ def make_config(args: argparse.Namespace) -> TransformerConfig:
     )
 
 
-def make_inputs(args: argparse.Namespace) -> dict[str, torch.Tensor]:
+def make_inputs(args: argparse.Namespace, task: str) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     f, h, w = args.latent
     ctx = torch.zeros(args.batch, 512, 4096)
     ctx[:, :77] = torch.randn(args.batch, 77, 4096, generator=g)
-    return {
-        "x": torch.randn(args.batch, args.channels, f, h, w, generator=g),
-        "t": torch.tensor([937.0] * args.batch),
-        "context": ctx,
-    }
+    if task == "ti2v":  # per-token: 0 for the first latent frame's tokens, t elsewhere
+        per_frame = (h // 2) * (w // 2)
+        t = torch.full((args.batch, f * per_frame), 937.0)
+        t[:, :per_frame] = 0.0
+    else:
+        t = torch.full((args.batch,), 937.0)
+    x = torch.randn(args.batch, CHANNELS[task], f, h, w, generator=g)
+    return {"x": x, "t": t, "context": ctx}
 
 
 def build_ours(cfg: TransformerConfig, state: dict[str, torch.Tensor], dtype: torch.dtype) -> WanTransformer:
@@ -76,7 +85,9 @@ def build_ours(cfg: TransformerConfig, state: dict[str, torch.Tensor], dtype: to
 
 def build_diffusers(cfg: TransformerConfig, state: dict[str, torch.Tensor], dtype: torch.dtype) -> Any:
     from diffusers import WanTransformer3DModel
+    from diffusers.utils import logging
 
+    logging.set_verbosity_error()  # silence the "_keep_in_fp32_modules cast by .to()" warning
     model = WanTransformer3DModel(
         patch_size=cfg.patch_size,
         num_attention_heads=cfg.num_heads,
@@ -95,15 +106,18 @@ def build_diffusers(cfg: TransformerConfig, state: dict[str, torch.Tensor], dtyp
     return model.to(dtype).eval()
 
 
+BUILD = {"ours": build_ours, "diffusers": build_diffusers}
+
+
 def run(impl: str, model: Any, inputs: dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
     with torch.inference_mode():
         if impl == "ours":
             return model(inputs["x"], inputs["t"], inputs["context"])
-        out = model(inputs["x"].to(dtype), inputs["t"], inputs["context"].to(dtype), return_dict=False)[0]
-        return out.float()
+        x, ctx = inputs["x"].to(dtype), inputs["context"].to(dtype)
+        return model(x, inputs["t"], ctx, return_dict=False)[0].float()
 
 
-# ---- peak memory (subprocess) -------------------------------------------------------------------
+# ---- peak memory (one subprocess per measurement) -----------------------------------------------
 
 
 def _status_kib(field: str) -> int:
@@ -113,13 +127,13 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(field)
 
 
-def measure_memory(impl: str, dtype_name: str, workdir: str, args: argparse.Namespace) -> None:
+def measure_memory(impl: str, task: str, dtype_name: str, workdir: str, args: argparse.Namespace) -> None:
     """Subprocess body: print the forward's extra peak RSS in MiB as JSON."""
-    cfg = make_config(args)
-    state = torch.load(Path(workdir) / "weights.pt", weights_only=True)
-    inputs = torch.load(Path(workdir) / "inputs.pt", weights_only=True)
+    cfg = make_config(args, task)
+    state = torch.load(Path(workdir) / f"{task}-weights.pt", weights_only=True)
+    inputs = make_inputs(args, task)
     dtype = DTYPES[dtype_name]
-    model = (build_ours if impl == "ours" else build_diffusers)(cfg, state, dtype)
+    model = BUILD[impl](cfg, state, dtype)
     del state
     run(impl, model, inputs, dtype)  # warm-up (RoPE tables, kernel selection)
     gc.collect()
@@ -132,9 +146,9 @@ def measure_memory(impl: str, dtype_name: str, workdir: str, args: argparse.Name
     print(json.dumps({"peak_mib": (peak - base) / 1024}))
 
 
-def memory_in_subprocess(impl: str, dtype_name: str, workdir: str, argv: list[str]) -> float:
+def memory_in_subprocess(impl: str, task: str, dtype_name: str, workdir: str, argv: list[str]) -> float:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    cmd = [sys.executable, __file__, *argv, "--_memory", impl, dtype_name, workdir]
+    cmd = [sys.executable, __file__, *argv, "--_memory", impl, task, dtype_name, workdir]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return float(json.loads(res.stdout.strip().splitlines()[-1])["peak_mib"])
 
@@ -148,42 +162,44 @@ def main() -> None:
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--ffn-dim", type=int, default=2048)
     p.add_argument("--layers", type=int, default=8)
-    p.add_argument("--channels", type=int, default=16)
     p.add_argument("--latent", type=int, nargs=3, default=(3, 32, 32), metavar=("F", "H", "W"))
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--dtypes", default="fp32,bf16")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--cases", default="t2v:fp32,t2v:bf16,ti2v:fp32,ti2v:bf16")
     p.add_argument("--no-memory", action="store_true")
-    p.add_argument("--_memory", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--_memory", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args._memory:
-        measure_memory(*args._memory, args=args)
+        impl, task, dtype_name, workdir = args._memory
+        measure_memory(impl, task, dtype_name, workdir, args)
         return
 
-    argv = sys.argv[1:]
-    cfg = make_config(args)
-    torch.manual_seed(0)
-    ours32 = WanTransformer(cfg).eval()  # random init (Xavier; the head is not zeroed)
-    state = ours32.state_dict()
-    inputs = make_inputs(args)
+    argv = [a for a in sys.argv[1:] if a != "--no-memory"]
     f, h, w = args.latent
     tokens = f * (h // 2) * (w // 2)
+    cases = [tuple(c.split(":")) for c in args.cases.split(",")]
     print(
-        f"config: dim {cfg.dim} ({cfg.num_heads}x{cfg.head_dim}), ffn {cfg.ffn_dim}, {cfg.num_layers} layers, "
-        f"text 512x4096, latent {args.batch}x{args.channels}x{f}x{h}x{w} = {tokens} tokens, "
-        f"{count_parameters(ours32) / 1e6:.2f} M params, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
+        f"config: dim {args.dim} ({args.heads} heads), ffn {args.ffn_dim}, {args.layers} layers, "
+        "text 512x4096, "
+        f"latent {args.batch}xCx{f}x{h}x{w} = {tokens} tokens/sample, "
+        f"{count_parameters(WanTransformer(make_config(args, 't2v'))) / 1e6:.2f} M params (t2v); "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, min/median of {args.iters}"
     )
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
-        torch.save(state, Path(workdir) / "weights.pt")
-        torch.save(inputs, Path(workdir) / "inputs.pt")
-        for name in args.dtypes.split(","):
-            dtype = DTYPES[name]
-            models = {
-                "ours": build_ours(cfg, copy.deepcopy(state), dtype),
-                "diffusers": build_diffusers(cfg, copy.deepcopy(state), dtype),
-            }
+        states = {}
+        for task in sorted({c[0] for c in cases}):
+            torch.manual_seed(0)
+            states[task] = WanTransformer(
+                make_config(args, task)
+            ).state_dict()  # Xavier init, head not zeroed
+            torch.save(states[task], Path(workdir) / f"{task}-weights.pt")
+        for task, name in cases:
+            cfg, dtype, inputs = make_config(args, task), DTYPES[name], make_inputs(args, task)
+            models = {k: BUILD[k](cfg, {n: v.clone() for n, v in states[task].items()}, dtype) for k in BUILD}
             outs = {k: run(k, m, inputs, dtype) for k, m in models.items()}  # warm-up
             diff = (outs["ours"] - outs["diffusers"]).abs().max().item()
             times: dict[str, list[float]] = {k: [] for k in models}
@@ -192,25 +208,26 @@ def main() -> None:
                     t0 = time.perf_counter()
                     run(k, m, inputs, dtype)
                     times[k].append(time.perf_counter() - t0)
-            med = {k: statistics.median(v) for k, v in times.items()}
             mem = {k: float("nan") for k in models}
             if not args.no_memory:
-                mem = {k: memory_in_subprocess(k, name, workdir, argv) for k in models}
-            rows.append((name, med, mem, diff))
+                mem = {k: memory_in_subprocess(k, task, name, workdir, argv) for k in models}
+            rows.append((f"{task} {name}", times, mem, diff))
+            print(f"  done {task} {name}", flush=True)
             del models
             gc.collect()
 
     print()
-    print(
-        "| dtype | ours s/fwd | diffusers s/fwd | time ratio | ours peak MiB | diffusers peak MiB | memory ratio "
-        "| max abs diff |"
-    )
+    print("| case | ours s/fwd min (med) | diffusers s/fwd min (med) | time ratio | ours peak MiB ", end="")
+    print("| diffusers peak MiB | memory ratio | max abs diff |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, med, mem, diff in rows:
+    for case, times, mem, diff in rows:
+        lo = {k: min(v) for k, v in times.items()}
+        med = {k: statistics.median(v) for k, v in times.items()}
         print(
-            f"| {name} | {med['ours']:.3f} | {med['diffusers']:.3f} | **{med['ours'] / med['diffusers']:.2f}** "
-            f"| {mem['ours']:.0f} | {mem['diffusers']:.0f} | **{mem['ours'] / mem['diffusers']:.2f}** "
-            f"| {diff:.1e} |"
+            f"| {case} | {lo['ours']:.3f} ({med['ours']:.3f}) "
+            f"| {lo['diffusers']:.3f} ({med['diffusers']:.3f}) "
+            f"| **{lo['ours'] / lo['diffusers']:.2f}** | {mem['ours']:.1f} | {mem['diffusers']:.1f} "
+            f"| **{mem['ours'] / mem['diffusers']:.2f}** | {diff:.1e} |"
         )
 
 

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from model.pipeline import WanPipeline
-from model.presets import OFFICIAL_BY_TASK, PRESETS, TINY_SPECS, ModelPreset, TinySpec
+from model.presets import BUILTIN_CHECKPOINTS, OFFICIAL_BY_TASK, PRESETS, TINY_SPECS, ModelPreset, TinySpec
 from model.text_encoder import (
     TextEncoder,
     build_umt5,
@@ -74,8 +74,20 @@ class CheckpointError(ValueError):
 TensorSource = Mapping[str, Callable[[], torch.Tensor]]  # key -> loader (reads one tensor)
 
 
+def _getter(handle: Any, key: str) -> Callable[[], torch.Tensor]:
+    def get() -> torch.Tensor:
+        t: torch.Tensor = handle.get_tensor(key)
+        return t
+
+    return get
+
+
+def _const(t: torch.Tensor) -> Callable[[], torch.Tensor]:
+    return lambda: t
+
+
 @contextmanager
-def safetensors_source(folder: Path, stem: str, what: str) -> Iterator[dict[str, Callable[[], torch.Tensor]]]:
+def safetensors_source(folder: Path, stem: str, what: str) -> Iterator[TensorSource]:
     """Open `<stem>.safetensors` or the shards listed in `<stem>.safetensors.index.json` (mmap)."""
     from safetensors import safe_open
 
@@ -103,7 +115,7 @@ def safetensors_source(folder: Path, stem: str, what: str) -> Iterator[dict[str,
             for k in h.keys():  # noqa: SIM118 - safe_open has no __iter__
                 if weight_map and weight_map.get(k, name) != name:
                     continue
-                src[k] = lambda h=h, k=k: h.get_tensor(k)
+                src[k] = _getter(h, k)
         missing_shard_keys = [k for k in weight_map if k not in src]
         if missing_shard_keys:
             raise CheckpointError(
@@ -125,7 +137,7 @@ def pth_source(path: Path, what: str) -> dict[str, Callable[[], torch.Tensor]]:
         sd = sd["state_dict"]
     if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{what}: {path} does not hold a state dict of tensors")
-    return {k: (lambda v=v: v) for k, v in sd.items()}
+    return {k: _const(v) for k, v in sd.items()}
 
 
 def rename_source(
@@ -149,7 +161,6 @@ def assign_weights(
     dtype: torch.dtype,
     device: torch.device,
     what: str,
-    keep_fp32: Callable[[str], bool] | None = None,
 ) -> nn.Module:
     """Check `src` against `module` (built on meta) and assign its tensors in place.
 
@@ -171,10 +182,8 @@ def assign_weights(
             raise CheckpointError(
                 f"{what}: tensor {k!r} has shape {list(t.shape)}, the model expects {list(ref.shape)}"
             )
-        target = dtype if t.is_floating_point() and not (keep_fp32 and keep_fp32(k)) else t.dtype
-        if not t.is_floating_point():
-            target = ref.dtype
-        sd[k] = t.to(dtype=target).to(device)
+        target = dtype if t.is_floating_point() else ref.dtype
+        sd[k] = t.to(dtype=target).to(device)  # a no-op (no copy) when dtype and device already match
     module.load_state_dict(sd, strict=True, assign=True)
     leftovers = [n for n, p in [*module.named_parameters(), *module.named_buffers()] if p.is_meta]
     if leftovers:
@@ -211,9 +220,8 @@ def load_transformer(
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{what}: bad config.json: {e}") from e
     model = _meta(lambda: WanTransformer(cfg))
-    with safetensors_source(folder, "diffusion_pytorch_model", what) as src:
-        if diffusers_names:
-            src = rename_source(src, diffusers_to_official_transformer_keys)
+    with safetensors_source(folder, "diffusion_pytorch_model", what) as raw:
+        src = rename_source(raw, diffusers_to_official_transformer_keys) if diffusers_names else raw
         assign_weights(model, src, dtype=dtype, device=device, what=what)
     assert isinstance(model, WanTransformer)
     return model
@@ -338,7 +346,7 @@ def _preset_for(
         except (TypeError, KeyError) as e:
             raise CheckpointError(f"{PRESET_FILE}: {e}") from e
     base = OFFICIAL_BY_TASK[task]
-    vcfg = vae.config
+    vcfg: Any = getattr(vae, "config")  # noqa: B009
     return dataclasses.replace(
         base,
         boundary=boundary,
@@ -346,7 +354,7 @@ def _preset_for(
         if boundary is not None or task == "ti2v"
         else (base.default_guidance_scale[0],),
         vae_stride=(vcfg.scale_factor_temporal, vcfg.scale_factor_spatial, vcfg.scale_factor_spatial),
-        patch_size=tuple(dit.cfg.patch_size),
+        patch_size=(dit.cfg.patch_size[0], dit.cfg.patch_size[1], dit.cfg.patch_size[2]),
     )
 
 
@@ -357,8 +365,8 @@ def _resolve(device: Any, dtype: Any) -> tuple[torch.device, torch.dtype]:
     if dtype is None:
         dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     if isinstance(dtype, str):
-        dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-                 "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}[dtype]  # fmt: skip
+        names = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+        dtype = getattr(torch, names.get(dtype, dtype))
     return dev, dtype
 
 
@@ -426,9 +434,9 @@ def load_diffusers(root: Path, *, device: torch.device, dtype: torch.dtype, offl
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"vae: bad config.json: {e}") from e
     vae = _meta(lambda: Wan22VAE(vcfg) if wan22 else Wan21VAE(vcfg))  # type: ignore[arg-type]
-    with safetensors_source(root / "vae", "diffusion_pytorch_model", "vae") as src:
+    with safetensors_source(root / "vae", "diffusion_pytorch_model", "vae") as raw:
         src = rename_source(
-            src, diffusers_to_official_vae22_keys if wan22 else diffusers_to_official_vae21_keys
+            raw, diffusers_to_official_vae22_keys if wan22 else diffusers_to_official_vae21_keys
         )
         assign_weights(vae, src, dtype=torch.float32, device=device, what="vae")
     t5 = load_hf_text_encoder(root / "text_encoder", dtype=dtype, device=dit_dev)
@@ -441,10 +449,10 @@ def load_diffusers(root: Path, *, device: torch.device, dtype: torch.dtype, offl
         task = "ti2v"
     else:
         task = "t2v"
-    boundary = index.get("boundary_ratio")
-    if low is not None and boundary is None:
+    ratio = index.get("boundary_ratio")
+    if low is not None and ratio is None:
         raise CheckpointError("model_index.json: transformer_2 present but boundary_ratio is null")
-    boundary = float(boundary) if low is not None else None
+    boundary = float(ratio) if low is not None and ratio is not None else None
     preset = _preset_for(root, task, boundary, vae, high)
     te = TextEncoder(t5, tok, text_len=high.cfg.text_len)
     return WanPipeline(preset, te, high, vae, transformer_2=low, device=device, dtype=dtype, offload=offload)
@@ -468,7 +476,9 @@ def build_tiny_pipeline(
     preset = PRESETS[name]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
-        t5 = UMT5EncoderModel(UMT5Config(**spec.text_encoder)).eval().requires_grad_(False)
+        t5: nn.Module = UMT5EncoderModel(UMT5Config(**spec.text_encoder))
+        t5.train(False)
+        t5.requires_grad_(False)
         cfg = _config_from(TransformerConfig, spec.transformer)
         experts = [WanTransformer(cfg).eval().requires_grad_(False) for _ in range(preset.num_experts)]
         vae_cls, vcfg_cls = (
@@ -497,6 +507,8 @@ def load_pipeline(
     if name in TINY_SPECS:
         return build_tiny_pipeline(name, device=dev, dtype=dt, offload=offload)
     root = Path(path_or_preset_name)
+    if name in BUILTIN_CHECKPOINTS and not root.is_dir():  # e.g. wanserve-demo: weights in the package
+        root = Path(__file__).resolve().parent / BUILTIN_CHECKPOINTS[name]
     if not root.is_dir():
         if name in PRESETS:
             raise CheckpointError(

@@ -81,9 +81,9 @@ class WanPipeline:
             )
         self.preset = preset
         self.text_encoder = text_encoder
-        self.transformer = transformer
-        self.transformer_2 = transformer_2
-        self.vae = vae
+        self.transformer: Any = transformer
+        self.transformer_2: Any = transformer_2
+        self.vae: Any = vae
         self.device = torch.device(device)
         self.dtype = dtype
         self.offload = offload and self.device.type != "cpu"
@@ -101,17 +101,16 @@ class WanPipeline:
         return int(self.vae.config.z_dim)
 
     # -- device management --------------------------------------------------------------------
-    def _activate(self, module: nn.Module) -> nn.Module:
+    def _activate(self, module: nn.Module) -> None:
         """With offload: move `module` to the device and every other big module to CPU."""
         if not self.offload:
-            return module
+            return
         cpu = torch.device("cpu")
         for other in (self.text_encoder, *self.experts):
             if other is not module and _module_device(other) != cpu:
                 other.to(cpu)
         if _module_device(module) != self.device:
             module.to(self.device)
-        return module
 
     def _release(self) -> None:
         """With offload: put every offloadable module back on CPU."""
@@ -245,7 +244,8 @@ class WanPipeline:
     # -- 1. text ---------------------------------------------------------------------------------
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """-> context [B, text_len, text_dim] on the DiT device, zero-padded, in the DiT dtype."""
-        te = self._activate(self.text_encoder)
+        te = self.text_encoder
+        self._activate(te)
         embs = te.encode(list(prompts))
         ctx = pad_embeddings([e.to(self.device, self.dtype) for e in embs], te.text_len)
         if self.offload:
@@ -257,7 +257,7 @@ class WanPipeline:
     def _vae_encode(self, video: torch.Tensor) -> torch.Tensor:
         """[1, 3, F, H, W] in [-1, 1] -> normalised latent (float32) on the DiT device."""
         vdev = _module_device(self.vae)
-        z = self.vae.encode(video.to(vdev, _module_dtype(self.vae)))
+        z: torch.Tensor = self.vae.encode(video.to(vdev, _module_dtype(self.vae)))
         return z.to(self.device, torch.float32)
 
     def _i2v_condition(self, img: torch.Tensor, num_frames: int, lat_shape: Sequence[int]) -> torch.Tensor:
@@ -274,7 +274,7 @@ class WanPipeline:
     # -- 3. the denoising loop -----------------------------------------------------------------
     def _velocity(
         self,
-        dit: nn.Module,
+        dit: Any,
         x: torch.Tensor,
         t: torch.Tensor,
         ctx: torch.Tensor,
@@ -286,9 +286,10 @@ class WanPipeline:
         xin = x.to(self.dtype)
         yin = None if y is None else y.to(self.dtype)
         if g == 1.0:  # uncond + 1 * (cond - uncond) == cond: skip the unconditional pass
-            return dit(xin, t, ctx, y=yin).float()
+            single: torch.Tensor = dit(xin, t, ctx, y=yin).float()
+            return single
         if self.cfg_batch:
-            out = dit(
+            out: torch.Tensor = dit(
                 torch.cat([xin, xin]),
                 torch.cat([t, t]),
                 torch.cat([ctx, ctx_null]),
@@ -298,7 +299,8 @@ class WanPipeline:
         else:
             cond = dit(xin, t, ctx, y=yin).float()
             uncond = dit(xin, t, ctx_null, y=yin).float()
-        return uncond + g * (cond - uncond)
+        guided: torch.Tensor = uncond + g * (cond - uncond)
+        return guided
 
     @torch.inference_mode()
     def generate(
@@ -421,5 +423,5 @@ class WanPipeline:
             for m in self.experts:
                 m.to("cpu")
         vdev = _module_device(self.vae)
-        video = self.vae.decode(latent.to(vdev, _module_dtype(self.vae)))  # [1, 3, F, H, W]
+        video: torch.Tensor = self.vae.decode(latent.to(vdev, _module_dtype(self.vae)))  # [1, 3, F, H, W]
         return video[0].float().cpu()

@@ -3,11 +3,13 @@
 The official values come from the Wan2.2 task configs (`wan/configs/wan_t2v_A14B.py`,
 `wan_i2v_A14B.py`, `wan_ti2v_5B.py`, `shared_config.py` at commit 42bf4cf):
 
-| model id           | sizes (W, H)                       | frames | fps | steps | shift | guidance (low, high) | boundary |
-|--------------------|------------------------------------|--------|-----|-------|-------|----------------------|----------|
-| wan2.2-t2v-a14b    | 1280x720, 720x1280, 832x480, 480x832 | 81   | 16  | 40    | 12.0  | (3.0, 4.0)           | 0.875    |
-| wan2.2-i2v-a14b    | same                               | 81     | 16  | 40    | 5.0   | (3.5, 3.5)           | 0.900    |
-| wan2.2-ti2v-5b     | 1280x704, 704x1280                 | 121    | 24  | 50    | 5.0   | 5.0                  | –        |
+| model id        | sizes (W, H)       | frames | fps | steps | shift | guidance (low, high) | boundary |
+|-----------------|--------------------|--------|-----|-------|-------|----------------------|----------|
+| wan2.2-t2v-a14b | 1280x720, 832x480* | 81     | 16  | 40    | 12.0  | (3.0, 4.0)           | 0.875    |
+| wan2.2-i2v-a14b | same               | 81     | 16  | 40    | 5.0   | (3.5, 3.5)           | 0.900    |
+| wan2.2-ti2v-5b  | 1280x704*          | 121    | 24  | 50    | 5.0   | 5.0                  | -        |
+
+(* and the portrait transposes.)
 
 `ModelPreset` is what workers publish (as JSON) to the gateway; it must stay JSON-able through
 `dataclasses.asdict`. The tiny presets (`tiny-*`) describe randomly initialised toy models that
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "BUILTIN_CHECKPOINTS",
     "OFFICIAL_NEGATIVE_PROMPT",
     "PRESETS",
     "TINY_SPECS",
@@ -214,9 +217,36 @@ TINY_SPECS: dict[str, TinySpec] = {
     "tiny-ti2v": TinySpec("wan2.2", _tiny_dit("ti2v", 48, 48), _TINY_VAE22, seed=3),
 }
 
+# The built-in demo model (issue 7): a tiny TI2V model trained on a procedural world of coloured
+# shapes by `scripts/train_demo.py`; its weights ship inside the package (see BUILTIN_CHECKPOINTS).
+WANSERVE_DEMO = ModelPreset(
+    model_id="wanserve-demo",
+    task="ti2v",
+    image_input="optional",
+    sizes=((32, 32),),
+    default_size=(32, 32),
+    default_num_frames=9,
+    min_num_frames=5,
+    max_num_frames=17,
+    fps=8,
+    default_num_steps=20,
+    max_num_steps=50,
+    default_shift=2.0,
+    default_guidance_scale=(3.0,),
+    boundary=None,
+    negative_prompt="",
+    vae_stride=(4, 8, 8),
+    patch_size=(1, 1, 1),
+)
+
+# Presets whose checkpoint folder ships inside the `model` package (path relative to it).
+BUILTIN_CHECKPOINTS: dict[str, str] = {"wanserve-demo": "demo/weights"}
+
 PRESETS: dict[str, ModelPreset] = {
     p.model_id: p
-    for p in (WAN22_T2V_A14B, WAN22_I2V_A14B, WAN22_TI2V_5B, TINY_T2V_A14B, TINY_I2V_A14B, TINY_TI2V)
+    for p in (
+        WAN22_T2V_A14B, WAN22_I2V_A14B, WAN22_TI2V_5B, TINY_T2V_A14B, TINY_I2V_A14B, TINY_TI2V, WANSERVE_DEMO
+    )
 }
 
 # Official preset for each (task, number of experts) — used to describe checkpoints found on disk.

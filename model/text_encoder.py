@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+ftfy: Any
 try:  # ftfy is what the official tokenizer wrapper uses; without it the text is used as is.
     import ftfy
 except ImportError:  # pragma: no cover - ftfy is a declared dependency
@@ -140,8 +141,9 @@ def build_umt5(cfg: Mapping[str, Any], device: torch.device | str = "meta") -> n
 
     config = UMT5Config(**cfg)
     with torch.device(device):
-        model = UMT5EncoderModel(config)
-    return model.eval().requires_grad_(False)
+        model: nn.Module = UMT5EncoderModel(config)
+    model.train(False)
+    return model.requires_grad_(False)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -173,7 +175,7 @@ class TextEncoder(nn.Module):
 
     @property
     def dim(self) -> int:
-        return int(self.model.config.d_model)
+        return int(getattr(self.model, "config").d_model)  # noqa: B009 (typed Any on purpose)
 
     @torch.no_grad()
     def encode(self, prompts: Sequence[str]) -> list[torch.Tensor]:

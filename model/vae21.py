@@ -101,6 +101,40 @@ class Wan21VAEConfig:
                 kw[ours] = cfg[theirs]
         return cls(**kw)
 
+    @classmethod
+    def from_state_dict(cls, sd: Mapping[str, Any], **overrides: Any) -> Wan21VAEConfig:
+        """Infer the sizes from an official-layout state dict (tensor shapes only; meta is fine).
+
+        ``latents_mean``/``latents_std`` cannot be inferred: they follow the z_dim rule above
+        unless given in ``overrides``. Attention inside the stages (non-empty ``attn_scales``) is
+        not inferred.
+        """
+        dim = int(sd["encoder.conv1.weight"].shape[0])
+        widths: list[int] = []  # output width of every encoder res block, in order
+        down: list[bool] = []  # one entry per resampler: does it also downsample time?
+        blocks_per_level = 0
+        idx = 0
+        while (
+            f"encoder.downsamples.{idx}.residual.2.weight" in sd
+            or f"encoder.downsamples.{idx}.resample.1.weight" in sd
+        ):
+            if f"encoder.downsamples.{idx}.resample.1.weight" in sd:
+                down.append(f"encoder.downsamples.{idx}.time_conv.weight" in sd)
+                blocks_per_level = blocks_per_level or len(widths)
+            else:
+                widths.append(int(sd[f"encoder.downsamples.{idx}.residual.2.weight"].shape[0]))
+            idx += 1
+        blocks_per_level = blocks_per_level or len(widths)
+        kw: dict[str, Any] = {
+            "dim": dim,
+            "z_dim": int(sd["conv2.weight"].shape[0]),
+            "num_res_blocks": blocks_per_level,
+            "dim_mult": tuple(w // dim for w in widths[blocks_per_level - 1 :: blocks_per_level]),
+            "temperal_downsample": tuple(down),
+        }
+        kw.update(overrides)
+        return cls(**kw)
+
 
 # --------------------------------------------------------------------------------------------
 # Building blocks

@@ -122,6 +122,39 @@ class Wan22VAEConfig:
             kw["dec_dim"] = kw["dim"]
         return cls(**kw)
 
+    @classmethod
+    def from_state_dict(cls, sd: Mapping[str, Any], **overrides: Any) -> Wan22VAEConfig:
+        """Infer the sizes from an official-layout state dict (tensor shapes only; meta is fine).
+
+        ``latents_mean``/``latents_std`` cannot be inferred: they follow the z_dim rule above
+        unless given in ``overrides``.
+        """
+        conv_in = sd["encoder.conv1.weight"]
+        dim = int(conv_in.shape[0])
+        levels = 0
+        while f"encoder.downsamples.{levels}.downsamples.0.residual.2.weight" in sd:
+            levels += 1
+        n_res = 0
+        while f"encoder.downsamples.0.downsamples.{n_res}.residual.2.weight" in sd:
+            n_res += 1
+        kw: dict[str, Any] = {
+            "dim": dim,
+            "dec_dim": int(sd["decoder.head.2.weight"].shape[1]),
+            "z_dim": int(sd["conv2.weight"].shape[0]),
+            "num_res_blocks": n_res,
+            "dim_mult": tuple(
+                int(sd[f"encoder.downsamples.{i}.downsamples.0.residual.2.weight"].shape[0]) // dim
+                for i in range(levels)
+            ),
+            "temperal_downsample": tuple(
+                f"encoder.downsamples.{i}.downsamples.{n_res}.time_conv.weight" in sd
+                for i in range(levels - 1)
+            ),
+            "patch_size": round((int(conv_in.shape[1]) // 3) ** 0.5),
+        }
+        kw.update(overrides)
+        return cls(**kw)
+
 
 def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
     """[B, C, F, H*p, W*p] -> [B, C*p*p, F, H, W]; channel order (c, w-offset, h-offset)."""

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,30 +23,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
-    """A private redis-server on a free port; yields its URL."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        import pytest
+    """A private redis-server on a free port (the spine's `RedisServer`), so tests may FLUSHDB it."""
+    from tests.service_support import RedisServer
 
-        pytest.skip("redis-server not installed")
-    port = free_port()
-    tmp = tempfile.mkdtemp(prefix="sec-redis-")
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = RedisServer().start()
     try:
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(tmp, ignore_errors=True)
+        server.close()
 
 
 @contextlib.contextmanager

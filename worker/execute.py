@@ -17,12 +17,13 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.core.errors import JobCancelled, JobError, JobTimeout
+from app.core.errors import JobCancelled, JobError, JobTimeout, StorageError
 from app.core.jobstore import TransitionRejected
 from app.core.schemas import JobErrorInfo, JobRecord
 from app.core.status import JobStatus
 from app.core.storage import job_key, job_prefix
 from worker.encode import encode_mp4, write_thumbnail
+from worker.prompt_extend import prepare_job_prompt
 from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,10 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
         from PIL import Image
 
         image = Image.open(io.BytesIO(rt.storage.get_bytes(rec.input_key))).convert("RGB")
+    prompt, prompt_timings = prepare_job_prompt(rec, extender=rt.extender, store=rt.store)
     clock = StepClock(rt, rec.id, time.monotonic() + s.soft_time_limit_s)
     video = rt.pipe.generate(
-        rec.revised_prompt or rec.prompt,
+        prompt,
         negative_prompt=p.negative_prompt,
         image=image,
         height=p.height,
@@ -86,7 +88,7 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
         seed=p.seed,
         callback=clock,
     )
-    timings = clock.timings(time.monotonic())
+    timings = {**prompt_timings, **clock.timings(time.monotonic())}
     t = time.monotonic()
     frames = _to_frames(video)
     tmp_root = s.data_dir / "tmp"
@@ -169,6 +171,9 @@ def _run_started(rt: WorkerRuntime, rec: JobRecord) -> str:
         )
     except JobError as exc:
         return _fail(rt, rec, exc.code, exc.detail)
+    except StorageError as exc:  # upload failed after the backend's retries: never "completed"
+        log.error("job %s: storage failed: %s", rec.id, exc.detail)
+        return _fail(rt, rec, "storage_error", "storing the result failed; see the worker log")
     except ValueError as exc:  # the pipeline's check_inputs
         return _fail(rt, rec, "invalid_input", str(exc)[:500])
     except Exception as exc:

@@ -1,9 +1,8 @@
 """Prompt extension: rewrite a short prompt into a detailed one with a local chat LLM.
 
 Any instruction-tuned causal LM with a chat template works (loaded with ``AutoModelForCausalLM``
-and ``AutoTokenizer`` from a local folder, never downloaded). Tested choices: Qwen2.5-Instruct
-0.5B/1.5B/3B/7B (3B+ for good Chinese; 0.5B/1.5B are fast enough for CPU), and tiny random
-Qwen2 models in the unit tests.
+and ``AutoTokenizer`` from a local folder, never downloaded). Intended for Qwen2.5-Instruct
+0.5B-7B (see docs/styles.md); the tests exercise the same path with tiny random Qwen2 models.
 
 The extender never fails a job: on a load error, a generation error, an unusable answer or a
 timeout it returns the original prompt with ``extended=False`` and a ``reason``. Generation runs
@@ -18,24 +17,22 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
-
-from app.core.styles import StyleSelection, apply_style, is_chinese, style_phrases
+from app.core.config import Settings
+from app.core.jobstore import JobStore
+from app.core.schemas import JobRecord
+from app.core.styles import PromptExtensionInfo, StyleSelection, apply_style, is_chinese
+from worker.prompt_rules import Language, build_messages, clean_output
 
 log = logging.getLogger(__name__)
 
-Language = Literal["en", "zh"]
 LanguageOpt = Literal["auto", "en", "zh"]
-
-_MAX_INPUT_CHARS = 2000  # longer user prompts are cut before they reach the LLM
 
 
 @dataclass(frozen=True)
@@ -79,143 +76,38 @@ class ExtendResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# System prompts (written for wanserve)
-
-_TEXT_RULES = """\
-You are a cinematographer writing shot descriptions for a text-to-video model. Rewrite the user's \
-idea into one detailed paragraph that the model can film.
-Rules:
-1. Keep every subject and every action the user asked for. Do not add new main characters and do \
-not drop anything the user mentioned.
-2. Describe the motion as it unfolds: what moves, in which direction, how fast, and what happens \
-next. If the user gave no motion, choose a natural one. Background elements may move as well.
-3. Add concrete visual detail: the subject's appearance and clothing, the setting, background \
-objects, weather and light.
-4. Name the shot in film terms: shot size, camera angle, camera movement, light source and \
-direction, time of day, colour tone. Use at most four such terms unless the user listed more, and \
-never contradict a setting the user gave.
-5. If the user names an art style (anime, watercolour, pixel art, 3D render...), state it first \
-and leave out photographic camera terms.
-6. Describe only what can be seen. No feelings, metaphors, sounds or commentary.
-7. Length: {length}.
-8. {language_rule} Output only the rewritten prompt: no title, no quotes, no explanation."""
-
-_IMAGE_RULES = """\
-You write prompts for an image-to-video model, which animates a still picture supplied by the \
-user. You cannot see the picture; it already fixes how the subject and the scene look.
-Rewrite the user's request into a short description of what happens in the clip.
-Rules:
-1. Keep the subject and every action or camera move the user asked for.
-2. Focus on movement: what moves, how, in which direction and how fast; the camera's movement; \
-small motion in the background (wind, water, people, light).
-3. Do not describe static appearance in detail; mention the subject only to say what it does.
-4. If the request is long, condense it to its main action. If it is only a few words or empty, \
-invent a gentle, plausible motion for the main subject and the background.
-5. Never contradict a camera or lighting setting the user gave.
-6. Length: {length}.
-7. {language_rule} Output only the prompt: no title, no quotes, no explanation."""
-
-_LANGUAGE_RULE: dict[Language, str] = {
-    "en": "Write in English, even if the request is in another language.",
-    "zh": "Write in Simplified Chinese (请用简体中文输出), even if the request is in another language.",
-}
-
-
-def _length_rule(language: Language, limit: int, image: bool) -> str:
-    low = min(40, limit // 2) if not image else 0
-    if language == "zh":
-        return f"{low}-{limit} Chinese characters" if low else f"at most {limit} Chinese characters"
-    return f"{low}-{limit} words" if low else f"at most {limit} words"
-
-
-def system_prompt(*, language: Language, image: bool, limit: int) -> str:
-    template = _IMAGE_RULES if image else _TEXT_RULES
-    return template.format(
-        length=_length_rule(language, limit, image), language_rule=_LANGUAGE_RULE[language]
-    )
-
-
-def build_messages(
-    prompt: str,
-    *,
-    language: Language,
-    image: bool,
-    limit: int,
-    style: StyleSelection | None = None,
-) -> list[dict[str, str]]:
-    """The chat messages sent to the LLM."""
-    user = prompt.strip()[:_MAX_INPUT_CHARS] or "(no text: animate the picture)"
-    phrases = style_phrases(style, language=language)
-    if phrases:
-        sep = "，" if language == "zh" else ", "
-        user += f"\n\nRequired look (include each of these exactly): {sep.join(phrases)}"
-    return [
-        {"role": "system", "content": system_prompt(language=language, image=image, limit=limit)},
-        {"role": "user", "content": user},
-    ]
-
-
-# ---------------------------------------------------------------------------------------------
-# Output clean-up
-
-_THINK = re.compile(r"<think>.*?</think>", re.S)
-_PREAMBLE = re.compile(
-    r"^\s*(?:\*\*)?(?:here is |here's )?(?:the )?(?:rewritten|extended|expanded|final|improved)?\s*"
-    r"(?:video )?(?:prompt|description)(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*",
-    re.I,
-)
-_ZH_PREAMBLE = re.compile(r"^\s*(?:改写|扩写|扩展)?后?的?(?:提示词|描述)\s*[:：]\s*")
-_QUOTES = "\"'“”‘’「」『』`"
-
-
-def _cut(text: str, language: Language, limit: int) -> str:
-    """Bound the length, cutting at the last sentence end inside the bound when there is one."""
-    if language == "zh":
-        if len(text) <= limit:
-            return text
-        head = text[:limit]
-        end = max(head.rfind(p) for p in "。！？")
-        return head[: end + 1] if end >= limit // 3 else head.rstrip("，、；： ") + "。"
-    words = text.split(" ")
-    if len(words) <= limit:
-        return text
-    head = " ".join(words[:limit])
-    end = max(head.rfind(p) for p in ".!?")
-    return head[: end + 1] if end >= len(head) // 3 else head.rstrip(",;: ") + "."
-
-
-def clean_output(raw: str, *, language: Language, limit: int) -> tuple[str | None, str | None]:
-    """Turn the raw LLM answer into a prompt; returns ``(prompt, None)`` or ``(None, reason)``."""
-    text = _THINK.sub(" ", raw)
-    if "<think>" in text:
-        return None, "the model did not finish its reasoning block"
-    text = _ZH_PREAMBLE.sub("", _PREAMBLE.sub("", text.strip()))
-    text = re.sub(r"\s+", " ", text).strip().strip(_QUOTES).strip()
-    if not text:
-        return None, "the model returned an empty answer"
-    if language == "zh" and not re.search(r"[\u3400-\u9fff]", text):
-        return None, "the model did not answer in Chinese"
-    if language == "en" and is_chinese(text):
-        return None, "the model did not answer in English"
-    return _cut(text, language, limit), None
-
-
-# ---------------------------------------------------------------------------------------------
 # The extender
 
 
-class _Deadline(StoppingCriteria):
-    """Stops generation once the deadline passes or the caller gives up."""
+class _Deadline:
+    """Stops generation once the deadline passes or the caller gives up (checked per token)."""
 
     def __init__(self, deadline: float, abandon: threading.Event) -> None:
         self.deadline = deadline
         self.abandon = abandon
         self.fired = False
 
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        hit = self.abandon.is_set() or time.monotonic() >= self.deadline
-        self.fired = self.fired or hit
-        return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)
+    def hit(self) -> bool:
+        self.fired = self.fired or self.abandon.is_set() or time.monotonic() >= self.deadline
+        return self.fired
+
+
+@cache
+def _criterion_class() -> Any:
+    """A transformers ``StoppingCriteria`` around `_Deadline` (imported lazily: this module is
+    imported by every worker, and transformers only matters where extension is configured)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class DeadlineCriterion(StoppingCriteria):
+        def __init__(self, deadline: _Deadline) -> None:
+            self.deadline = deadline
+
+        def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+            hit = self.deadline.hit()
+            return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)
+
+    return DeadlineCriterion
 
 
 @dataclass
@@ -263,6 +155,7 @@ class PromptExtender:
                 raise RuntimeError(self._load_error) from exc
 
     def _load(self) -> tuple[Any, Any]:
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(self.config.model_path)
@@ -346,7 +239,8 @@ class PromptExtender:
             run.done.set()
 
     def _generate(self, messages: list[dict[str, str]], seed: int | None, deadline: _Deadline) -> str:
-        from transformers import GenerationConfig
+        import torch
+        from transformers import GenerationConfig, StoppingCriteriaList
 
         tok, model, cfg = self._tokenizer, self._model, self.config
         text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -370,7 +264,9 @@ class PromptExtender:
             if seed is not None:
                 torch.manual_seed(seed)
             out = model.generate(
-                **enc, generation_config=gen_config, stopping_criteria=StoppingCriteriaList([deadline])
+                **enc,
+                generation_config=gen_config,
+                stopping_criteria=StoppingCriteriaList([_criterion_class()(deadline)]),
             )
         new_tokens = out[0, enc["input_ids"].shape[1] :]
         return str(tok.decode(new_tokens, skip_special_tokens=True))
@@ -434,3 +330,72 @@ def revise_prompt(
     if not result.extended:
         return RevisedPrompt(styled, result)
     return RevisedPrompt(apply_style(result.prompt, style, language=result.language), result)
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker integration (settings → extender; job record → final prompt)
+
+
+def config_from_settings(settings: Settings) -> ExtendConfig | None:
+    if not settings.prompt_extend_model_path:
+        return None
+    return ExtendConfig(
+        model_path=settings.prompt_extend_model_path,
+        device=settings.prompt_extend_device,
+        dtype=settings.prompt_extend_dtype,
+        timeout_s=settings.prompt_extend_timeout_s,
+        max_new_tokens=settings.prompt_extend_max_new_tokens,
+        max_words=settings.prompt_extend_max_words,
+        max_words_image=max(20, settings.prompt_extend_max_words // 2),
+        do_sample=settings.prompt_extend_sample,
+    )
+
+
+def load_extender(settings: Settings) -> PromptExtender | None:
+    """The worker's extender, loaded now; None when none is configured or it fails to load
+    (the worker then reports extension as unavailable and keeps serving)."""
+    config = config_from_settings(settings)
+    if config is None:
+        return None
+    ext = get_extender(config)
+    try:
+        ext.load()
+    except RuntimeError:
+        return None  # already logged with the traceback
+    return ext
+
+
+def prepare_job_prompt(
+    rec: JobRecord, *, extender: PromptExtender | None, store: JobStore | None
+) -> tuple[str, dict[str, float]]:
+    """The prompt to encode for ``rec``, plus timings; runs a requested extension once.
+
+    The outcome is written to the record (``revised_prompt``, ``prompt_extension``) so a
+    redelivered job reuses it instead of asking the LLM again.
+    """
+    info = rec.prompt_extension
+    if not rec.prompt_extend or (info is not None and info.status != "pending"):
+        return rec.revised_prompt or rec.prompt, {}
+    style = StyleSelection.model_validate(rec.style) if rec.style else None
+    revised = revise_prompt(
+        rec.prompt,
+        style=style,
+        extend=True,
+        extender=extender,
+        language=info.language if info is not None else "auto",
+        image=rec.input_key is not None,
+        seed=rec.params.seed,
+    )
+    res = revised.extension
+    assert res is not None
+    new_info = PromptExtensionInfo(
+        status="extended" if res.extended else "skipped",
+        language=res.language,
+        reason=res.reason,
+        model=res.model,
+        elapsed_s=round(res.elapsed_s, 3),
+        seed=res.seed,
+    )
+    if store is not None:
+        store.set_fields(rec.id, {"revised_prompt": revised.prompt, "prompt_extension": new_info})
+    return revised.prompt, {"prompt_extension": round(res.elapsed_s, 4)}

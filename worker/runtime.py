@@ -31,10 +31,14 @@ class WorkerRuntime:
         self.redis = sync_client(settings)
         self.store = JobStore(self.redis, retention_s=settings.retention_s)
         self.storage: Storage = make_storage(settings)
+        from worker.webhooks import install_worker_hooks  # signed webhooks from transitions (issue 4)
+
+        install_worker_hooks(self.store, self.storage, settings)
         self.pipe: Any = None
         self.preset: Any = None
         self.state = "starting"
         self.current_job: str | None = None
+        self.extender: Any = None  # worker.prompt_extend.PromptExtender when one is configured
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -52,6 +56,10 @@ class WorkerRuntime:
         self.pipe = load_pipeline(s.model_path or s.model, device=s.device, dtype=dtype, offload=s.offload)
         self.preset = self.pipe.preset
         log.info("loaded %s on %s in %.1fs", self.preset.model_id, s.device, time.perf_counter() - t0)
+        if s.prompt_extend_model_path:  # imported only when used (pulls in transformers)
+            from worker.prompt_extend import load_extender
+
+            self.extender = load_extender(s)
         self.state = "loading"
         self.heartbeat()
         self._thread = threading.Thread(target=self._beat, name="wanserve-heartbeat", daemon=True)
@@ -98,6 +106,7 @@ class WorkerRuntime:
             device=self.settings.device,
             current_job=self.current_job,
             ttl_s=self.settings.worker_ttl_s,
+            extra={"prompt_extend": "1" if self.extender is not None else "0"},
         )
 
     def _beat(self) -> None:

@@ -29,6 +29,7 @@ import httpx
 from celery import Celery, shared_task
 from redis import Redis as SyncRedis
 
+from app.core import retention
 from app.core import webhooks as wh
 from app.core.config import Settings
 from app.core.jobstore import JobEvent, JobStore
@@ -245,6 +246,8 @@ def install_worker_hooks(
         if name is None:
             return
         rec = ev.record
+        if rec is not None and rec.status.is_terminal and rec.expires_at:
+            retention.schedule_sync(store.r, rec.id, rec.expires_at)
         if name == "progress":
             if wants_progress.get(ev.job_id) is False:
                 return
@@ -261,7 +264,7 @@ def install_worker_hooks(
             rec, storage=storage, ttl_s=settings.url_ttl_s, base_url=public_base_url(settings)
         )
         wh.enqueue(
-            send_task, wh.build_message(rec.id, str(rec.webhook_url), name, data.model_dump(mode="json"))
+            publish, wh.build_message(rec.id, str(rec.webhook_url), name, data.model_dump(mode="json"))
         )
 
     store.add_transition_hook(hook)

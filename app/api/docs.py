@@ -28,6 +28,10 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "title": {"type": "string"},
         "status": {"type": "integer"},
         "detail": {"type": "string"},
+        "message": {
+            "type": "string",
+            "description": "`title: detail` in one line (what the OpenAI SDK shows in its exception text)",
+        },
         "errors": {
             "type": "array",
             "items": {
@@ -42,6 +46,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 def _problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}
+    body["errors"] = extra.pop("errors", [])
+    body["message"] = f"{title}: {detail}"
     body.update(extra)
     return body
 
@@ -225,6 +231,15 @@ CREATE_JSON_EXAMPLES: dict[str, Any] = {
             "metadata": {"order": "A-17"},
         },
     },
+    "style_and_extension": {
+        "summary": "Style controls and prompt extension (see GET /v1/styles)",
+        "value": {
+            "prompt": "A cat naps on a windowsill",
+            "style": {"shot_size": "close_up", "lighting": ["soft", "backlight"], "color_tone": "warm"},
+            "prompt_extend": True,
+            "prompt_extend_language": "en",
+        },
+    },
     "image_as_data_url": {
         "summary": "Image to video with the image as a data URL",
         "value": {
@@ -261,6 +276,12 @@ _CREATE_FIELDS: dict[str, Any] = {
     "sampler": {"type": "string", "enum": ["unipc", "dpm++", "euler"]},
     "metadata": {"type": "string", "description": "JSON object, echoed back"},
     "input_reference": {"type": "string", "format": "binary", "description": "the input image"},
+    "style": {
+        "type": "string",
+        "description": "JSON object of style controls (GET /v1/styles); or style[category] fields",
+    },
+    "prompt_extend": {"type": "boolean", "description": "rewrite the prompt with the worker's LLM first"},
+    "prompt_extend_language": {"type": "string", "enum": ["auto", "en", "zh"]},
 }
 
 MODEL_EXAMPLE: dict[str, Any] = {
@@ -444,6 +465,39 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "The models that live workers serve, with their sizes, frame and step bounds and defaults.",
         (*_AUTH, 503),
         {200: _ok("The served models", models=("One model", {"object": "list", "data": [MODEL_EXAMPLE]}))},
+    ),
+    ("GET", "/v1/videos/{}/webhooks"): RouteDoc(
+        "List webhook deliveries of a video",
+        "Every webhook message sent for this video (Standard Webhooks signed) with each delivery "
+        "attempt, oldest first. Only the video's owner sees it.",
+        (*_AUTH, 404, 503),
+        {
+            200: _ok(
+                "The delivery log",
+                deliveries=(
+                    "One delivered event",
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "id": "msg_2mXQ0f3b6n9p1r4t7v0x3z5b8d",
+                                "object": "webhook.delivery",
+                                "type": "video.completed",
+                                "url": "https://hooks.example.com/wanserve",
+                                "status": "delivered",
+                                "attempt_count": 1,
+                                "created_at": 1767225960.2,
+                                "updated_at": 1767225960.5,
+                                "next_attempt_at": None,
+                                "last_status_code": 204,
+                                "last_error": None,
+                                "attempts": [{"at": 1767225960.5, "status_code": 204, "duration_ms": 212}],
+                            }
+                        ],
+                    },
+                ),
+            )
+        },
     ),
     ("GET", "/healthz"): RouteDoc(
         "Liveness",

@@ -36,6 +36,8 @@ def problem(
         "status": status,
         "detail": detail,
         "errors": [{"field": e.field, "reason": e.reason} for e in errors or []],
+        # extension member: the OpenAI SDK puts a body's `message` into its exception text
+        "message": f"{title}: {detail}" if detail and detail != title else title,
     }
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
@@ -51,6 +53,7 @@ def _field_errors(errs: list[Any]) -> list[FieldError]:
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     headers = {"Retry-After": "1"} if isinstance(exc, QueueUnavailable) else {}
+    headers.update(getattr(exc, "headers", None) or {})  # 401 WWW-Authenticate, 429 Retry-After + RateLimit
     return problem(exc.status, exc.title, exc.detail, exc.type_slug, exc.errors, headers)
 
 

@@ -8,11 +8,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.api import webhooks
+from app.api.docs import apply_docs
 from app.api.errors import register_error_handlers
 from app.api.queue import JobQueue
-from app.api.docs import apply_docs
 from app.api.routes import content, events, health, models, styles, videos, web
+from app.api.security import install_security
 from app.api.state import AppState
+from app.api.webhooks import install_gateway_hooks
 from app.core.config import Settings
 from app.core.jobstore_async import AsyncJobStore
 from app.core.redisconn import async_client
@@ -36,10 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             storage=make_storage(settings),
         )
         app.state.wanserve = state
+        sweeper = install_gateway_hooks(state.store, queue, state.storage, settings)  # webhooks, retention
         log.info("gateway ready: redis=%s default model=%s", settings.redis_url, settings.model)
         try:
             yield
         finally:
+            sweeper.cancel()
             queue.close()
             await r.aclose()
 
@@ -50,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     register_error_handlers(app)
+    install_security(app, settings)  # auth, rate limits, CORS, body-size cap (issue 4)
+    app.include_router(webhooks.router)  # GET /v1/videos/{id}/webhooks
     for module in (videos, content, events, models, styles, health):
         app.include_router(module.router)
     app.include_router(web.router)  # GET /: the web page

@@ -26,23 +26,27 @@ class JobQueue:
         self.celery.conf.update(celery_config(settings))
         self.timeout_s = settings.enqueue_timeout_s
         self._sem = asyncio.Semaphore(max_concurrency)
-        self._retry_policy = {"max_retries": 1, "interval_start": 0.05, "interval_step": 0.1, "timeout": 1.0}
+        self._retry_policy = {"max_retries": 1, "interval_start": 0.05, "interval_step": 0.1, "interval_max": 0.2}
 
-    def _publish(self, job_id: str, model_id: str) -> None:
+    def _publish(self, job_id: str, model_id: str, task: str, queue: str | None) -> None:
         self.celery.send_task(
-            GENERATE_TASK,
+            task,
             args=(job_id,),
             task_id=job_id,
-            queue=keys.model_queue(model_id),
+            queue=queue or keys.model_queue(model_id),
             retry=True,
             retry_policy=self._retry_policy,
         )
 
-    async def enqueue(self, job_id: str, model_id: str) -> None:
+    async def enqueue(
+        self, job_id: str, model_id: str, *, task: str = GENERATE_TASK, queue: str | None = None
+    ) -> None:
+        """Publish ``task(job_id)`` on ``queue`` (default: the model's queue)."""
         t0 = time.perf_counter()
         try:
             async with self._sem:
-                await asyncio.wait_for(asyncio.to_thread(self._publish, job_id, model_id), self.timeout_s)
+                publish = asyncio.to_thread(self._publish, job_id, model_id, task, queue)
+                await asyncio.wait_for(publish, self.timeout_s)
         except Exception as exc:
             log.warning("enqueue of %s failed after %.3fs: %r", job_id, time.perf_counter() - t0, exc)
             raise QueueUnavailable("the job queue is unavailable; retry later") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aredis
@@ -13,6 +14,7 @@ from app.api.forms import normalise_image
 from app.api.queue import JobQueue
 from app.core.config import Settings
 from app.core.errors import InvalidInput, QueueUnavailable
+from app.core.extenders import extend_route, extension_available
 from app.core.jobstore_async import AsyncJobStore
 from app.core.params import resolve
 from app.core.registry import served_models
@@ -38,7 +40,9 @@ async def submit(
     store: AsyncJobStore,
     queue: JobQueue,
     storage: Storage,
+    admit: Callable[[str], Awaitable[None]] | None = None,
 ) -> JobRecord:
+    """``admit(job_id)`` (issue 4) enforces the active-job and queue limits before anything is stored."""
     req = VideoCreate.model_validate(body)
     if req.metadata is not None and len(str(req.metadata)) > MAX_METADATA_CHARS:
         raise InvalidInput.field("metadata", f"larger than {MAX_METADATA_CHARS} characters")
@@ -52,14 +56,16 @@ async def submit(
         req.style,
         prompt_extend=req.prompt_extend,
         language=req.prompt_extend_language,
-        extend_available=any(w.prompt_extend for w in models[model_id][1]),
+        extend_available=await extension_available(redis, settings, models[model_id][1]),
         model_id=model_id,
     )
     params = resolve(req, models[model_id][0], has_image=image is not None)
     job_id = new_job_id()
+    if admit is not None:
+        await admit(job_id)
     input_key = None
     if image is not None:
-        png = await asyncio.to_thread(normalise_image, image)
+        png = await asyncio.to_thread(normalise_image, image, settings.max_image_pixels)
         input_key = job_key(job_id, "input")
         await asyncio.to_thread(storage.put_bytes, input_key, png, "image/png")
     rec = JobRecord(
@@ -73,11 +79,13 @@ async def submit(
         total_steps=params.num_inference_steps,
         input_key=input_key,
         owner=owner,
+        webhook_url=req.webhook_url,
+        webhook_events=list(req.webhook_events) if isinstance(req.webhook_events, list) else None,
         **styled,
     )
     await store.create(rec)
     try:
-        await queue.enqueue(job_id, model_id)
+        await queue.enqueue(job_id, model_id, **extend_route(rec.prompt_extend, settings))
     except QueueUnavailable:
         await _undo(rec, store, storage)
         raise

@@ -15,6 +15,7 @@ from fastapi import APIRouter
 
 from app.api.deps import JobDep, RedisDep
 from app.api.queue import JobQueue
+from app.core import retention
 from app.core import webhooks as wh
 from app.core.config import Settings
 from app.core.jobstore import JobEvent
@@ -38,10 +39,14 @@ def base_url(settings: Settings) -> str:
 
 def install_gateway_hooks(
     store: AsyncJobStore, queue: JobQueue, storage: Storage, settings: Settings
-) -> None:
+) -> asyncio.Task[None]:
+    """Register the webhook + retention hook; start and return the retention sweeper task."""
+
     async def hook(ev: JobEvent) -> None:
         name = wh.event_name(ev.type)
         rec = ev.record
+        if rec is not None and rec.status.is_terminal and rec.expires_at:
+            await retention.schedule(store.r, rec.id, rec.expires_at)
         if (
             name is None
             or name == "progress"
@@ -59,3 +64,4 @@ def install_gateway_hooks(
             log.warning("could not enqueue webhook %s for %s: %r", name, rec.id, exc)
 
     store.add_transition_hook(hook)
+    return asyncio.create_task(retention.sweeper(store.r, storage), name="wanserve-retention")

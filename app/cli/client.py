@@ -64,7 +64,8 @@ def problem_message(response: httpx.Response) -> str:
         if isinstance(err, dict):
             field = err.get("field") or err.get("loc") or "?"
             reason = err.get("reason") or err.get("msg") or ""
-            parts.append(f"  - {field}: {reason}")
+            if f"{field}: {reason}" != detail:  # already said by the detail line
+                parts.append(f"  - {field}: {reason}")
     return "\n".join(parts)
 
 
@@ -412,24 +413,30 @@ def cmd_generate(args: argparse.Namespace) -> int:
         _err(f"error: no such image file: {image}")
         return EXIT_USAGE
     client = _client(args)
+    video_id: str | None = None
+    progress: Progress | None = None
     try:
-        job = client.create(_request_fields(args), image)
-        video_id = str(job["id"])
-        (_out if args.no_wait else _err)(video_id)
-        if args.no_wait:
-            return EXIT_OK
-        progress = Progress(sys.stderr, video_id)
-        progress.update(job)
         try:
+            job = client.create(_request_fields(args), image)
+            video_id = str(job["id"])
+            (_out if args.no_wait else _err)(video_id)
+            if args.no_wait:
+                return EXIT_OK
+            progress = Progress(sys.stderr, video_id)
+            progress.update(job)
             job = wait_for(client, video_id, job, progress)
         except KeyboardInterrupt:
-            progress.done()
+            if video_id is None:
+                raise
+            if progress is not None:
+                progress.done()
             if _ask(f"Cancel job {video_id} on the server? [y/N] "):
                 client.cancel(video_id)
                 _err(f"cancelled {video_id}")
                 return EXIT_CANCELLED
             _err(f"job {video_id} keeps running; check it with: wanserve status {video_id}")
             return EXIT_INTERRUPTED
+        assert progress is not None
         progress.done()
         status = job.get("status")
         if status == "failed":
@@ -499,11 +506,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         _out(json.dumps(items, indent=2))
         return EXIT_OK
-    _out(f"{'ID':<34} {'STATUS':<12} {'PROG':>4}  {'MODEL':<18} PROMPT")
+    _out(f"{'ID':<40} {'STATUS':<12} {'PROG':>4}  {'MODEL':<18} PROMPT")
     for job in items:
         prompt = str(job.get("prompt") or "").replace("\n", " ")
         _out(
-            f"{job.get('id')!s:<34} {job.get('status')!s:<12} {job.get('progress', 0)!s:>3}%  "
+            f"{job.get('id')!s:<40} {job.get('status')!s:<12} {job.get('progress', 0)!s:>3}%  "
             f"{job.get('model')!s:<18} {prompt[:50]}"
         )
     return EXIT_OK
@@ -515,7 +522,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         job = client.cancel(args.id)
     finally:
         client.close()
-    _out(f"{job.get('id', args.id)} {job.get('status', 'cancelled')}")
+    status = job.get("status", "cancelled")
+    if status in ("queued", "in_progress"):
+        _out(f"{job.get('id', args.id)} cancel requested: it stops at the next denoising step")
+    else:
+        _out(f"{job.get('id', args.id)} {status}")
     return EXIT_OK
 
 
@@ -529,25 +540,24 @@ def cmd_models(args: argparse.Namespace) -> int:
         _out(json.dumps(models, indent=2))
         return EXIT_OK
     for m in models:
-        sizes = m.get("sizes") or []
-        size_text = ", ".join(s if isinstance(s, str) else "x".join(map(str, s)) for s in sizes)
-        _out(f"{m.get('id')}")
-        for key in (
-            "task",
-            "image_input",
-            "default_size",
-            "fps",
-            "num_frames",
-            "num_inference_steps",
-            "default_guidance_scale",
-            "default_shift",
-            "default_sampler",
-            "ready_workers",
-        ):
-            if m.get(key) is not None:
-                _out(f"  {key:<19} {m[key]}")
-        if size_text:
-            _out(f"  {'sizes':<19} {size_text}")
+        _out(
+            f"{m.get('id')}  ({m.get('task')}, image {m.get('image_input')}, "
+            f"{m.get('ready_workers', '?')} ready worker(s))"
+        )
+        frames = m.get("num_frames") or {}
+        steps = m.get("num_inference_steps") or {}
+        guidance = m.get("default_guidance_scale") or {}
+        rows = {
+            "sizes": ", ".join(str(x) for x in m.get("sizes") or []) + f"  (default {m.get('default_size')})",
+            "frames": f"{frames.get('default')} (4n+1 in {frames.get('min')}..{frames.get('max')}) "
+            f"at {m.get('fps')} fps",
+            "steps": f"{steps.get('default')} (max {steps.get('max')})",
+            "guidance": ", ".join(f"{k} {v}" for k, v in guidance.items()),
+            "shift": str(m.get("default_shift")),
+            "samplers": ", ".join(m.get("samplers") or []) + f"  (default {m.get('default_sampler')})",
+        }
+        for key, value in rows.items():
+            _out(f"  {key:<9} {value}")
     return EXIT_OK
 
 

@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     prompt_extend_max_new_tokens: int = Field(400, ge=16, le=4096)
     prompt_extend_max_words: int = Field(200, ge=20, le=1000)  # text-only bound; half of it with an image
     prompt_extend_sample: bool = False  # greedy by default; sampling is seeded with the job's seed
+    prompt_extend_queue: bool = False  # gateway: extend on the `prompt_extend` queue (worker.extend_worker)
 
     @property
     def auth_enabled(self) -> bool:

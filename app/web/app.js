@@ -98,7 +98,7 @@ function applyModel() {
   };
   setNum("num_frames", frames.default, frames.min, frames.max);
   setNum("fps", fps);
-  $("#seconds").placeholder = frames.default && fps ? `${(frames.default / fps).toFixed(2)} (default)` : "default";
+  $("#seconds").placeholder = frames.default && fps ? `${(frames.default / fps).toFixed(2)}` : "default";
   setNum("num_inference_steps", steps.default, 1, steps.max);
   const g = m.default_guidance_scale || {};
   const twoExperts = g.high_noise !== undefined || g.low_noise !== undefined;
@@ -340,7 +340,8 @@ async function finish(id) {
   } catch (_) {
     $("#download-thumb").hidden = true;
   }
-  const parts = [job.size, job.seconds ? `${job.seconds}s` : null, job.seed != null ? `seed ${job.seed}` : null];
+  const secs = Number(job.seconds);
+  const parts = [job.size, secs ? `${secs.toFixed(2)} s` : null, job.seed != null ? `seed ${job.seed}` : null];
   $("#result-meta").textContent = parts.filter(Boolean).join(" · ");
   $("#result").hidden = false;
 }

@@ -154,3 +154,60 @@ def score_clip(video: Any, prompt: str, color: str, direction: str) -> ClipScore
     disp = displacement(video)
     return ClipScore(prompt=prompt, color=got, displacement=(float(disp[0]), float(disp[1])),
                      color_ok=got == color, direction_ok=moves_in_direction(video, direction))
+
+
+# ------------------------------------------------------------------------------------------------
+# Fixed evaluation sets (used by tests/model/test_demo_quality.py and the training script)
+
+TEXT_BACKGROUNDS = ("black", "gray", "navy")
+
+
+def text_cases(n: int = 24) -> list[tuple[str, str, str, str, int]]:
+    """(colour, shape, direction, background, seed): every colour, shape and direction is covered."""
+    from model.demo.world import COLOR_NAMES, DIRECTION_NAMES, SHAPES
+
+    out = []
+    for i in range(n):
+        out.append((COLOR_NAMES[i % 8], SHAPES[i % 3], DIRECTION_NAMES[(3 * i + i // 8) % 8],
+                    TEXT_BACKGROUNDS[(i // 8) % 3], 1000 + i))
+    return out
+
+
+def image_cases(n: int = 8) -> list[tuple[str, str, str, str, int]]:
+    from model.demo.world import COLOR_NAMES, DIRECTION_NAMES, SHAPES
+
+    return [(COLOR_NAMES[(5 * i + 2) % 8], SHAPES[(i + 1) % 3], DIRECTION_NAMES[(5 * i + 1) % 8],
+             ("black", "gray")[i % 2], 2000 + i) for i in range(n)]
+
+
+def evaluate_text_mode(pipe: Any, cases: list[tuple[str, str, str, str, int]], **gen: Any) -> list[ClipScore]:
+    from model.demo.world import simple_caption
+
+    scores = []
+    for color, shape, direction, background, seed in cases:
+        prompt = simple_caption(color, shape, direction, background)
+        video = pipe.generate(prompt, seed=seed, **gen)
+        scores.append(score_clip(video, prompt, color, direction))
+    return scores
+
+
+@dataclass
+class ImageScore:
+    clip: ClipScore
+    psnr: float
+
+
+def evaluate_image_mode(
+    pipe: Any, cases: list[tuple[str, str, str, str, int]], **gen: Any
+) -> list[ImageScore]:
+    import torch
+
+    from model.demo.world import make_single_clip
+
+    scores = []
+    for color, shape, direction, background, seed in cases:
+        clip = make_single_clip(color, shape, direction, background=background, seed=seed)
+        image = torch.from_numpy(clip.video[:, 0].copy())  # [3, H, W] in [-1, 1]
+        video = pipe.generate(clip.caption, image=image, seed=seed, **gen)
+        scores.append(ImageScore(score_clip(video, clip.caption, color, direction), psnr(video[:, 0], image)))
+    return scores

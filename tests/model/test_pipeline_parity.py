@@ -89,7 +89,8 @@ def _vae(wan22: bool, seed: int):
         m = AutoencoderKLWan(
             base_dim=4, decoder_base_dim=6, z_dim=48, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
             temperal_downsample=[False, True, True], is_residual=True, in_channels=12, out_channels=12,
-            patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4, latents_mean=mean, latents_std=std,
+            patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4,
+            latents_mean=mean, latents_std=std,
         )  # fmt: skip
     else:
         m = AutoencoderKLWan(
@@ -114,7 +115,8 @@ def _build(kind: str):
     if kind == "i2v-a14b":
         return WanImageToVideoPipeline(
             tokenizer=tok, text_encoder=te, vae=_vae(False, 1), scheduler=_official_grid_scheduler(5.0),
-            image_processor=None, image_encoder=None, transformer=_dit(36, 16, 4), transformer_2=_dit(36, 16, 5),
+            image_processor=None, image_encoder=None,
+            transformer=_dit(36, 16, 4), transformer_2=_dit(36, 16, 5),
             boundary_ratio=0.9,
         )  # fmt: skip
     if kind == "ti2v-t2v":

@@ -424,3 +424,19 @@ def test_wan22_parity_with_diffusers() -> None:
     ours = Wan22VAE(Wan22VAEConfig(dim=8, dec_dim=16, z_dim=48, latents_mean=mean, latents_std=std))
     z = torch.randn(1, 48, 3, 4, 4, generator=torch.Generator().manual_seed(6))
     _parity(ours, ref, diffusers_to_official_vae22_keys, video(9, 64), z)
+
+
+@pytest.mark.parametrize(
+    ("cls", "cfg"),
+    [
+        (Wan21VAE, Wan21VAEConfig()),
+        (Wan21VAE, MINI21),
+        (Wan21VAE, Wan21VAEConfig(dim=8, dim_mult=(1, 2, 4), temperal_downsample=(True, False))),
+        (Wan22VAE, Wan22VAEConfig()),
+        (Wan22VAE, MINI22),
+    ],
+)
+def test_config_from_state_dict(cls: type, cfg: object) -> None:
+    with torch.device("meta"):
+        sd = cls(cfg).state_dict()
+    assert type(cfg).from_state_dict(sd) == cfg  # type: ignore[attr-defined]

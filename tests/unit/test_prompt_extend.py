@@ -1,4 +1,5 @@
-"""Prompt extension (worker/prompt_extend.py) with a tiny random chat model built in the test.
+"""Prompt extension (worker/prompt_extend.py, worker/prompt_rules.py) with a tiny random chat
+model built in the test.
 
 No downloads: the tokenizer is a `tokenizers` WordLevel model wrapped in PreTrainedTokenizerFast
 with a chat template, the model a 2-layer Qwen2 with random weights; both are saved to a tmp dir
@@ -15,88 +16,22 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from app.core.styles import StyleSelection, parse_style  # noqa: E402
+from tests.style_support import WORDS, build_tokenizer, save_model  # noqa: E402
 from worker.prompt_extend import (  # noqa: E402
     ExtendConfig,
     ExtendResult,
     PromptExtender,
-    build_messages,
-    clean_output,
     clear_cache,
     get_extender,
     model_path_usable,
     revise_prompt,
-    system_prompt,
 )
-
-WORDS = (
-    "a the cat dog fox runs walks jumps slowly quickly across through over field forest street city "
-    "night day light soft warm cool camera shot close-up wide pans pushes in left right red blue "
-    "green sky water wind trees rain snow with and of on at its tail moves looks turns head"
-).split()
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def _build_tokenizer(chat_template=CHAT_TEMPLATE):
-    """A byte-level BPE tokenizer (like Qwen's) trained in code on a tiny corpus."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    core.train_from_iterator([" " + " ".join(WORDS)] * 4, trainer=trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>"]})
-    if chat_template:
-        tok.chat_template = chat_template
-    return tok
-
-
-def _save_model(path, tok):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    config = Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=False,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config)
-    # Only whole-word tokens get non-zero output rows (scaled up), so greedy decoding of the
-    # random model "says" vocabulary words rather than byte fragments or special tokens.
-    vocab = tok.get_vocab()
-    words = [vocab["\u0120" + w] for w in WORDS if "\u0120" + w in vocab]
-    assert len(words) > 30
-    keep = torch.zeros(len(tok), dtype=torch.bool)
-    keep[words] = True
-    with torch.no_grad():
-        model.lm_head.weight[~keep] = 0.0
-        model.lm_head.weight[keep] *= 20.0
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+from worker.prompt_rules import build_messages, clean_output, system_prompt  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return str(_save_model(tmp_path_factory.mktemp("tiny-chat"), _build_tokenizer()))
+    return str(save_model(tmp_path_factory.mktemp("tiny-chat"), build_tokenizer()))
 
 
 def _config(model_dir, **kw):
@@ -168,7 +103,7 @@ def test_model_usable_check(model_dir):
 
 
 def test_tokenizer_without_chat_template_falls_back(tmp_path):
-    path = _save_model(tmp_path, _build_tokenizer(chat_template=None))
+    path = save_model(tmp_path, build_tokenizer(chat_template=None))
     res = PromptExtender(_config(str(path))).extend("a cat")
     assert not res.extended and "chat template" in (res.reason or "")
 
@@ -300,3 +235,96 @@ def test_revise_prompt_weaves_style_around_extension():
     assert none.prompt == "一只猫"
     assert none.extension is not None and not none.extension.extended
     assert none.extension.language == "zh" and "no prompt extension model" in (none.extension.reason or "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker integration: settings → extender, job record → prompt
+
+
+def _record(**kw):
+    from app.core.schemas import JobRecord, ResolvedParams
+
+    params = ResolvedParams(
+        width=32,
+        height=32,
+        num_frames=5,
+        fps=8,
+        num_inference_steps=2,
+        guidance_scale=[5.0],
+        shift=5.0,
+        sampler="unipc",
+        seed=11,
+    )
+    base = {"id": "video_x", "status": "in_progress", "model": "tiny-ti2v", "prompt": "a cat"}
+    return JobRecord(**(base | {"params": params, "created_at": 0.0} | kw))
+
+
+class _Store:
+    def __init__(self):
+        self.writes = []
+
+    def set_fields(self, job_id, fields):
+        self.writes.append((job_id, fields))
+
+
+def test_prepare_job_prompt_without_extension():
+    from worker.prompt_extend import prepare_job_prompt
+
+    store = _Store()
+    rec = _record(revised_prompt="a cat. Close-up shot.", style={"shot_size": ["close_up"]})
+    assert prepare_job_prompt(rec, extender=None, store=store) == ("a cat. Close-up shot.", {})
+    assert prepare_job_prompt(_record(), extender=None, store=store) == ("a cat", {})
+    assert store.writes == []
+
+
+def test_prepare_job_prompt_runs_extension_once():
+    from app.core.styles import PromptExtensionInfo
+    from worker.prompt_extend import prepare_job_prompt
+
+    store = _Store()
+    stub = _StubExtender("A grey cat stretches on a sofa.")
+    rec = _record(
+        style={"color_tone": ["warm"]},
+        revised_prompt="a cat. Warm color tone.",
+        prompt_extend=True,
+        prompt_extension=PromptExtensionInfo(language="en"),
+        input_key="videos/video_x/input.png",
+    )
+    prompt, timings = prepare_job_prompt(rec, extender=stub, store=store)
+    assert prompt == "A grey cat stretches on a sofa. Warm color tone."
+    assert set(timings) == {"prompt_extension"}
+    assert stub.seen == ("a cat. Warm color tone.", "en", True, StyleSelection(color_tone=("warm",)), 11)
+    [(job_id, fields)] = store.writes
+    assert job_id == "video_x" and fields["revised_prompt"] == prompt
+    assert fields["prompt_extension"].status == "extended"
+
+    # a redelivered job keeps the recorded outcome and does not ask the LLM again
+    done = _record(prompt_extend=True, revised_prompt=prompt, prompt_extension=fields["prompt_extension"])
+    stub.seen = None
+    assert prepare_job_prompt(done, extender=stub, store=store) == (prompt, {})
+    assert stub.seen is None
+
+
+def test_prepare_job_prompt_skips_without_extender():
+    from worker.prompt_extend import prepare_job_prompt
+
+    store = _Store()
+    rec = _record(prompt_extend=True, style={"lens": ["macro"]}, revised_prompt="a cat. Macro lens.")
+    prompt, _ = prepare_job_prompt(rec, extender=None, store=store)
+    assert prompt == "a cat. Macro lens."
+    info = store.writes[0][1]["prompt_extension"]
+    assert info.status == "skipped" and "no prompt extension model" in info.reason
+
+
+def test_load_extender_from_settings(model_dir, tmp_path):
+    from app.core.config import Settings
+    from worker.prompt_extend import config_from_settings, load_extender
+
+    assert config_from_settings(Settings()) is None
+    assert load_extender(Settings()) is None
+    s = Settings(prompt_extend_model_path=model_dir, prompt_extend_timeout_s=5, prompt_extend_max_words=80)
+    cfg = config_from_settings(s)
+    assert cfg is not None and cfg.timeout_s == 5 and cfg.max_words == 80 and cfg.max_words_image == 40
+    ext = load_extender(s)
+    assert ext is not None and ext.loaded
+    assert load_extender(Settings(prompt_extend_model_path=str(tmp_path / "missing"))) is None

@@ -213,3 +213,41 @@ def test_catalog_matches_vocabulary():
     ]
     assert by_name["lighting"].max_values == 4
     json.dumps(cat.model_dump())
+
+
+def test_style_job_fields():
+    from app.core.errors import InvalidInput
+    from app.core.styles import PromptExtensionInfo, style_job_fields
+
+    style = parse_style({"lens": "macro"})
+    fields = style_job_fields(
+        "a bee", style, prompt_extend=False, language="auto", extend_available=False, model_id="m"
+    )
+    assert fields == {
+        "style": {"lens": ["macro"]},
+        "revised_prompt": "a bee. Macro lens.",
+        "prompt_extend": False,
+        "prompt_extension": None,
+    }
+    plain = style_job_fields(
+        "a bee", None, prompt_extend=True, language="zh", extend_available=True, model_id="m"
+    )
+    assert plain["style"] is None and plain["revised_prompt"] == "a bee"
+    assert plain["prompt_extension"] == PromptExtensionInfo(status="pending", language="zh")
+    with pytest.raises(InvalidInput) as ei:
+        style_job_fields(
+            "a bee", None, prompt_extend=True, language="auto", extend_available=False, model_id="m"
+        )
+    assert ei.value.status == 422
+    assert ei.value.errors[0].field == "prompt_extend"
+    assert "no extension model is configured" in ei.value.errors[0].reason
+
+
+def test_extend_route_follows_settings():
+    from app.core.config import Settings
+    from app.core.extenders import EXTEND_QUEUE, EXTEND_TASK, extend_route
+
+    queued = Settings(_env_file=None, prompt_extend_queue=True)
+    assert extend_route(True, queued) == {"task": EXTEND_TASK, "queue": EXTEND_QUEUE}
+    assert extend_route(False, queued) == {}
+    assert extend_route(True, Settings(_env_file=None)) == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import RedisDep, SettingsDep
+from app.core.extenders import live_extenders
 from app.core.params import size_str
 from app.core.registry import WorkerInfo, served_models
 from app.core.schemas import ModelInfo, ModelList, ModelPublic
@@ -42,4 +43,8 @@ def _public(info: ModelInfo, workers: list[WorkerInfo]) -> ModelPublic:
 @router.get("/v1/models", response_model=ModelList)
 async def list_models(redis: RedisDep, settings: SettingsDep) -> ModelList:
     models = await served_models(redis, settings.worker_ttl_s)
-    return ModelList(data=[_public(info, ws) for _, (info, ws) in sorted(models.items())])
+    data = [_public(info, ws) for _, (info, ws) in sorted(models.items())]
+    if settings.prompt_extend_queue:  # extension runs on its own workers (app.core.extenders)
+        available = bool(await live_extenders(redis, settings.worker_ttl_s))
+        data = [m.model_copy(update={"prompt_extend_available": available}) for m in data]
+    return ModelList(data=data)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from app.api.deps import JobDep, JobStoreDep, OwnerDep, QueueDep, RedisDep, SettingsDep, StorageDep
 from app.api.forms import read_create_body
 from app.api.present import to_public
+from app.api.security import admit_create
 from app.api.submit import submit
 from app.core.errors import Conflict
 from app.core.schemas import VideoCreate, VideoDeleted, VideoList, VideoPublic
@@ -56,9 +57,27 @@ async def create_video(
     owner: OwnerDep,
 ) -> VideoPublic:
     body, image = await read_create_body(request)
-    rec = await submit(
-        body, image, owner=owner, settings=settings, redis=redis, store=store, queue=queue, storage=storage
-    )
+    gate = await admit_create(request, body, image, owner)  # webhook SSRF check, Idempotency-Key, limits
+    if gate.replay is not None:
+        response.headers["Idempotent-Replayed"] = "true"
+        rec = gate.replay
+    else:
+        try:
+            rec = await submit(
+                body,
+                image,
+                owner=owner,
+                settings=settings,
+                redis=redis,
+                store=store,
+                queue=queue,
+                storage=storage,
+                admit=gate.admit,
+            )
+        except BaseException:
+            await gate.abandon()
+            raise
+        await gate.complete(rec.id)
     _poll_header(response, rec.status, settings)
     pos = await store.queue_position(rec)
     return to_public(rec, request=request, storage=storage, ttl_s=settings.url_ttl_s, queue_position=pos)

@@ -1,0 +1,67 @@
+# wanserve: one command per verb (house style 15). `make serve` and `make test` work on a fresh
+# Debian machine with Python 3.11 and redis-server; they create .venv on first use.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+PYTEST_ARGS ?=
+
+RUNTIME_STAMP := $(VENV)/.wanserve-runtime
+DEV_STAMP     := $(VENV)/.wanserve-dev
+
+.PHONY: serve test test-unit test-integration test-model lint format typecheck check openapi \
+        bench-pickup install install-dev clean
+
+serve: $(RUNTIME_STAMP)  ## install if needed, then run redis + worker + gateway on this machine
+	$(VENV)/bin/wanserve serve
+
+test: $(DEV_STAMP)  ## the whole suite (starts its own redis-server, workers and gateways)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-unit: $(DEV_STAMP)
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+test-integration: $(DEV_STAMP)
+	$(PY) -m pytest -q -m integration tests/integration $(PYTEST_ARGS)
+
+test-model: $(DEV_STAMP)
+	$(PY) -m pytest -q tests/model $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check app worker model tests bench scripts
+	$(VENV)/bin/ruff format --check app worker
+
+format: $(DEV_STAMP)
+	$(VENV)/bin/ruff format app worker
+	$(VENV)/bin/ruff check --fix app worker
+
+typecheck: $(DEV_STAMP)
+	$(VENV)/bin/mypy
+
+check: lint typecheck test
+
+openapi: $(DEV_STAMP)  ## regenerate the committed spec
+	$(PY) scripts/export_openapi.py
+
+bench-pickup: $(RUNTIME_STAMP)
+	$(PY) bench/bench_pickup.py
+
+install: $(RUNTIME_STAMP)
+install-dev: $(DEV_STAMP)
+
+# CPU PyTorch first (so pip never pulls a multi-GB CUDA build), then wanserve itself.
+# GPU machines: make install TORCH_INDEX=https://download.pytorch.org/whl/cu128
+$(RUNTIME_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --index-url $(TORCH_INDEX) "$(TORCH)"
+	$(PY) -m pip install -e ".[worker]"
+	touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP)
+	$(PY) -m pip install -e ".[worker,dev]"
+	touch $@
+
+clean:
+	rm -rf data .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -1,0 +1,116 @@
+"""``wanserve serve``: Redis (a private ``redis-server`` when none answers), one worker, the gateway.
+
+Children run in their own sessions so that Ctrl-C reaches only this process, which then stops
+them in order: gateway (in-process uvicorn), worker (SIGTERM = Celery warm shutdown), Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import redis
+
+from app.core.config import Settings
+
+log = logging.getLogger("wanserve.serve")
+
+
+def run_gateway(settings: Settings) -> None:
+    import uvicorn
+
+    from app.api.main import create_app
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+def _redis_up(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def start_redis(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """Start a private redis-server for ``redis_url`` unless one already answers there."""
+    if _redis_up(settings.redis_url):
+        log.info("using the Redis at %s", settings.redis_url)
+        return None
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit(f"no Redis answers at {settings.redis_url} and redis-server is not installed")
+    parts = urlsplit(settings.redis_url)
+    folder = (settings.data_dir / "redis").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = [exe, "--port", str(parts.port or 6379), "--bind", parts.hostname or "127.0.0.1"]
+    cmd += ["--dir", str(folder), "--appendonly", "yes", "--save", ""]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while not _redis_up(settings.redis_url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"redis-server did not start at {settings.redis_url}")
+        time.sleep(0.05)
+    log.info("started redis-server (pid %d) at %s, data in %s", proc.pid, settings.redis_url, folder)
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, name: str, grace_s: float) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop in %.0fs; killing it", name, grace_s)
+        proc.kill()
+        proc.wait()
+
+
+def _announce_ready(settings: Settings) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    deadline = time.monotonic() + settings.model_load_timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                log.info(
+                    "ready: %s serves %s. Try:\n  curl -s %s/v1/videos -H 'content-type: "
+                    'application/json\' -d \'{"prompt": "a red fox in the snow"}\'',
+                    base,
+                    settings.model,
+                    base,
+                )
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+
+
+def serve(settings: Settings, *, worker: bool = True) -> int:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    redis_proc = start_redis(settings)
+    worker_proc = webhook_proc = None
+    try:
+        if worker:
+            worker_proc = subprocess.Popen([sys.executable, "-m", "worker"], start_new_session=True)
+            log.info("started worker (pid %d) for %s on %s", worker_proc.pid, settings.model, settings.device)
+        if settings.webhook_secret is not None:  # webhook delivery worker (issue 4), queue `webhooks`
+            cmd = [sys.executable, "-m", "worker.webhooks_main"]
+            webhook_proc = subprocess.Popen(cmd, start_new_session=True)
+        threading.Thread(target=_announce_ready, args=(settings,), daemon=True).start()
+        run_gateway(settings)  # returns on Ctrl-C / SIGTERM
+    finally:
+        log.info("shutting down")
+        _stop(webhook_proc, "webhook worker", 10)
+        _stop(worker_proc, "worker", 30)
+        _stop(redis_proc, "redis-server", 10)
+    return 0

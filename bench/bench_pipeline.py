@@ -1,0 +1,159 @@
+"""Whole tiny pipeline time: wanserve vs diffusers 0.42.1, same weights, same run.
+
+Each case builds a tiny random diffusers pipeline, saves it, loads the folder with
+`model.load_pipeline` and times a full call (text encoding, sampling loop with CFG, VAE decode) of
+both, interleaved, after one warm-up call each. diffusers gets the official Wan sigma grid so both
+do the same work. Also times the built-in tiny presets that service tests use.
+
+    .venv/bin/python bench/bench_pipeline.py [--repeats 5] [--threads 2] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _scheduler(shift: float) -> Any:
+    from diffusers import UniPCMultistepScheduler
+
+    s = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=shift
+    )
+    stock = s.set_timesteps
+
+    def set_timesteps(num_inference_steps=None, device=None, sigmas=None, mu=None):  # type: ignore[no-untyped-def]
+        if sigmas is None:
+            sigmas = np.linspace(1.0 - 1.0 / 1000, 0.0, num_inference_steps + 1)[:-1]
+        return stock(num_inference_steps=num_inference_steps, device=device, sigmas=sigmas, mu=mu)
+
+    s.set_timesteps = set_timesteps
+    return s
+
+
+def _build(kind: str) -> Any:
+    import diffusers
+    from transformers import ByT5Tokenizer, UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(0)
+    te = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=384, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+            relative_attention_num_buckets=8, dropout_rate=0.0, feed_forward_proj="gated-gelu",
+        )  # fmt: skip
+    ).eval()
+
+    def dit(cin: int, cout: int) -> Any:
+        return diffusers.WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=cin,
+            out_channels=cout, text_dim=32, freq_dim=256, ffn_dim=64, num_layers=2,
+        ).eval()  # fmt: skip
+
+    if kind == "ti2v":
+        vae = diffusers.AutoencoderKLWan(
+            base_dim=4, decoder_base_dim=4, z_dim=48, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+            is_residual=True, in_channels=12, out_channels=12, patch_size=2, scale_factor_spatial=16,
+            latents_mean=[0.0] * 48, latents_std=[1.0] * 48,
+        )  # fmt: skip
+        return diffusers.WanPipeline(
+            tokenizer=ByT5Tokenizer(), text_encoder=te, vae=vae.eval(), scheduler=_scheduler(5.0),
+            transformer=dit(48, 48), expand_timesteps=True,
+        )  # fmt: skip
+    vae = diffusers.AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1).eval()
+    if kind == "t2v-a14b":
+        return diffusers.WanPipeline(
+            tokenizer=ByT5Tokenizer(), text_encoder=te, vae=vae, scheduler=_scheduler(12.0),
+            transformer=dit(16, 16), transformer_2=dit(16, 16), boundary_ratio=0.875,
+        )  # fmt: skip
+    return diffusers.WanImageToVideoPipeline(
+        tokenizer=ByT5Tokenizer(), text_encoder=te, vae=vae, scheduler=_scheduler(5.0),
+        transformer=dit(36, 16), transformer_2=dit(36, 16), boundary_ratio=0.9,
+    )  # fmt: skip
+
+
+def _time(fn: Any, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from diffusers.utils import logging as dlog
+
+    dlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+
+    from model import load_pipeline
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU fp32, {args.steps} steps, CFG on")
+    print(f"{'case':<22} {'size':<10} {'ours s':>8} {'diffusers s':>12} {'ratio':>7} {'max|diff|':>10}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, (h, w, shift, g) in {
+            "t2v-a14b": (32, 48, 12.0, (3.0, 4.0)),
+            "i2v-a14b": (32, 48, 5.0, (3.5, 3.5)),
+            "ti2v": (64, 64, 5.0, (5.0, 5.0)),
+        }.items():
+            ref = _build(kind)
+            ref.set_progress_bar_config(disable=True)
+            ref.save_pretrained(str(Path(tmp) / kind))
+            ours = load_pipeline(str(Path(tmp) / kind))
+            image = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
+            img = image if kind == "i2v-a14b" else None
+            common = dict(height=h, width=w, num_frames=9)
+            ref_kw: dict[str, Any] = dict(
+                prompt="a fox in the snow", negative_prompt="blurry", num_inference_steps=args.steps,
+                guidance_scale=g[1], output_type="pt", **common,
+            )  # fmt: skip
+            if ref.config.boundary_ratio is not None:
+                ref_kw["guidance_scale_2"] = g[0]
+            if img is not None:
+                ref_kw["image"] = img[None]
+
+            def run_ref() -> torch.Tensor:
+                with torch.no_grad():
+                    out = ref(**ref_kw, generator=torch.Generator().manual_seed(1)).frames[0]
+                return out.permute(1, 0, 2, 3) * 2 - 1  # type: ignore[no-any-return]
+
+            def run_ours() -> torch.Tensor:
+                return ours.generate(
+                    "a fox in the snow", negative_prompt="blurry", image=img, num_steps=args.steps,
+                    guidance_scale=g if ours.transformer_2 is not None else g[1], shift=shift, seed=1, **common,
+                )  # fmt: skip
+
+            diff = (run_ours() - run_ref()).abs().max().item()
+            t_ours, t_ref = [], []
+            for _ in range(args.repeats):  # interleave to share the machine's noise
+                t_ours.append(_time(run_ours, 1))
+                t_ref.append(_time(run_ref, 1))
+            a, b = statistics.median(t_ours), statistics.median(t_ref)
+            print(f"{kind:<22} {w}x{h}x9  {a:8.3f} {b:12.3f} {a / b:7.2f} {diff:10.1e}")
+
+    print()
+    print(f"{'tiny preset':<22} {'size':<10} {'ours s (4 steps)':>16}")
+    for name in ("tiny-t2v-a14b", "tiny-i2v-a14b", "tiny-ti2v"):
+        pipe = load_pipeline(name)
+        img = torch.zeros(3, 32, 32) if pipe.preset.image_input != "none" else None
+        kw = dict(height=32, width=32, num_frames=5, num_steps=4, shift=5.0, seed=0)
+        t = _time(lambda: pipe.generate("a cat", image=img, guidance_scale=pipe.preset.default_guidance_scale, **kw), args.repeats)  # noqa: E501,B023
+        print(f"{name:<22} {'32x32x5':<10} {t:16.3f}")
+
+
+if __name__ == "__main__":
+    main()

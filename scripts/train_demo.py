@@ -1,0 +1,114 @@
+"""Train the built-in ``wanserve-demo`` model from scratch, on CPU, reproducibly.
+
+    .venv/bin/python scripts/train_demo.py                 # VAE, latents, DiT, export (~40 min, 1 core)
+    .venv/bin/python scripts/train_demo.py --stage dit     # reuse the VAE in --work-dir
+    .venv/bin/python scripts/train_demo.py --stage export  # re-export the last DiT checkpoint
+
+Writes the checkpoint folder (official Wan2.2 TI2V layout) to ``model/demo/weights/`` by default.
+Intermediate files (VAE, latents, DiT checkpoints, log) go to ``--work-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from model.demo import train as T  # noqa: E402
+from model.demo.export import export_checkpoint  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", choices=["all", "vae", "latents", "dit", "export"], default="all")
+    ap.add_argument("--out", default=str(ROOT / "model/demo/weights"))
+    ap.add_argument("--work-dir", default="/tmp/wanserve-demo-train")
+    ap.add_argument("--vae-steps", type=int, default=T.TrainConfig.vae_steps)
+    ap.add_argument("--dit-steps", type=int, default=T.TrainConfig.dit_steps)
+    ap.add_argument("--num-clips", type=int, default=T.TrainConfig.num_clips)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    cfg = T.TrainConfig(
+        seed=args.seed,
+        threads=args.threads,
+        vae_steps=args.vae_steps,
+        dit_steps=args.dit_steps,
+        num_clips=args.num_clips,
+        out_dir=args.out,
+        work_dir=args.work_dir,
+    )
+    torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    work = Path(cfg.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    logf = (work / "train.log").open("a")
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    t_start = time.time()
+    log(f"config {T.config_dict(cfg)}")
+
+    vae_path = work / "vae.pt"
+    lat_path = work / "latents.pt"
+    dit_path = work / "dit.pt"
+
+    if args.stage in ("all", "vae"):
+        vae = T.train_vae(cfg, log)
+        torch.save(vae.state_dict(), vae_path)
+        log(f"saved {vae_path}")
+
+    if args.stage in ("all", "vae", "latents"):
+        vae = T.build_vae()
+        vae.load_state_dict(torch.load(vae_path))
+        vae.eval()
+        raw, caps, stats = T.build_latent_dataset(vae, cfg, log)
+        torch.save({"raw": raw, "captions": caps, "stats": stats}, lat_path)
+        log(f"latent mean {stats[0].mean():.3f} std range {stats[1].min():.3f}..{stats[1].max():.3f}")
+
+    if args.stage in ("all", "dit"):
+        data = torch.load(lat_path)
+        stats = data["stats"]
+        lat = (data["raw"] - stats[0].view(1, -1, 1, 1, 1)) / stats[1].view(1, -1, 1, 1, 1)
+
+        def checkpoint(dit: torch.nn.Module, t5: torch.nn.Module, step: int) -> None:
+            torch.save({"dit": dit.state_dict(), "t5": t5.state_dict(), "step": step}, dit_path)
+            log(f"checkpoint step {step} -> {dit_path}")
+
+        dit, t5 = T.train_dit(cfg, lat, data["captions"], log, checkpoint)
+        torch.save({"dit": dit.state_dict(), "t5": t5.state_dict(), "step": cfg.dit_steps}, dit_path)
+
+    if args.stage in ("all", "dit", "export"):
+        data = torch.load(lat_path)
+        stats = data["stats"]
+        vae = T.build_vae(stats[0].tolist(), stats[1].tolist())
+        vae.load_state_dict(torch.load(vae_path))
+        ck = torch.load(dit_path)
+        dit = T.build_dit()
+        dit.load_state_dict(ck["dit"])
+        t5 = T.build_text_model()
+        t5.load_state_dict(ck["t5"])
+        export_checkpoint(Path(cfg.out_dir), dit=dit, vae=vae, t5=t5)
+        log(f"exported step {ck['step']} to {cfg.out_dir}")
+
+    log(f"done in {time.time() - t_start:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""The real `openai` package (sync and async clients) against a real running wanserve.
+
+Covers what issue 6 promises to SDK users: videos.create (multipart, with an input_reference file
+and extra_body fields), retrieve, list with auto-pagination, delete, download_content (video and
+thumbnail), create_and_poll honouring `openai-poll-after-ms`, and problem+json errors surfacing as
+the SDK's typed exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import warnings
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from PIL import Image
+
+from tests.integration.eco_support import Service, start_service, decode_mp4
+
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+@pytest.fixture(scope="module")
+def service(gateway_factory: Callable[..., Any], tiny_worker: Any) -> Iterator[Service]:
+    """A gateway with auth on and a key for it; the session's tiny-ti2v worker does the work."""
+    svc, gw = start_service(gateway_factory, key_name="sdk")
+    yield svc
+    gw.stop()
+
+
+MODEL = "tiny-ti2v"
+FAST = {"num_frames": 9, "num_inference_steps": 2}
+
+
+def _client(svc: Service) -> openai.OpenAI:
+    return openai.OpenAI(base_url=svc.url + "/v1", api_key=svc.api_key or "unused", max_retries=0)
+
+
+def _aclient(svc: Service) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=svc.url + "/v1", api_key=svc.api_key or "unused", max_retries=0)
+
+
+def _png(color: tuple[int, int, int] = (200, 40, 40), size: tuple[int, int] = (48, 40)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _extra(video: Any) -> dict[str, Any]:
+    """wanserve's fields beyond the SDK's `Video` type (kept by the SDK as extra attributes)."""
+    data: dict[str, Any] = video.to_dict()
+    return data
+
+
+def test_create_retrieve_poll_download_sync(service: Service) -> None:
+    client = _client(service)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        video = client.videos.create(
+            model=MODEL,
+            prompt="a red ball bouncing",
+            size="32x32",
+            extra_body={**FAST, "seed": 1234, "metadata": {"user": "alice", "run": "sdk"}},
+        )
+        assert video.object == "video" and video.status in ("queued", "in_progress")
+        assert video.model == MODEL and video.size == "32x32" and video.prompt == "a red ball bouncing"
+
+        raw = client.videos.with_raw_response.retrieve(video.id)
+        first = raw.parse()
+        if first.status in ("queued", "in_progress"):
+            assert int(raw.headers["openai-poll-after-ms"]) >= 0
+
+        done = client.videos.poll(video.id, poll_interval_ms=100)
+    assert done.status == "completed", done.error
+    assert done.progress == 100 and done.completed_at and done.completed_at >= done.created_at
+    extra = _extra(done)
+    assert extra["seed"] == 1234
+    assert extra["parameters"]["num_frames"] == 9 and extra["parameters"]["num_inference_steps"] == 2
+    assert extra["metadata"] == {"user": "alice", "run": "sdk"}
+    assert float(done.seconds) == pytest.approx(9 / extra["parameters"]["fps"], abs=0.01)
+
+    content = client.videos.download_content(done.id)
+    frames, width, height, fps = decode_mp4(content.read())
+    assert (frames, width, height) == (9, 32, 32) and fps == extra["parameters"]["fps"]
+
+    thumb = client.videos.download_content(done.id, variant="thumbnail").read()
+    with Image.open(io.BytesIO(thumb)) as im:
+        assert im.size == (32, 32)
+
+    deleted = client.videos.delete(done.id)
+    assert (deleted.id, deleted.deleted, deleted.object) == (done.id, True, "video.deleted")
+    with pytest.raises(openai.NotFoundError):
+        client.videos.retrieve(done.id)
+
+
+def test_create_and_poll_with_input_reference(service: Service) -> None:
+    client = _client(service)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        video = client.videos.create_and_poll(
+            model=MODEL,
+            prompt="the red square slowly turns blue",
+            input_reference=("start.png", _png(), "image/png"),
+            seconds="0.3",  # a string, as the SDK types it: 4*round(0.3*24/4)+1 = 9 frames
+            extra_body={"num_inference_steps": 2, "seed": 7},
+        )
+    assert video.status == "completed", video.error
+    params = _extra(video)["parameters"]
+    assert params["has_image"] is True and params["num_frames"] == 9
+    frames, *_ = decode_mp4(client.videos.download_content(video.id).read())
+    assert frames == 9
+    client.videos.delete(video.id)
+
+
+def test_list_auto_pagination_walks_every_page(service: Service) -> None:
+    client = _client(service)
+    ids = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for i in range(5):
+            v = client.videos.create(model=MODEL, prompt=f"page item {i}", extra_body=FAST)
+            ids.append(v.id)
+    # Cancel them (the SDK has no cancel) so they do not hold the shared worker.
+    with httpx.Client(base_url=service.url, headers=service.headers) as http:
+        for vid in ids:
+            http.post(f"/v1/videos/{vid}/cancel")
+
+    page = client.videos.list(limit=2)
+    assert len(page.data) == 2 and page.has_more
+    seen = [v.id for v in client.videos.list(limit=2)]  # iterating follows `last_id` / `after`
+    assert len(seen) == len(set(seen)), "a page repeated an item"
+    assert set(ids) <= set(seen)
+    newest_first = [vid for vid in seen if vid in ids]
+    assert newest_first == list(reversed(ids))
+    oldest_first = [v.id for v in client.videos.list(limit=3, order="asc") if v.id in ids]
+    assert oldest_first == ids
+    for vid in ids:
+        assert client.videos.delete(vid).deleted
+
+
+def test_errors_surface_as_sdk_exceptions(service: Service) -> None:
+    client = _client(service)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with pytest.raises(openai.UnprocessableEntityError) as bad_size:
+            client.videos.create(model=MODEL, prompt="x", size="1280x720")
+        with pytest.raises(openai.UnprocessableEntityError) as bad_model:
+            client.videos.create(model="sora-2", prompt="x")
+        with pytest.raises(openai.NotFoundError):
+            client.videos.download_content("video_doesnotexist")
+    assert "1280x720" in str(bad_size.value) and "size" in str(bad_size.value.body)
+    assert MODEL in str(bad_model.value)  # names the served models
+
+
+def test_async_client(service: Service) -> None:
+    async def scenario() -> None:
+        client = _aclient(service)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            video = await client.videos.create_and_poll(
+                model=MODEL, prompt="async ball", extra_body={**FAST, "seed": 5}, poll_interval_ms=100
+            )
+        assert video.status == "completed", video.error
+        got = await client.videos.retrieve(video.id)
+        assert got.id == video.id and got.status == "completed"
+        seen = [v.id async for v in client.videos.list(limit=1)]
+        assert video.id in seen and len(seen) == len(set(seen))
+        data = await (await client.videos.download_content(video.id)).aread()
+        assert decode_mp4(data)[0] == 9
+        thumb = await (await client.videos.download_content(video.id, variant="thumbnail")).aread()
+        assert Image.open(io.BytesIO(thumb)).size == (32, 32)
+        assert (await client.videos.delete(video.id)).deleted
+        with pytest.raises(openai.NotFoundError):
+            await client.videos.retrieve(video.id)
+        await client.close()
+
+    asyncio.run(scenario())
