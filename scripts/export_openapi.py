@@ -22,7 +22,7 @@ def build_spec() -> dict[str, Any]:
     from app.api.main import create_app
     from app.core.config import Settings
 
-    app = create_app(Settings(_env_file=None))  # type: ignore[call-arg]
+    app = create_app(Settings(_env_file=None))
     spec: dict[str, Any] = app.openapi()
     return spec
 

@@ -14,8 +14,12 @@ from typing import Any
 
 from celery import Celery, signals
 
-from app.core.celeryconf import celery_config
+from app.core import keys
+from app.core.celeryconf import GENERATE_TASK, celery_config
 from app.core.config import Settings
+from app.core.jobstore import JobStore
+from app.core.redisconn import sync_client
+from worker.lost import failure_handler
 from worker.runtime import init_runtime, shutdown_runtime
 from worker.tasks import register_tasks
 
@@ -42,5 +46,20 @@ def create_celery(settings: Settings, *, pool: str = "prefork") -> Celery:
 
     init_signal.connect(_load_model, weak=False)
     shutdown_signal.connect(_unload, weak=False)
+
+    stores: list[JobStore] = []  # the parent's own store, created on first use
+
+    def store() -> JobStore:
+        if not stores:
+            stores.append(JobStore(sync_client(settings), retention_s=settings.retention_s))
+        return stores[0]
+
+    def requeue(job_id: str, model_id: str) -> None:
+        app.send_task(GENERATE_TASK, args=(job_id,), task_id=job_id, queue=keys.model_queue(model_id))
+
+    on_failure = failure_handler(
+        store, requeue, max_attempts=settings.max_attempts, time_limit_s=settings.job_time_limit_s
+    )
+    signals.task_failure.connect(on_failure, weak=False)
 
     return app

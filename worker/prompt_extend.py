@@ -264,7 +264,8 @@ class PromptExtender:
             if seed is not None:
                 torch.manual_seed(seed)
             out = model.generate(
-                **enc,
+                input_ids=enc["input_ids"],
+                attention_mask=enc["attention_mask"],
                 generation_config=gen_config,
                 stopping_criteria=StoppingCriteriaList([_criterion_class()(deadline)]),
             )
@@ -291,15 +292,6 @@ def get_extender(config: ExtendConfig) -> PromptExtender:
 def clear_cache() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
-
-
-def model_path_usable(model_path: str | None) -> tuple[bool, str | None]:
-    """Cheap availability check (no loading): ``(available, reason_if_not)``."""
-    if not model_path:
-        return False, "no prompt extension model is configured (set WANSERVE_PROMPT_EXTEND_MODEL_PATH)"
-    if not (Path(model_path) / "config.json").is_file():
-        return False, f"the prompt extension model path has no config.json: {model_path}"
-    return True, None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -106,7 +107,7 @@ class WorkerRuntime:
             device=self.settings.device,
             current_job=self.current_job,
             ttl_s=self.settings.worker_ttl_s,
-            extra={"prompt_extend": "1" if self.extender is not None else "0"},
+            extra={"prompt_extend": "1" if self.extender is not None else "0", "pid": str(os.getpid())},
         )
 
     def _beat(self) -> None:

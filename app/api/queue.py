@@ -26,7 +26,12 @@ class JobQueue:
         self.celery.conf.update(celery_config(settings))
         self.timeout_s = settings.enqueue_timeout_s
         self._sem = asyncio.Semaphore(max_concurrency)
-        self._retry_policy = {"max_retries": 1, "interval_start": 0.05, "interval_step": 0.1, "interval_max": 0.2}
+        self._retry_policy = {
+            "max_retries": 1,
+            "interval_start": 0.05,
+            "interval_step": 0.1,
+            "interval_max": 0.2,
+        }
 
     def _publish(self, job_id: str, model_id: str, task: str, queue: str | None) -> None:
         self.celery.send_task(

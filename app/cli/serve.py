@@ -96,6 +96,7 @@ def _announce_ready(settings: Settings) -> None:
 
 def serve(settings: Settings, *, worker: bool = True) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the readiness probe's requests
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     redis_proc = start_redis(settings)
     worker_proc = webhook_proc = None

@@ -14,6 +14,7 @@ const state = {
   watch: null,        // AbortController of the running event-stream reader
   blobUrls: [],
   historyAfter: null,
+  queueTimer: null,   // interval refreshing the queue position while queued
 };
 
 // ------------------------------------------------------------------ HTTP helpers
@@ -200,6 +201,23 @@ function renderProgress(job) {
   }
 }
 
+// Events announce state changes only; while queued, refresh the queue position now and then.
+function watchQueuePosition(id) {
+  clearInterval(state.queueTimer);
+  state.queueTimer = setInterval(async () => {
+    if (state.current !== id || $("#progress").dataset.status !== "queued") {
+      clearInterval(state.queueTimer);
+      return;
+    }
+    try {
+      const job = await api(`/v1/videos/${id}`);
+      if (state.current === id && job.status === "queued" && $("#progress").dataset.status === "queued") {
+        renderProgress(job);
+      }
+    } catch (_) { /* the stream reports real failures */ }
+  }, 1500);
+}
+
 function showJob(job) {
   if (state.watch) state.watch.abort();
   releaseBlobs();
@@ -214,6 +232,7 @@ function showJob(job) {
   } else {
     const ctl = new AbortController();
     state.watch = ctl;
+    watchQueuePosition(job.id);
     watchEvents(job, ctl.signal).catch((err) => {
       if (!ctl.signal.aborted) $("#progress-text").textContent = "stream error: " + err.message;
     });

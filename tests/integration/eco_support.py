@@ -27,7 +27,7 @@ def decode_mp4(data: bytes) -> tuple[int, int, int, int]:
     """(frames, width, height, fps) of an MP4, decoded with PyAV (FFmpeg)."""
     import av
 
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.video[0]
         fps = int(round(float(stream.average_rate or stream.guessed_rate or 0)))
         frames = 0

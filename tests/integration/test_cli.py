@@ -10,15 +10,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
-from tests.integration.eco_support import Service, start_service, decode_mp4
+from tests.integration.eco_support import Service, decode_mp4, start_service
 
 pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def service(gateway_factory: Callable[..., Any], tiny_worker: Any) -> Iterator[Service]:

@@ -182,12 +182,6 @@ def wait_status(base: str, vid: str, headers: dict[str, str], timeout: float = 1
     raise AssertionError(f"{vid} did not finish")
 
 
-def png(size: tuple[int, int] = (32, 32)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, (200, 30, 30)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def test_webhook_with_s3_delivers_signed_completed_with_downloadable_mp4(stack: Stack) -> None:
     alice = create_key(stack, "alice")
     r = httpx.post(
@@ -270,6 +264,22 @@ def test_webhook_retried_until_receiver_recovers(stack: Stack) -> None:
         assert [a["status_code"] for a in log[0]["attempts"]] == [503, 503, 200]
     finally:
         rec.responder = lambda n, r: (200, {}, b"ok")
+
+
+def test_cancel_sends_signed_cancelled_webhook(stack: Stack) -> None:
+    key = quick_key(stack, "canceller")
+    body = {"prompt": "cancel me", "webhook_url": stack.receiver.url, "webhook_events": "cancelled,failed"}
+    vid = httpx.post(f"{stack.base}/v1/videos", headers=key, json=body).json()["id"]
+    assert httpx.post(f"{stack.base}/v1/videos/{vid}/cancel", headers=key).status_code in (200, 202)
+    deadline = time.monotonic() + 60
+    mine: list[dict[str, object]] = []
+    while time.monotonic() < deadline and not mine:
+        for req in stack.receiver.wait_for(1, timeout=1):
+            data = json.loads(req.body)
+            if data["data"]["id"] == vid:
+                mine.append(Webhook(SECRET).verify(req.body, req.headers))
+        time.sleep(0.2)
+    assert [m["type"] for m in mine] == ["video.cancelled"]
 
 
 def test_cross_key_isolation_on_every_route(stack: Stack) -> None:

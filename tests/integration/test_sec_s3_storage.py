@@ -136,6 +136,19 @@ def test_unreachable_endpoint_fails_with_storage_error(tmp_path: Path) -> None:
     assert time.monotonic() - started < 30
 
 
+def test_selected_by_settings_and_implements_the_storage_protocol(s3_endpoint: str) -> None:
+    from app.core.config import Settings
+    from app.core.storage import LocalStorage, Storage, make_storage
+
+    st = make_storage(Settings(storage_url="s3://wanserve-test/pfx", s3_endpoint_url=s3_endpoint))
+    assert isinstance(st, S3Storage) and isinstance(st, Storage)
+    assert st.config.bucket == "wanserve-test" and st.config.prefix == "pfx" and st.config.path_style
+    assert st.local_path("videos/x/video.mp4") is None
+    st.put_bytes("videos/x/video.mp4", b"abc")
+    assert st.get_bytes("videos/x/video.mp4") == b"abc"
+    assert isinstance(make_storage(Settings(storage_url="file:///tmp/wanserve-objects")), LocalStorage)
+
+
 def test_invalid_keys_and_ttl(s3_endpoint: str) -> None:
     st = make(s3_endpoint)
     for bad in ("", "../etc/passwd", "a/../../b"):

@@ -23,7 +23,6 @@ from worker.prompt_extend import (  # noqa: E402
     PromptExtender,
     clear_cache,
     get_extender,
-    model_path_usable,
     revise_prompt,
 )
 from worker.prompt_rules import build_messages, clean_output, system_prompt  # noqa: E402
@@ -92,14 +91,6 @@ def test_missing_model_falls_back_and_remembers(tmp_path):
     assert "could not load" in (res.reason or "")
     assert ext.load_error
     assert ext.extend("a cat").reason == res.reason
-    assert model_path_usable(str(tmp_path / "nope"))[0] is False
-    assert "not configured" in (model_path_usable(None)[1] or "") or "no prompt" in (
-        model_path_usable(None)[1] or ""
-    )
-
-
-def test_model_usable_check(model_dir):
-    assert model_path_usable(model_dir) == (True, None)
 
 
 def test_tokenizer_without_chat_template_falls_back(tmp_path):

@@ -94,6 +94,7 @@ async def list_videos(
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",
 ) -> VideoList:
+    limit = min(limit, settings.max_list_limit)
     recs, has_more = await store.list(owner=owner, after=after, limit=limit, order=order)
     data = [to_public(r, request=request, storage=storage, ttl_s=settings.url_ttl_s) for r in recs]
     return VideoList(

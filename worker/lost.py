@@ -1,0 +1,84 @@
+"""Settle jobs whose task died outside the task body (runs in the Celery parent process).
+
+When the prefork child is killed (hard time limit, OOM killer, SIGKILL), Celery acks the message
+(``task_reject_on_worker_lost`` stays off, so a job that kills its worker never loops by itself)
+and fires ``task_failure`` in the parent. The job record would stay ``in_progress``, so:
+
+- hard time limit → ``failed`` with code ``timeout``;
+- worker lost → re-enqueued while ``attempts < max_attempts`` (the next delivery counts another
+  attempt), else ``failed`` with code ``worker_lost``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from billiard.exceptions import WorkerLostError
+from celery.exceptions import TimeLimitExceeded
+
+from app.core.jobstore import JobStore, TransitionRejected
+from app.core.schemas import JobErrorInfo
+from app.core.status import JobStatus
+
+log = logging.getLogger(__name__)
+
+
+def settle_lost_job(
+    store: JobStore,
+    job_id: str,
+    *,
+    timed_out: bool,
+    max_attempts: int,
+    time_limit_s: int,
+    requeue: Callable[[str, str], None],
+) -> str:
+    """Returns what happened: skipped, failed, requeued."""
+    rec = store.get(job_id)
+    if rec is None or rec.status.is_terminal:
+        return "skipped"
+    if timed_out:
+        code, message = "timeout", f"the job exceeded its time limit of {time_limit_s}s"
+    elif rec.attempts < max_attempts:
+        requeue(job_id, rec.model)
+        log.warning("job %s lost its worker (attempt %d); requeued", job_id, rec.attempts)
+        return "requeued"
+    else:
+        code, message = "worker_lost", f"the job's worker was lost {rec.attempts} times"
+    try:
+        store.transition(rec, JobStatus.FAILED, {"error": JobErrorInfo(code=code, message=message)})
+    except TransitionRejected:
+        return "skipped"
+    return "failed"
+
+
+def failure_handler(
+    store_factory: Callable[[], JobStore],
+    requeue: Callable[[str, str], None],
+    *,
+    max_attempts: int,
+    time_limit_s: int,
+) -> Callable[..., None]:
+    """A ``task_failure`` receiver; in-task failures are already settled by `worker.execute`."""
+
+    def on_failure(task_id: str | None = None, exception: Any = None, args: Any = None, **_: Any) -> None:
+        if not isinstance(exception, TimeLimitExceeded | WorkerLostError):
+            return
+        job_id = args[0] if args else task_id
+        if not job_id:
+            return
+        try:
+            outcome = settle_lost_job(
+                store_factory(),
+                job_id,
+                timed_out=isinstance(exception, TimeLimitExceeded),
+                max_attempts=max_attempts,
+                time_limit_s=time_limit_s,
+                requeue=requeue,
+            )
+            log.info("job %s after %s: %s", job_id, type(exception).__name__, outcome)
+        except Exception:
+            log.exception("could not settle job %s", job_id)
+
+    return on_failure
