@@ -6,7 +6,8 @@
 #   docker build -f docker/worker.Dockerfile --build-arg TORCH_VERSION=2.13.0 \
 #       --build-arg TORCH_INDEX_URL=<a PyTorch CUDA wheel index> -t wanserve-worker .
 #
-# Checkpoints are NOT baked in: they live in the volume mounted at /models (WANSERVE_MODEL_CACHE);
+# Checkpoints are NOT baked in: they live in the volume mounted at /models (WANSERVE_MODEL_PATH points
+# a worker at one folder there);
 # see README "Downloading the official checkpoints".
 
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
@@ -25,7 +26,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv python3-dev ca-certificates \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/venv
 # The torch layer first: it is the large one and changes least often.
@@ -48,7 +49,6 @@ RUN groupadd --system --gid 10001 wanserve \
  && mkdir -p /var/lib/wanserve /models \
  && chown wanserve:wanserve /var/lib/wanserve /models
 ENV WANSERVE_DATA_DIR=/var/lib/wanserve \
-    WANSERVE_MODEL_CACHE=/models \
     HF_HOME=/models/huggingface
 # The model cache (official checkpoints, text encoder, VAE) survives container rebuilds.
 VOLUME ["/models"]

@@ -128,8 +128,11 @@ def run_job(rt: WorkerRuntime, job_id: str) -> str:
         "started_at": picked_up,
         "attempts": rec.attempts + 1,
         "worker_id": rt.worker_id,
+        "step": 0,  # a redelivered job starts over
+        "progress": 0,
     }
-    fields["timings"] = {**rec.timings, "queue_wait": round(picked_up - rec.created_at, 4)}
+    # the first attempt's queue wait is kept on redelivery
+    fields["timings"] = {"queue_wait": round(picked_up - rec.created_at, 4), **rec.timings}
     try:
         rec = rt.store.transition(rec, JobStatus.IN_PROGRESS, fields)
     except TransitionRejected:

@@ -382,6 +382,9 @@ def test_input_limits_and_webhook_refusals(stack: Stack) -> None:
 
     r = post(content=b"{" + b" " * 300_000 + b"}", headers={"content-type": "application/json"})
     assert r.status_code == 413
+    chunks = iter([b"{", b" " * 150_000, b" " * 150_000, b"}"])  # no Content-Length: counted while read
+    r = post(content=chunks, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.headers["content-type"].startswith("application/problem+json")
     r = post(json={"prompt": "x" * 5000})
     assert r.status_code == 422 and field_of(r) == "prompt"
     r = post(json={"prompt": "ok", "metadata": {"k": "v" * 5000}})

@@ -104,3 +104,21 @@ def test_step_clock_cancel_and_deadline(rt) -> None:
     with pytest.raises(JobCancelled):
         clock(3, 3, 800.0)
     assert set(clock.timings(time.monotonic())) == {"text_encoding", "denoising", "decoding"}
+
+
+def test_settle_lost_job(rt) -> None:
+    from worker.lost import settle_lost_job
+
+    requeued: list[tuple[str, str]] = []
+    kw = {"max_attempts": 2, "time_limit_s": 60, "requeue": lambda j, m: requeued.append((j, m))}
+    rec = put(rt, JobStatus.IN_PROGRESS, attempts=1)
+    assert settle_lost_job(rt.store, rec.id, timed_out=False, **kw) == "requeued"
+    assert requeued == [(rec.id, "m")] and rt.store.get(rec.id).status is JobStatus.IN_PROGRESS
+    rec = put(rt, JobStatus.IN_PROGRESS, attempts=2)
+    assert settle_lost_job(rt.store, rec.id, timed_out=False, **kw) == "failed"
+    assert rt.store.get(rec.id).error.code == "worker_lost"
+    rec = put(rt, JobStatus.IN_PROGRESS, attempts=1)
+    assert settle_lost_job(rt.store, rec.id, timed_out=True, **kw) == "failed"
+    assert rt.store.get(rec.id).error.code == "timeout"
+    rec = put(rt, JobStatus.COMPLETED, attempts=1)
+    assert settle_lost_job(rt.store, rec.id, timed_out=False, **kw) == "skipped"
