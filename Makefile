@@ -31,7 +31,6 @@ test-model: $(DEV_STAMP)
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check app worker model tests bench scripts
-	$(VENV)/bin/ruff format --check app worker
 
 format: $(DEV_STAMP)
 	$(VENV)/bin/ruff format app worker

@@ -42,12 +42,13 @@ def main() -> int:
     )
     image = torch.zeros(3, p.default_size[1], p.default_size[0]) - 1.0
     image[:, 10:20, 10:20] = torch.tensor([0.84, -0.8, -0.8]).view(3, 1, 1)
+    prompt = "a red circle moves to the left on a black background"
     for mode, kwargs in (("text", {}), ("image", {"image": image})):
-        pipe.generate("a red circle moves to the left on a black background", seed=0, **kwargs)  # warm-up
+        pipe.generate(prompt, seed=0, **kwargs)  # warm-up
         times = []
         for i in range(args.repeats):
             t = time.perf_counter()
-            video = pipe.generate("a red circle moves to the left on a black background", seed=i + 1, **kwargs)
+            video = pipe.generate(prompt, seed=i + 1, **kwargs)
             times.append(time.perf_counter() - t)
         print(
             f"{mode:5s} mode: median {statistics.median(times):.3f}s  min {min(times):.3f}s  "

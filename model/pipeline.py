@@ -22,6 +22,7 @@ and `wan/textimage2video.py` (`WanTI2V`) of Wan2.2 commit 42bf4cf:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -90,6 +91,10 @@ class WanPipeline:
         # Batch the cond/uncond passes into one forward. Results equal two passes; turn off to
         # halve peak activation memory.
         self.cfg_batch = not self.offload
+        # Trimmed text embeddings of recent prompts (the default negative prompt is reused by
+        # every request); the encoder is deterministic, so this changes no result.
+        self.text_cache_size = 16
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -245,12 +250,18 @@ class WanPipeline:
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """-> context [B, text_len, text_dim] on the DiT device, zero-padded, in the DiT dtype."""
         te = self.text_encoder
-        self._activate(te)
-        embs = te.encode(list(prompts))
-        ctx = pad_embeddings([e.to(self.device, self.dtype) for e in embs], te.text_len)
-        if self.offload:
-            te.to("cpu")
-        return ctx
+        todo = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
+        if todo:
+            self._activate(te)
+            for p, e in zip(todo, te.encode(todo), strict=True):
+                self._text_cache[p] = e.to(self.device, self.dtype)  # [L_i, text_dim], trimmed
+                while len(self._text_cache) > self.text_cache_size:
+                    self._text_cache.popitem(last=False)
+            if self.offload:
+                te.to("cpu")
+        for p in prompts:
+            self._text_cache.move_to_end(p)
+        return pad_embeddings([self._text_cache[p] for p in prompts], te.text_len)
 
     # -- 2. conditioning latents ---------------------------------------------------------------
     @torch.no_grad()

@@ -235,8 +235,8 @@ WANSERVE_DEMO = ModelPreset(
     default_guidance_scale=(3.0,),
     boundary=None,
     negative_prompt="",
-    vae_stride=(4, 8, 8),
-    patch_size=(1, 1, 1),
+    vae_stride=(2, 4, 4),
+    patch_size=(1, 2, 2),
 )
 
 # Presets whose checkpoint folder ships inside the `model` package (path relative to it).

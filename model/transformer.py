@@ -61,13 +61,13 @@ __all__ = [
 def _find_flash_attn() -> Callable[..., Any] | None:
     """flash-attn 3 (``flash_attn_interface``) or 2 (``flash_attn``) if importable, else None."""
     try:
-        from flash_attn_interface import flash_attn_func  # type: ignore[import-not-found]
+        from flash_attn_interface import flash_attn_func
 
         return flash_attn_func  # type: ignore[no-any-return]
     except Exception:  # noqa: BLE001 - any import failure (missing, CUDA mismatch) means "not available"
         pass
     try:
-        from flash_attn import flash_attn_func  # type: ignore[import-not-found]
+        from flash_attn import flash_attn_func
 
         return flash_attn_func  # type: ignore[no-any-return]
     except Exception:  # noqa: BLE001
@@ -140,7 +140,7 @@ class TransformerConfig:
         model_type = {36: "i2v", 48: "ti2v"}.get(in_dim, "t2v")
         return cls(
             model_type=model_type,
-            patch_size=tuple(d.get("patch_size", (1, 2, 2))),  # type: ignore[arg-type]
+            patch_size=tuple(d.get("patch_size", (1, 2, 2))),
             in_dim=in_dim,
             dim=heads * int(d.get("attention_head_dim", 128)),
             ffn_dim=int(d.get("ffn_dim", 13824)),
@@ -170,8 +170,9 @@ I2V_A14B = replace(T2V_A14B, model_type="i2v", in_dim=36)
 # --------------------------------------------------------------------------------------------------
 
 
-def _linear_fp32(layer: nn.Linear, x: Tensor) -> Tensor:
-    """``layer(x)`` computed in float32 whatever the parameter dtype (an fp32 island)."""
+def _linear_fp32(layer: nn.Module, x: Tensor) -> Tensor:
+    """``layer(x)`` for an ``nn.Linear`` in float32 whatever the parameter dtype (an fp32 island)."""
+    assert isinstance(layer, nn.Linear)
     bias = None if layer.bias is None else layer.bias.float()
     return F.linear(x.float(), layer.weight.float(), bias)
 
@@ -268,9 +269,8 @@ class Rope3D:
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Softmax attention, 1/sqrt(head_dim) scale, no mask: [B, Lq, H, D] x [B, Lk, H, D] -> [B, Lq, H*D]."""
     if _FLASH_ATTN is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
-        out = _FLASH_ATTN(q, k, v)
-        if isinstance(out, tuple):  # flash-attn 3 may return (out, lse)
-            out = out[0]
+        res = _FLASH_ATTN(q, k, v)
+        out: Tensor = res[0] if isinstance(res, tuple) else res  # flash-attn 3 may return (out, lse)
         return out.flatten(2)  # [B, Lq, H*D]
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
@@ -366,18 +366,18 @@ class SelfAttention(nn.Module):
         v = self.v(x).unflatten(2, (n, -1))  # [B, L, H, D]
         q = Rope3D.apply(q, rot).to(v.dtype)  # RoPE in fp32, attention in the compute dtype
         k = Rope3D.apply(k, rot).to(v.dtype)
-        return self.o(attention(q, k, v))  # [B, L, dim]
+        return self.o(attention(q, k, v))  # type: ignore[no-any-return]  # [B, L, dim]
 
 
 class CrossAttention(SelfAttention):
     """Video tokens attend to text tokens: q/k RMSNorm, no RoPE, no mask (upstream ``WanCrossAttention``)."""
 
-    def forward(self, x: Tensor, context: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
         n = self.num_heads
         q = self.norm_q(self.q(x)).unflatten(2, (n, -1))  # [B, L, H, D]
         k = self.norm_k(self.k(context)).unflatten(2, (n, -1))  # [B, Lc, H, D]
         v = self.v(context).unflatten(2, (n, -1))  # [B, Lc, H, D]
-        return self.o(attention(q, k, v))  # [B, L, dim]
+        return self.o(attention(q, k, v))  # type: ignore[no-any-return]  # [B, L, dim]
 
 
 class WanAttentionBlock(nn.Module):
@@ -400,7 +400,7 @@ class WanAttentionBlock(nn.Module):
 
     def forward(self, x: Tensor, e0: Tensor, groups: TimestepGroups, context: Tensor, rot: Tensor) -> Tensor:
         """x [B, L, dim] fp32, e0 [K, 6, dim] fp32 (one row per distinct timestep), context [B, Lc, dim]."""
-        dtype = self.ffn[0].weight.dtype
+        dtype = self.self_attn.q.weight.dtype  # the compute dtype of the big matmuls
         mod = self.modulation.float() + e0  # [K, 6, dim] fp32
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.unbind(1)  # each [K, dim]
 
@@ -530,10 +530,9 @@ class WanTransformer(nn.Module):
         # 2. time embedding, once per distinct timestep (fp32 island)
         groups = TimestepGroups.build(t, B, L, device)
         sinus = timestep_sinusoid(groups.values, cfg.freq_dim).to(device)  # [K, freq_dim]
-        e = _linear_fp32(
-            self.time_embedding[2], F.silu(_linear_fp32(self.time_embedding[0], sinus))
-        )  # [K, dim]
-        e0 = _linear_fp32(self.time_projection[1], F.silu(e)).unflatten(1, (6, cfg.dim))  # [K, 6, dim]
+        e = _linear_fp32(self.time_embedding[0], sinus)  # [K, dim]
+        e = _linear_fp32(self.time_embedding[2], F.silu(e))  # [K, dim]
+        e0 = _linear_fp32(self.time_projection[1], F.silu(e)).reshape(-1, 6, cfg.dim)  # [K, 6, dim]
 
         # 3. text embedding over all (padded) positions
         context = self.text_embedding(context.to(device, dtype))  # [B, Lc, dim]
@@ -544,7 +543,7 @@ class WanTransformer(nn.Module):
             x = block(x, e0, groups, context, rot)
 
         # 5. head and unpatchify
-        out = self.head(x, e, groups)  # [B, L, pt*ph*pw*out_dim] fp32
+        out: Tensor = self.head(x, e, groups)  # [B, L, pt*ph*pw*out_dim] fp32
         f, h, w = grid
         out = out.reshape(B, f, h, w, pt, ph, pw, cfg.out_dim)  # [B, f, h, w, pt, ph, pw, C]
         out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)  # [B, C, f, pt, h, ph, w, pw]

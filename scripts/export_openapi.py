@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,12 @@ def build_spec() -> dict[str, Any]:
     from app.api.main import create_app
     from app.core.config import Settings
 
-    app = create_app(Settings(_env_file=None))
+    # Default settings only: neither the environment nor a .env file may change the committed spec.
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("WANSERVE_")}
+    try:
+        app = create_app(Settings(_env_file=None))
+    finally:
+        os.environ.update(saved)
     spec: dict[str, Any] = app.openapi()
     return spec
 

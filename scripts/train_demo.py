@@ -14,6 +14,7 @@ import argparse
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from model.demo.export import export_checkpoint  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=["all", "vae", "latents", "dit", "export"], default="all")
+    ap.add_argument("--stage", choices=["all", "vae", "latents", "dit", "export", "eval"], default="all")
     ap.add_argument("--out", default=str(ROOT / "model/demo/weights"))
     ap.add_argument("--work-dir", default="/tmp/wanserve-demo-train")
     ap.add_argument("--vae-steps", type=int, default=T.TrainConfig.vae_steps)
@@ -106,7 +107,30 @@ def main(argv: list[str] | None = None) -> int:
         export_checkpoint(Path(cfg.out_dir), dit=dit, vae=vae, t5=t5)
         log(f"exported step {ck['step']} to {cfg.out_dir}")
 
+    if args.stage in ("all", "dit", "export", "eval"):
+        evaluate(Path(cfg.out_dir), log)
+
     log(f"done in {time.time() - t_start:.0f}s")
+
+
+def evaluate(folder: Path, log: Callable[[str], None], **gen: object) -> None:
+    """The quality bar of tests/model/test_demo_quality.py, on the exported folder."""
+    from model import load_pipeline
+    from model.demo import evaluate as E
+
+    pipe = load_pipeline(str(folder))
+    text = E.evaluate_text_mode(pipe, E.text_cases(24), **gen)
+    for s in text:
+        dx, dy = s.displacement
+        log(f"  {'ok ' if s.ok else 'BAD'} {s.prompt!r}: {s.color} ({dx:+.1f}, {dy:+.1f})")
+    image = E.evaluate_image_mode(pipe, E.image_cases(8), **gen)
+    for r in image:
+        log(f"  {'ok ' if r.clip.ok else 'BAD'} psnr {r.psnr:.1f} {r.clip.prompt!r}: {r.clip.color} "
+            f"({r.clip.displacement[0]:+.1f}, {r.clip.displacement[1]:+.1f})")
+    log(
+        f"eval {gen or 'preset defaults'}: text {sum(s.ok for s in text)}/{len(text)}, "
+        f"image {sum(r.clip.ok for r in image)}/{len(image)}, min psnr {min(r.psnr for r in image):.1f}"
+    )
     return 0
 
 

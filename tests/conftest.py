@@ -9,7 +9,8 @@ Session-scoped so the whole suite shares one Redis, one tiny-ti2v worker and one
 - ``gateway``: a `ServiceProcess` with ``.url``, behind which ``tiny_worker`` serves
 - ``client``: an ``httpx.Client`` on the gateway (per test)
 - ``worker_factory(model=..., **settings)`` / ``gateway_factory(redis_url=..., **settings)``: start
-  extra processes against the session Redis (or another one); they are stopped at session end.
+  extra processes against the session Redis (or another one); extra workers are stopped at the
+  end of the test, extra gateways at the end of the session.
 
 Helpers (free ports, process handles, ``wait_status``) live in tests/service_support.py.
 """
@@ -45,8 +46,10 @@ def service_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("wanserve-data")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def worker_factory(redis_url: str, service_data_dir: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Per test: extra workers are stopped when the test ends, so they never compete with
+    ``tiny_worker`` for a queue in later tests. (The session worker uses its own factory.)"""
     started: list[ServiceProcess] = []
 
     def factory(model: str = "tiny-ti2v", **settings: Any) -> ServiceProcess:
@@ -76,8 +79,10 @@ def gateway_factory(redis_url: str, service_data_dir: Path) -> Iterator[Callable
 
 
 @pytest.fixture(scope="session")
-def tiny_worker(worker_factory: Callable[..., ServiceProcess]) -> ServiceProcess:
-    return worker_factory("tiny-ti2v", debug_step_delay_s=STEP_DELAY_S)
+def tiny_worker(redis_url: str, service_data_dir: Path) -> Iterator[ServiceProcess]:
+    sp = start_worker(redis_url, service_data_dir, model="tiny-ti2v", debug_step_delay_s=STEP_DELAY_S)
+    yield sp
+    sp.stop()
 
 
 @pytest.fixture(scope="session")

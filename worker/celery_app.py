@@ -10,6 +10,7 @@ solo pool. One worker consumes one queue, ``model.<model id>``.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Celery, signals
@@ -18,8 +19,11 @@ from app.core import keys
 from app.core.celeryconf import GENERATE_TASK, celery_config
 from app.core.config import Settings
 from app.core.jobstore import JobStore
+from app.core.leases import Leases
 from app.core.redisconn import sync_client
 from worker.lost import failure_handler
+from worker.observe import install_worker_metrics
+from worker.reliability import install_shutdown_grace
 from worker.runtime import init_runtime, shutdown_runtime
 from worker.tasks import register_tasks
 
@@ -52,14 +56,24 @@ def create_celery(settings: Settings, *, pool: str = "prefork") -> Celery:
     def store() -> JobStore:
         if not stores:
             stores.append(JobStore(sync_client(settings), retention_s=settings.retention_s))
+            install_worker_metrics(stores[0])  # the parent's own transitions count too (issue 5)
         return stores[0]
 
     def requeue(job_id: str, model_id: str) -> None:
         app.send_task(GENERATE_TASK, args=(job_id,), task_id=job_id, queue=keys.model_queue(model_id))
 
+    def claim(job_id: str) -> bool:  # the dead child's lease, unless the reaper took it first
+        got = Leases(store().r).claim(job_id, time.time(), expired=False, owner=settings.resolved_worker_id())
+        return got is not None
+
     on_failure = failure_handler(
-        store, requeue, max_attempts=settings.max_attempts, time_limit_s=settings.job_time_limit_s
+        store,
+        requeue,
+        max_attempts=settings.max_attempts,
+        time_limit_s=settings.job_time_limit_s,
+        claim=claim,
     )
     signals.task_failure.connect(on_failure, weak=False)
+    install_shutdown_grace(settings, lambda: store().r, requeue)  # SIGTERM (issue 5)
 
     return app

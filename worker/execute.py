@@ -24,6 +24,7 @@ from app.core.status import JobStatus
 from app.core.storage import job_key, job_prefix
 from worker.encode import encode_mp4, write_thumbnail
 from worker.prompt_extend import prepare_job_prompt
+from worker.reliability import LeaseLost, is_oom, lease_lost, maybe_simulate_oom, oom_message
 from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ class StepClock:
         self.step_times.append(time.monotonic())
         if self.rt.settings.debug_step_delay_s:
             time.sleep(self.rt.settings.debug_step_delay_s)
+        maybe_simulate_oom(self.rt, self.job_id, step)  # testing aid, off unless debug_oom_marker is set
+        if lease_lost(self.job_id):  # the reaper / shutdown grace requeued the job: stop, write nothing
+            raise LeaseLost("the job's lease was claimed by another")
         res = self.rt.store.progress(self.job_id, step, total)
         if res != 0:
             raise JobCancelled("cancelled" if res == 1 else "job removed")
@@ -159,6 +163,9 @@ def _run_started(rt: WorkerRuntime, rec: JobRecord) -> str:
         done["step"] = rec.params.num_inference_steps
         rt.store.transition(rec, JobStatus.COMPLETED, done)
         return "completed"
+    except LeaseLost:
+        log.warning("job %s: lease lost; abandoned (requeued elsewhere)", rec.id)
+        return "lost"
     except JobCancelled:
         try:
             rt.store.transition(rec, JobStatus.CANCELLED, {"cancel_requested": True})
@@ -180,9 +187,10 @@ def _run_started(rt: WorkerRuntime, rec: JobRecord) -> str:
     except ValueError as exc:  # the pipeline's check_inputs
         return _fail(rt, rec, "invalid_input", str(exc)[:500])
     except Exception as exc:
+        if is_oom(exc):
+            log.error("job %s: device out of memory: %s", rec.id, exc)
+            del exc  # drop the traceback's frames (and their tensors) before freeing the cache
+            rt.free_device_memory()
+            return _fail(rt, rec, "out_of_memory", oom_message(rec, rt.settings.device))
         log.exception("job %s failed", rec.id)
-        if "out of memory" in str(exc).lower():
-            return _fail(
-                rt, rec, "out_of_memory", "the device ran out of memory; try a smaller size or fewer frames"
-            )
         return _fail(rt, rec, "internal_error", f"{type(exc).__name__}: generation failed")

@@ -33,8 +33,15 @@ def settle_lost_job(
     max_attempts: int,
     time_limit_s: int,
     requeue: Callable[[str, str], None],
+    claim: Callable[[str], bool] | None = None,
 ) -> str:
-    """Returns what happened: skipped, failed, requeued."""
+    """Returns what happened: skipped, failed, requeued.
+
+    ``claim(job_id)`` (issue 5) takes the job's lease atomically; False means the reaper or the
+    shutdown grace already settled this loss, so nothing is done twice.
+    """
+    if claim is not None and not claim(job_id):
+        return "skipped"
     rec = store.get(job_id)
     if rec is None or rec.status.is_terminal:
         return "skipped"
@@ -59,6 +66,7 @@ def failure_handler(
     *,
     max_attempts: int,
     time_limit_s: int,
+    claim: Callable[[str], bool] | None = None,
 ) -> Callable[..., None]:
     """A ``task_failure`` receiver; in-task failures are already settled by `worker.execute`."""
 
@@ -76,6 +84,7 @@ def failure_handler(
                 max_attempts=max_attempts,
                 time_limit_s=time_limit_s,
                 requeue=requeue,
+                claim=claim,
             )
             log.info("job %s after %s: %s", job_id, type(exception).__name__, outcome)
         except Exception:

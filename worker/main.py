@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-
 from app.core import keys
 from app.core.config import Settings
+from app.core.logjson import setup_logging
 from worker.celery_app import create_celery
 
 
 def run_worker(settings: Settings, *, pool: str = "prefork", extra_queues: list[str] | None = None) -> None:
     settings = settings.model_copy(update={"worker_id": settings.resolved_worker_id()})
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_format, "worker")
     app = create_celery(settings, pool=pool)
     queues = [keys.model_queue(settings.model), *(extra_queues or [])]
     argv = [

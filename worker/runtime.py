@@ -21,6 +21,7 @@ from app.core.config import Settings
 from app.core.jobstore import JobStore
 from app.core.redisconn import sync_client
 from app.core.storage import Storage, make_storage
+from worker.observe import install_worker_metrics, memory_stats
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class WorkerRuntime:
         from worker.webhooks import install_worker_hooks  # signed webhooks from transitions (issue 4)
 
         install_worker_hooks(self.store, self.storage, settings)
+        install_worker_metrics(self.store)  # Prometheus counters kept in Redis (issue 5)
         self.pipe: Any = None
         self.preset: Any = None
         self.state = "starting"
@@ -107,7 +109,11 @@ class WorkerRuntime:
             device=self.settings.device,
             current_job=self.current_job,
             ttl_s=self.settings.worker_ttl_s,
-            extra={"prompt_extend": "1" if self.extender is not None else "0", "pid": str(os.getpid())},
+            extra={
+                "prompt_extend": "1" if self.extender is not None else "0",
+                "pid": str(os.getpid()),
+                **memory_stats(self.settings.device),  # admin view (issue 5)
+            },
         )
 
     def _beat(self) -> None:
@@ -126,10 +132,9 @@ class WorkerRuntime:
             log.warning("heartbeat failed: %r", exc)
 
     def free_device_memory(self) -> None:
-        import torch
+        from worker.reliability import free_device_memory  # gc + torch.cuda.empty_cache (issue 5)
 
-        if self.settings.device.startswith("cuda") and torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_device_memory(self.settings.device)
 
 
 _runtime: WorkerRuntime | None = None

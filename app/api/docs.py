@@ -590,6 +590,8 @@ def _document_operation(op: dict[str, Any], doc: RouteDoc | None) -> None:
     errors |= set(doc.errors if doc else ())
     for code, problem in problem_responses(*sorted(e for e in errors if e in PROBLEM_EXAMPLES)).items():
         responses[str(code)] = problem  # problem+json replaces FastAPI's default HTTPValidationError
+    if "401" in responses:
+        op.setdefault("security", [{"bearerAuth": []}])
 
 
 def _drop_unreferenced(spec: dict[str, Any], names: tuple[str, ...]) -> None:
@@ -612,7 +614,13 @@ def document_spec(
         for method, op in ops.items():
             if method in {"get", "post", "put", "patch", "delete"}:
                 _document_operation(op, table.get(route_key(method, path)))
-    spec.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    components = spec.setdefault("components", {})
+    components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    components.setdefault("securitySchemes", {})["bearerAuth"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key from `wanserve keys create --name NAME` (when WANSERVE_AUTH is on).",
+    }
     _drop_unreferenced(spec, ("HTTPValidationError", "ValidationError"))
     return spec
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from app.api import webhooks
 from app.api.docs import apply_docs
 from app.api.errors import register_error_handlers
+from app.api.observability import install_observability, start_background
 from app.api.queue import JobQueue
 from app.api.routes import content, events, health, models, styles, videos, web
 from app.api.security import install_security
@@ -40,11 +41,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.wanserve = state
         sweeper = install_gateway_hooks(state.store, queue, state.storage, settings)  # webhooks, retention
+        background = start_background(state)  # metrics hook, reaper of dead workers' jobs (issue 5)
         log.info("gateway ready: redis=%s default model=%s", settings.redis_url, settings.model)
         try:
             yield
         finally:
             sweeper.cancel()
+            for task in background:
+                task.cancel()
             queue.close()
             await r.aclose()
 
@@ -56,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     register_error_handlers(app)
     install_security(app, settings)  # auth, rate limits, CORS, body-size cap (issue 4)
+    install_observability(app)  # X-Request-ID, GET /metrics, GET /v1/admin/workers (issue 5)
     app.include_router(webhooks.router)  # GET /v1/videos/{id}/webhooks
     for module in (videos, content, events, models, styles, health):
         app.include_router(module.router)

@@ -64,4 +64,5 @@ def install_gateway_hooks(
             log.warning("could not enqueue webhook %s for %s: %r", name, rec.id, exc)
 
     store.add_transition_hook(hook)
-    return asyncio.create_task(retention.sweeper(store.r, storage), name="wanserve-retention")
+    sweep = retention.sweeper(store.r, storage, settings.retention_sweep_interval_s)
+    return asyncio.create_task(sweep, name="wanserve-retention")

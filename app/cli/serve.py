@@ -20,6 +20,7 @@ import httpx
 import redis
 
 from app.core.config import Settings
+from app.core.logjson import setup_logging
 
 log = logging.getLogger("wanserve.serve")
 
@@ -29,7 +30,7 @@ def run_gateway(settings: Settings) -> None:
 
     from app.api.main import create_app
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_format, "gateway")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
 
 
@@ -95,7 +96,7 @@ def _announce_ready(settings: Settings) -> None:
 
 
 def serve(settings: Settings, *, worker: bool = True) -> int:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_format, "gateway")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the readiness probe's requests
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     redis_proc = start_redis(settings)

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     storage_url: str | None = None  # local folder path / file:// URL; default <data_dir>/objects
     signing_key: SecretStr = SecretStr(DEV_SIGNING_KEY)  # HMAC key of local signed URLs
     url_ttl_s: int = Field(3600, ge=1, le=604800)  # lifetime of a minted signed URL
-    retention_s: int = Field(7 * 86400, ge=60)  # finished jobs and assets kept this long
+    retention_s: int = Field(7 * 86400, ge=1)  # finished jobs and assets kept this long
 
     # --- worker ------------------------------------------------------------------------------
     model: str = "tiny-ti2v"  # the worker's model id; also the gateway's default `model`
@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(6 * 3600, ge=60)  # must exceed the longest queue wait + run
     max_attempts: int = Field(3, ge=1)  # deliveries of one job before it fails as `worker_lost`
     debug_step_delay_s: float = Field(0.0, ge=0)  # testing aid: sleep after each denoising step
+    # --- reliability (issue 5; README "Reliability and observability settings") ---------------
+    job_lease_ttl_s: float = Field(30.0, gt=0)  # a running job's worker silent this long is presumed dead
+    reaper_interval_s: float = Field(5.0, gt=0)  # gateway: how often expired leases are reaped
+    shutdown_grace_s: float = Field(60.0, ge=0)  # SIGTERM: the job may finish this long, else requeued
+    retention_sweep_interval_s: float = Field(60.0, gt=0)  # gateway: how often expired assets are deleted
+    log_format: Literal["json", "text"] = "json"  # json: one object per line with request_id / job_id
+    debug_oom_marker: str | None = None  # testing aid: prompts containing it raise a simulated OOM at step 2
 
     # --- security, S3, webhooks, limits (issue 4; README "Security and delivery settings") ----
     auth: bool | None = None  # Bearer API keys; default: on when env=prod, off (loud warning) in dev

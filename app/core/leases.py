@@ -19,7 +19,7 @@ id → worker id).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aredis
@@ -143,7 +143,7 @@ class AsyncLeases:
         self._claim = r.register_script(CLAIM_LUA)
 
     async def expired(self, now: float, limit: int = 100) -> list[str]:
-        ids: list[str] = await self.r.zrangebyscore(LEASES, "-inf", now, start=0, num=limit)
+        ids = cast(list[Any], await self.r.zrangebyscore(LEASES, "-inf", now, start=0, num=limit))
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     async def acquire(self, job_id: str, worker_id: str, expires_at: float) -> None:

@@ -36,6 +36,12 @@ REQUEUES = keys.PREFIX + "metrics:reaper"  # hash: outcome -> count
 
 Enqueue = Callable[[str, str], Awaitable[None]]
 
+# KEYS: lock. ARGV: token. Release only our own lock.
+_UNLOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 async def settle(store: AsyncJobStore, job_id: str, *, max_attempts: int, enqueue: Enqueue) -> str:
     """After a claim: requeue the job, or fail it as ``worker_lost``; returns what happened."""
@@ -102,18 +108,21 @@ async def reaper(
     max_attempts: int,
     enqueue: Enqueue,
 ) -> None:
-    """Run `reap_once` every ``interval_s`` while holding the reaper lock (a gateway task)."""
-    token = uuid.uuid4().hex  # the lock lapses by itself (3 rounds) when this gateway stops
-    lock_ms = max(1000, int(interval_s * 3000))
+    """Every ``interval_s``: take the reaper lock for one round, `reap_once`, release (a gateway task).
+
+    The lock lapses by itself (30 s) if its gateway dies mid-round.
+    """
+    token = uuid.uuid4().hex
+    unlock = r.register_script(_UNLOCK_LUA)
     while True:
         try:
-            mine = await r.set(LOCK, token, nx=True, px=lock_ms)
-            if not mine and await r.get(LOCK) == token:  # still ours from the last round: extend
-                mine = await r.set(LOCK, token, xx=True, px=lock_ms)
-            if mine:
-                await reap_once(
-                    r, store, max_attempts=max_attempts, enqueue=enqueue, retry_in_s=interval_s
-                )
+            if await r.set(LOCK, token, nx=True, px=30_000):
+                try:
+                    await reap_once(
+                        r, store, max_attempts=max_attempts, enqueue=enqueue, retry_in_s=interval_s
+                    )
+                finally:
+                    await unlock(keys=[LOCK], args=[token])
         except Exception as exc:  # Redis away: try again next round
             log.warning("reaper round failed: %r", exc)
         await asyncio.sleep(interval_s)

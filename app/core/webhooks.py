@@ -161,6 +161,7 @@ def record_attempt(
     pipe.rpush(key + ":attempts", json.dumps(dict(attempt), separators=(",", ":")))
     pipe.expire(key + ":attempts", LOG_TTL_S)
     pipe.hincrby(key, "attempts", 1)
+    pipe.hincrby("wanserve:metrics:webhooks", status, 1)  # Prometheus, by outcome (app.core.metrics)
     pipe.hset(
         key,
         mapping={

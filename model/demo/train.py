@@ -20,7 +20,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.demo.world import WorldConfig, make_clip, make_dataset
+from model.demo.world import WorldConfig, make_clip, make_dataset, render_background
 
 # ------------------------------------------------------------------------------------------------
 # Architecture of the demo model
@@ -40,10 +40,10 @@ DEMO_WORLD = WorldConfig(height=32, width=32, num_frames=9, fps=8)
 DEMO_VAE: dict[str, Any] = dict(
     dim=16,
     dec_dim=16,
-    z_dim=32,
-    dim_mult=(1, 2, 2),
+    z_dim=16,
+    dim_mult=(2, 2),
     num_res_blocks=1,
-    temperal_downsample=(True, True),
+    temperal_downsample=(True,),
     patch_size=2,
 )
 
@@ -65,14 +65,14 @@ DEMO_T5: dict[str, Any] = dict(
 
 DEMO_DIT: dict[str, Any] = dict(
     model_type="ti2v",
-    patch_size=(1, 1, 1),
+    patch_size=(1, 2, 2),
     text_len=DEMO_TEXT_LEN,
-    in_dim=32,
+    in_dim=16,
     dim=96,
     ffn_dim=256,
     freq_dim=256,
     text_dim=64,
-    out_dim=32,
+    out_dim=16,
     num_heads=3,
     num_layers=4,
     eps=1e-6,
@@ -86,15 +86,17 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     # VAE
-    vae_steps: int = 1200
-    vae_batch: int = 6
+    vae_steps: int = 1500
+    vae_batch: int = 4
+    vae_frames: int = 5
+    vae_fg_weight: float = 10.0
     vae_lr: float = 2e-3
     vae_kl: float = 1e-4
     # latent dataset
     num_clips: int = 8000
     # DiT
     dit_steps: int = 2400
-    dit_batch: int = 24
+    dit_batch: int = 16
     dit_lr: float = 1e-3
     dit_warmup: int = 100
     caption_dropout: float = 0.1
@@ -143,11 +145,18 @@ def train_vae(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> nn.
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.vae_lr)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     t0 = time.time()
-    frame_w = torch.ones(1, 1, DEMO_WORLD.num_frames, 1, 1)
+    world = replace(DEMO_WORLD, num_frames=cfg.vae_frames)
+    frame_w = torch.ones(1, 1, world.num_frames, 1, 1)
     frame_w[:, :, 0] = 3.0  # the first frame is what image mode reproduces: weight it up
     for step in range(cfg.vae_steps):
         base = 1_000_000 + step * cfg.vae_batch
-        x = torch.from_numpy(np.stack([make_clip(base + i, DEMO_WORLD).video for i in range(cfg.vae_batch)]))
+        clips = [make_clip(base + i, world) for i in range(cfg.vae_batch)]
+        x = torch.from_numpy(np.stack([c.video for c in clips]))
+        # Objects cover a few % of the pixels: weight them up (else the VAE learns backgrounds first
+        # and objects only much later).
+        bgs = [render_background(c.background, world.height, world.width) for c in clips]
+        bg = torch.from_numpy(np.stack([b.transpose(2, 0, 1) * 2 - 1 for b in bgs]))[:, :, None]
+        weight = frame_w * (1 + cfg.vae_fg_weight * ((x - bg).abs().amax(dim=1, keepdim=True) > 0.05).float())
         for g in opt.param_groups:
             g["lr"] = _lr(step, cfg.vae_steps, cfg.vae_lr, 50)
         # Deterministic latents (mu) with a little noise, so the decoder tolerates the DiT's small
@@ -157,7 +166,7 @@ def train_vae(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> nn.
         z = mu + 0.05 * mu.detach().std() * noise
         rec = vae.decode_latents(z)
         err = rec - x
-        rec_loss = ((err.abs() + err.pow(2)) * frame_w).mean()
+        rec_loss = ((err.abs() + err.pow(2)) * weight).mean()
         kl = mu.pow(2).mean()
         loss = rec_loss + cfg.vae_kl * kl
         opt.zero_grad(set_to_none=True)
@@ -258,7 +267,8 @@ def flow_matching_loss(
     frame_mask = torch.ones(b, 1, f, 1, 1)
     frame_mask[image_mode, :, 0] = 0.0
     xt = frame_mask * xt + (1 - frame_mask) * x0
-    tokens_per_frame = h * w  # patch 1x1x1
+    ph, pw = DEMO_DIT["patch_size"][1:]
+    tokens_per_frame = (h // ph) * (w // pw)
     t_tok = (sigma * 1000).view(b, 1).repeat(1, f * tokens_per_frame)
     t_tok[image_mode, :tokens_per_frame] = 0.0
     context = encode_text(t5, ids, mask)

@@ -299,3 +299,30 @@ def test_preset_override_file(official_ti2v):
     (root / "wanserve_preset.json").write_text(json.dumps(p))
     pipe = load_pipeline(str(root))
     assert pipe.preset.model_id == "wanserve-test" and pipe.preset.sizes == PRESETS["tiny-ti2v"].sizes
+
+
+def test_presets_are_json_and_official_defaults():
+    import dataclasses
+
+    from model.presets import OFFICIAL_NEGATIVE_PROMPT, PRESETS, ModelPreset
+
+    for p in PRESETS.values():
+        d = json.loads(json.dumps(dataclasses.asdict(p)))
+        assert ModelPreset.from_dict(d) == p
+        assert (p.default_num_frames - 1) % p.vae_stride[0] == 0
+        w, h = p.default_size
+        assert w % p.spatial_multiple == 0 and h % p.spatial_multiple == 0 and p.default_size in p.sizes
+    t2v, i2v, ti2v = PRESETS["wan2.2-t2v-a14b"], PRESETS["wan2.2-i2v-a14b"], PRESETS["wan2.2-ti2v-5b"]
+    assert (t2v.default_guidance_scale, t2v.boundary, t2v.default_shift) == ((3.0, 4.0), 0.875, 12.0)
+    assert (i2v.default_guidance_scale, i2v.boundary, i2v.default_shift) == ((3.5, 3.5), 0.9, 5.0)
+    assert (ti2v.default_guidance_scale, ti2v.boundary, ti2v.fps, ti2v.default_num_frames) == (
+        (5.0,),
+        None,
+        24,
+        121,
+    )
+    assert ti2v.sizes == ((1280, 704), (704, 1280)) and ti2v.vae_stride == (4, 16, 16)
+    assert t2v.default_num_steps == 40 and ti2v.default_num_steps == 50 and t2v.fps == 16
+    assert OFFICIAL_NEGATIVE_PROMPT.startswith("色调艳丽，过曝") and OFFICIAL_NEGATIVE_PROMPT.endswith(
+        "倒着走"
+    )

@@ -215,6 +215,19 @@ def test_streaming_decode_equals_concatenated_chunks() -> None:
     assert torch.equal(vae.decode(z), full)
 
 
+@pytest.mark.parametrize(("cls", "cfg"), [(Wan21VAE, MINI21), (Wan22VAE, MINI22)])
+def test_frame_by_frame_decoder_tail_is_exact(cls: type, cfg: object) -> None:
+    vae = randomise(cls(cfg))
+    assert vae.decoder.frames_per_step == 1 and vae.decoder.split_at > 0
+    z = torch.randn(1, cfg.z_dim, 3, 2, 2, generator=torch.Generator().manual_seed(2))  # type: ignore[attr-defined]
+    outs = {}
+    for step in (0, 1, 2):
+        vae.decoder.frames_per_step = step
+        outs[step] = vae.decode(z)
+    torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(outs[2], outs[0], rtol=0, atol=1e-6)
+
+
 def test_normalisation_round_trip() -> None:
     vae = Wan21VAE(Wan21VAEConfig(dim=4, z_dim=16))
     mu = torch.randn(1, 16, 2, 3, 3)
