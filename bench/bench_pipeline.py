@@ -14,6 +14,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,15 @@ def _build(kind: str) -> Any:
     torch.manual_seed(0)
     te = UMT5EncoderModel(
         UMT5Config(
-            vocab_size=384, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-            relative_attention_num_buckets=8, dropout_rate=0.0, feed_forward_proj="gated-gelu",
+            vocab_size=384,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            dropout_rate=0.0,
+            feed_forward_proj="gated-gelu",
         )  # fmt: skip
     ).eval()
 
@@ -78,14 +86,68 @@ def _build(kind: str) -> Any:
     )  # fmt: skip
 
 
-def _time(fn: Any, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _time(fn: Any, repeats: int, warmup: bool = True) -> tuple[float, float]:
+    """Median (wall s, process CPU s) over `repeats` calls. CPU time is less sensitive to other
+    processes on a shared machine than wall time."""
+    if warmup:
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def _case(
+    kind: str, h: int, w: int, shift: float, g: tuple[float, float], *, folder: Path, steps: int, repeats: int
+) -> None:
+    """Time one tiny diffusers pipeline against the same weights loaded by `load_pipeline`."""
+    from model import load_pipeline
+
+    ref = _build(kind)
+    ref.set_progress_bar_config(disable=True)
+    ref.save_pretrained(str(folder))
+    ours = load_pipeline(str(folder))
+    img = (
+        torch.rand(3, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        if kind == "i2v-a14b"
+        else None
+    )
+    common: dict[str, Any] = dict(height=h, width=w, num_frames=9)
+    ref_kw: dict[str, Any] = dict(
+        prompt="a fox in the snow", negative_prompt="blurry", num_inference_steps=steps,
+        guidance_scale=g[1], output_type="pt", **common,
+    )  # fmt: skip
+    if ref.config.boundary_ratio is not None:
+        ref_kw["guidance_scale_2"] = g[0]
+    if img is not None:
+        ref_kw["image"] = img[None]
+    guidance = g if ours.transformer_2 is not None else g[1]
+
+    def run_ref() -> torch.Tensor:
+        with torch.no_grad():
+            out = ref(**ref_kw, generator=torch.Generator().manual_seed(1)).frames[0]
+        return out.permute(1, 0, 2, 3) * 2 - 1  # type: ignore[no-any-return]
+
+    def run_ours() -> torch.Tensor:
+        return ours.generate(
+            "a fox in the snow", negative_prompt="blurry", image=img, num_steps=steps,
+            guidance_scale=guidance, shift=shift, seed=1, **common,
+        )  # fmt: skip
+
+    diff = (run_ours() - run_ref()).abs().max().item()  # also the warm-up of both
+    t_ours, t_ref = [], []
+    for _ in range(repeats):  # interleaved, so both see the same machine noise
+        t_ours.append(_time(run_ours, 1, warmup=False))
+        t_ref.append(_time(run_ref, 1, warmup=False))
+    aw, ac = (statistics.median(v) for v in zip(*t_ours, strict=True))
+    bw, bc = (statistics.median(v) for v in zip(*t_ref, strict=True))
+    print(
+        f"{kind:<10} {w}x{h}x9  {aw:9.3f} {bw:10.3f} {aw / bw:6.2f} "
+        f"{ac:9.3f} {bc:9.3f} {ac / bc:6.2f} {diff:9.1e}"
+    )
 
 
 def main() -> None:
@@ -102,57 +164,34 @@ def main() -> None:
 
     from model import load_pipeline
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU fp32, {args.steps} steps, CFG on")
-    print(f"{'case':<22} {'size':<10} {'ours s':>8} {'diffusers s':>12} {'ratio':>7} {'max|diff|':>10}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU fp32, {args.steps} steps, CFG on"
+    )
+    print(
+        f"{'case':<10} {'size':<9} {'ours wall':>9} {'diff. wall':>10} {'ratio':>6} "
+        f"{'ours cpu':>9} {'diff. cpu':>9} {'ratio':>6} {'max|diff|':>9}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        for kind, (h, w, shift, g) in {
+        for kind, case in {
             "t2v-a14b": (32, 48, 12.0, (3.0, 4.0)),
             "i2v-a14b": (32, 48, 5.0, (3.5, 3.5)),
             "ti2v": (64, 64, 5.0, (5.0, 5.0)),
         }.items():
-            ref = _build(kind)
-            ref.set_progress_bar_config(disable=True)
-            ref.save_pretrained(str(Path(tmp) / kind))
-            ours = load_pipeline(str(Path(tmp) / kind))
-            image = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
-            img = image if kind == "i2v-a14b" else None
-            common = dict(height=h, width=w, num_frames=9)
-            ref_kw: dict[str, Any] = dict(
-                prompt="a fox in the snow", negative_prompt="blurry", num_inference_steps=args.steps,
-                guidance_scale=g[1], output_type="pt", **common,
-            )  # fmt: skip
-            if ref.config.boundary_ratio is not None:
-                ref_kw["guidance_scale_2"] = g[0]
-            if img is not None:
-                ref_kw["image"] = img[None]
-
-            def run_ref() -> torch.Tensor:
-                with torch.no_grad():
-                    out = ref(**ref_kw, generator=torch.Generator().manual_seed(1)).frames[0]
-                return out.permute(1, 0, 2, 3) * 2 - 1  # type: ignore[no-any-return]
-
-            def run_ours() -> torch.Tensor:
-                return ours.generate(
-                    "a fox in the snow", negative_prompt="blurry", image=img, num_steps=args.steps,
-                    guidance_scale=g if ours.transformer_2 is not None else g[1], shift=shift, seed=1, **common,
-                )  # fmt: skip
-
-            diff = (run_ours() - run_ref()).abs().max().item()
-            t_ours, t_ref = [], []
-            for _ in range(args.repeats):  # interleave to share the machine's noise
-                t_ours.append(_time(run_ours, 1))
-                t_ref.append(_time(run_ref, 1))
-            a, b = statistics.median(t_ours), statistics.median(t_ref)
-            print(f"{kind:<22} {w}x{h}x9  {a:8.3f} {b:12.3f} {a / b:7.2f} {diff:10.1e}")
+            _case(kind, *case, folder=Path(tmp) / kind, steps=args.steps, repeats=args.repeats)
 
     print()
-    print(f"{'tiny preset':<22} {'size':<10} {'ours s (4 steps)':>16}")
+    print(f"{'tiny preset':<14} {'size':<8} {'wall s':>7} {'cpu s':>7}  (4 steps, CFG)")
     for name in ("tiny-t2v-a14b", "tiny-i2v-a14b", "tiny-ti2v"):
         pipe = load_pipeline(name)
         img = torch.zeros(3, 32, 32) if pipe.preset.image_input != "none" else None
         kw = dict(height=32, width=32, num_frames=5, num_steps=4, shift=5.0, seed=0)
-        t = _time(lambda: pipe.generate("a cat", image=img, guidance_scale=pipe.preset.default_guidance_scale, **kw), args.repeats)  # noqa: E501,B023
-        print(f"{name:<22} {'32x32x5':<10} {t:16.3f}")
+        tw, tc = _time(
+            partial(
+                pipe.generate, "a cat", image=img, guidance_scale=pipe.preset.default_guidance_scale, **kw
+            ),
+            args.repeats,
+        )
+        print(f"{name:<14} {'32x32x5':<8} {tw:7.3f} {tc:7.3f}")
 
 
 if __name__ == "__main__":

@@ -286,18 +286,28 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 MAX_RUNS = 64  # more runs of equal timesteps than this: gather per token instead of slicing runs
 
 
+@dataclass(frozen=True)
+class Run:
+    """Tokens ``start:end`` use ``values[idx[b]]`` in sample b; ``k`` is that index when all samples agree."""
+
+    start: int
+    end: int
+    idx: Tensor  # [B] long, on the model's device
+    k: int | None  # the common value index, or None
+
+
 @dataclass
 class TimestepGroups:
     """Which distinct timestep each token uses.
 
-    ``values`` [K] are the distinct timesteps. Tokens are covered by ``runs`` of consecutive positions
-    ``(start, end, idx)`` where ``idx`` [B] picks each sample's value for that run; a per-value table
-    [K, dim] is then applied by broadcasting ``table[idx]`` [B, 1, dim] over the run. With more than
-    ``MAX_RUNS`` runs (an unusual per-token pattern) ``index`` [B, L] gathers per token instead.
+    ``values`` [K] are the distinct timesteps. Tokens are covered by ``runs`` of consecutive positions;
+    a per-value table [K, dim] is applied to a run by broadcasting ``table[run.idx]`` [B, 1, dim] over
+    it. With more than ``MAX_RUNS`` runs (an unusual per-token pattern) ``index`` [B, L] gathers per
+    token instead. TI2V image mode has two runs (first latent frame at t = 0, the rest at t).
     """
 
     values: Tensor
-    runs: list[tuple[int, int, Tensor]] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
     index: Tensor | None = None
 
     @classmethod
@@ -308,37 +318,65 @@ class TimestepGroups:
             t = t.expand(batch, *t.shape[1:])
         if t.shape[0] != batch:
             raise ValueError(f"timestep batch {t.shape[0]} does not match the latent batch {batch}")
-        if t.ndim == 1:  # one timestep per sample: K = B values, one run over all tokens
-            return cls(values=t, runs=[(0, seq_len, torch.arange(batch, device=device))])
-        if t.ndim != 2 or t.shape[1] != seq_len:
+        if t.ndim == 2 and t.shape[1] != seq_len:
             raise ValueError(f"per-token timesteps must be [B, {seq_len}], got {tuple(t.shape)}")
-        values, inverse = torch.unique(t.detach().cpu(), return_inverse=True)  # [K], [B, L]
-        change = (inverse[:, 1:] != inverse[:, :-1]).any(dim=0)  # [L-1] where any sample changes value
+        if t.ndim not in (1, 2):
+            raise ValueError(f"timesteps must be [B] or [B, L], got {tuple(t.shape)}")
+        if t.is_meta:  # shapes only: one value per sample, one run
+            return cls(
+                values=t[:, 0] if t.ndim == 2 else t,
+                runs=[Run(0, seq_len, torch.arange(batch, device=device), None)],
+            )
+        values, inverse = torch.unique(t.detach().cpu(), return_inverse=True)  # [K], [B] or [B, L]
+        if inverse.ndim == 1:  # one timestep per sample: one run over all tokens
+            inverse = inverse[:, None].expand(batch, seq_len)  # [B, L] (a view)
+            change = torch.zeros(seq_len - 1, dtype=torch.bool)
+        else:
+            change = (inverse[:, 1:] != inverse[:, :-1]).any(dim=0)  # [L-1] where any sample changes value
         starts = [0, *(torch.nonzero(change).flatten() + 1).tolist()]
         if len(starts) > MAX_RUNS:
             return cls(values=values, index=inverse.to(device))
-        ends = [*starts[1:], seq_len]
-        runs = [(s, e, inverse[:, s].to(device)) for s, e in zip(starts, ends, strict=True)]
+        runs = []
+        for s, e in zip(starts, [*starts[1:], seq_len], strict=True):
+            idx = inverse[:, s]  # [B]
+            k = int(idx[0]) if bool((idx == idx[0]).all()) else None
+            runs.append(Run(s, e, idx.to(device), k))
         return cls(values=values, runs=runs)
 
-    def modulate(self, h: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-        """``h * (1 + scale) + shift`` per token; h [B, L, dim] fp32, shift/scale [K, dim] fp32."""
-        # (plain mul + add_: a broadcasting torch.addcmul is ~100x slower on CPU)
+    def _cat(self, parts: list[Tensor]) -> Tensor:
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # [B, L, dim]
+
+    def norm_modulate(self, norm: LayerNormFP32, x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+        """``norm(x) * (1 + scale) + shift`` per token in fp32; x [B, L, dim], shift/scale [K, dim].
+
+        Where a run has one timestep for the whole batch, the modulation is a per-channel affine
+        and is fused into the LayerNorm call (saves two passes over the activations).
+        """
+        # (plain mul + add_ otherwise: a broadcasting torch.addcmul is ~100x slower on CPU)
         scale = 1 + scale
         if self.index is not None:
-            return (h * scale[self.index]).add_(shift[self.index])  # [B, L, dim] gathered
-        parts = [
-            (h[:, s:e] * scale[idx][:, None]).add_(shift[idx][:, None])  # [B, e-s, dim]
-            for s, e, idx in self.runs
-        ]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            normed: Tensor = norm(x)  # [B, L, dim]
+            return (normed * scale[self.index]).add_(shift[self.index])  # gathered per token
+        parts = []
+        for r in self.runs:
+            xr = x[:, r.start : r.end]  # [B, n, dim]
+            if r.k is not None and norm.weight is None:
+                parts.append(
+                    F.layer_norm(xr.float(), norm.normalized_shape, scale[r.k], shift[r.k], norm.eps)
+                )
+            else:
+                parts.append((norm(xr) * scale[r.idx][:, None]).add_(shift[r.idx][:, None]))
+        return self._cat(parts)
 
     def gated_add(self, x: Tensor, y: Tensor, gate: Tensor) -> Tensor:
         """``x + y * gate`` per token in fp32; x [B, L, dim] fp32, y [B, L, dim] any dtype, gate [K, dim]."""
         if self.index is not None:
             return (y * gate[self.index]).add_(x)
-        parts = [(y[:, s:e] * gate[idx][:, None]).add_(x[:, s:e]) for s, e, idx in self.runs]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        parts = []
+        for r in self.runs:
+            g = gate[r.k] if r.k is not None else gate[r.idx][:, None]  # [dim] or [B, 1, dim]
+            parts.append((y[:, r.start : r.end] * g).add_(x[:, r.start : r.end]))
+        return self._cat(parts)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -405,14 +443,14 @@ class WanAttentionBlock(nn.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.unbind(1)  # each [K, dim]
 
         # 1. self-attention, modulated and gated
-        h = groups.modulate(self.norm1(x), shift1, scale1)  # [B, L, dim] fp32
+        h = groups.norm_modulate(self.norm1, x, shift1, scale1)  # [B, L, dim] fp32
         x = groups.gated_add(x, self.self_attn(h.to(dtype), rot), gate1)
 
         # 2. cross-attention to the text, no modulation, no gate
         x = x + self.cross_attn(self.norm3(x).to(dtype), context)
 
         # 3. feed-forward, modulated and gated
-        h = groups.modulate(self.norm2(x), shift2, scale2)  # [B, L, dim] fp32
+        h = groups.norm_modulate(self.norm2, x, shift2, scale2)  # [B, L, dim] fp32
         return groups.gated_add(x, self.ffn(h.to(dtype)), gate2)
 
 
@@ -428,7 +466,7 @@ class Head(nn.Module):
     def forward(self, x: Tensor, e: Tensor, groups: TimestepGroups) -> Tensor:
         """x [B, L, dim] fp32, e [K, dim] fp32 time embedding -> [B, L, prod(patch) * out_dim] fp32."""
         shift, scale = (self.modulation.float() + e[:, None, :]).unbind(1)  # each [K, dim]
-        return _linear_fp32(self.head, groups.modulate(self.norm(x), shift, scale))
+        return _linear_fp32(self.head, groups.norm_modulate(self.norm, x, shift, scale))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,7 +14,13 @@ state dict.
 
 Public API: ``Wan21VAEConfig``, ``Wan21VAE`` (``encode``/``decode`` for inference,
 ``encode_distribution``/``decode_latents``/``forward`` for training with autograd),
-``diffusers_to_official_vae21_keys``.
+``Wan21VAEConfig.from_diffusers_config`` / ``.from_state_dict``, ``diffusers_to_official_vae21_keys``
+and its inverse ``official_to_diffusers_vae21_keys``.
+
+Beyond upstream: ``decode`` writes into a preallocated output (no growing list / concatenation),
+and the decoder runs its full-resolution tail (everything after the last temporal upsampler) one
+frame at a time (``decoder.frames_per_step``), which gives the same result with about 25-30% less
+peak memory on CPU; peak memory does not grow with the number of frames.
 """
 
 from __future__ import annotations
@@ -421,7 +427,7 @@ class Decoder(nn.Module):
         self.head = nn.Sequential(RMSNorm(out, 3), nn.SiLU(), CausalConv3d(out, 3, 3, padding=1))
         # After the last temporal upsampler nothing mixes frames except through the causal cache,
         # so the high-resolution tail can run ``frames_per_step`` frames at a time: the same
-        # result, with a fraction of the activation memory. 0 disables the split.
+        # result, with a fraction of the activation memory (inference only). 0 disables the split.
         temporal = [i for i, b in enumerate(blocks) if isinstance(b, Resample) and b.mode == "upsample3d"]
         self.split_at = temporal[-1] + 1 if temporal else 0
         self.frames_per_step = 1
@@ -437,7 +443,8 @@ class Decoder(nn.Module):
         for block in (*self.middle, *self.upsamples[: self.split_at]):
             x = block(x, cache)
         step = self.frames_per_step
-        if cache is None or step <= 0 or x.shape[2] <= step:
+        # with autograd every activation is kept for backward anyway: no point in splitting
+        if cache is None or step <= 0 or x.shape[2] <= step or torch.is_grad_enabled():
             return self._tail(x, cache)
         start = cache.position
         pieces = []

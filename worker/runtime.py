@@ -43,6 +43,7 @@ class WorkerRuntime:
         self.current_job: str | None = None
         self.extender: Any = None  # worker.prompt_extend.PromptExtender when one is configured
         self._stop = threading.Event()
+        self._state_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -116,16 +117,34 @@ class WorkerRuntime:
             },
         )
 
+    def probe_device(self) -> bool:
+        """A tiny op on the accelerator (a Python ping proves nothing about a wedged GPU)."""
+        if not self.settings.device.startswith("cuda"):
+            return True
+        try:
+            import torch
+
+            return float(torch.ones(1, device=self.settings.device).add_(1).item()) == 2.0
+        except Exception as exc:
+            log.error("device probe failed: %r", exc)
+            return False
+
     def _beat(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval_s):
             try:
+                if self.state in ("ready", "unhealthy"):  # not while a job runs
+                    ok = self.probe_device()
+                    with self._state_lock:
+                        if self.state in ("ready", "unhealthy"):
+                            self.state = "ready" if ok else "unhealthy"
                 self.heartbeat()
             except Exception as exc:  # Redis away: keep trying, the TTL tells the gateway
                 log.warning("heartbeat failed: %r", exc)
 
     def set_busy(self, job_id: str | None) -> None:
-        self.current_job = job_id
-        self.state = "busy" if job_id else "ready"
+        with self._state_lock:
+            self.current_job = job_id
+            self.state = "busy" if job_id else "ready"
         try:
             self.heartbeat()
         except Exception as exc:

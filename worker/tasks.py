@@ -20,7 +20,7 @@ def register_tasks(app: Celery) -> None:
         rt = get_runtime()
         with job_context(job_id), job_lease(rt, job_id):  # log context; lease renewed while it runs
             outcome = run_job(rt, job_id)
-        log.info("job %s: %s", job_id, outcome)
+            log.info("job %s: %s", job_id, outcome)
         return outcome
 
     app.task(name=GENERATE_TASK, acks_late=True, ignore_result=True)(generate)

@@ -24,8 +24,10 @@ from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.deps import OwnerDep, RedisDep, SettingsDep
+from app.api.docs import ROUTE_DOCS, RouteDoc
 from app.api.state import AppState
 from app.core import keys, metrics
+from app.core.errors import QueueUnavailable
 from app.core.logjson import job_id_var, request_id_var
 from app.core.reaper import reaper
 
@@ -71,15 +73,15 @@ class RequestIdMiddleware:
             job_id_var.reset(jtoken)
 
 
-@router.get(
-    "/metrics",
-    tags=["health"],
-    response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, 503: {}},
-)
+@router.get("/metrics", tags=["health"], response_class=Response)
 async def get_metrics(redis: RedisDep, settings: SettingsDep) -> Response:
     """Prometheus metrics: queues, jobs by outcome, stage durations, webhooks, workers."""
-    snap = await asyncio.wait_for(metrics.collect(redis, settings.worker_ttl_s), settings.redis_timeout_s * 3)
+    try:
+        snap = await asyncio.wait_for(
+            metrics.collect(redis, settings.worker_ttl_s), settings.redis_timeout_s * 3
+        )
+    except TimeoutError:
+        raise QueueUnavailable("the job store is unavailable; retry later") from None
     return Response(metrics.render(snap), media_type=metrics.CONTENT_TYPE)
 
 
@@ -87,7 +89,7 @@ def _num(v: str | None) -> int | None:
     return int(v) if v and v.isdigit() else None
 
 
-@router.get("/v1/admin/workers", tags=["admin"], responses={401: {}, 503: {}})
+@router.get("/v1/admin/workers", tags=["admin"])
 async def admin_workers(redis: RedisDep, settings: SettingsDep, _owner: OwnerDep) -> dict[str, Any]:
     """Live workers: model, device, state, current job, memory, last heartbeat (API key when auth is on)."""
     now = time.time()
@@ -117,6 +119,55 @@ async def admin_workers(redis: RedisDep, settings: SettingsDep, _owner: OwnerDep
             }
         )
     return {"object": "list", "data": data}
+
+
+METRICS_EXAMPLE = """# HELP wanserve_queue_depth Jobs waiting in the queue
+# TYPE wanserve_queue_depth gauge
+wanserve_queue_depth{model="wan2.2-ti2v-5b"} 3.0
+# HELP wanserve_jobs_total Jobs that reached a terminal status
+# TYPE wanserve_jobs_total counter
+wanserve_jobs_total{error_code="",status="completed"} 120.0
+wanserve_jobs_total{error_code="out_of_memory",status="failed"} 1.0
+"""
+WORKER_EXAMPLE = {
+    "id": "gpu0-4121",
+    "model": "wan2.2-ti2v-5b",
+    "device": "cuda:0",
+    "state": "busy",
+    "current_job": "video_3f0c5d6e8a9b4c1d2e3f4a5b6c7d8e9f",
+    "pid": 4187,
+    "resident_memory_bytes": 9123456789,
+    "device_memory_allocated_bytes": 23456789012,
+    "device_memory_reserved_bytes": 30064771072,
+    "last_heartbeat": 1767225960.4,
+    "last_heartbeat_age_s": 0.8,
+}
+ROUTE_DOCS[("GET", "/metrics")] = RouteDoc(
+    "Prometheus metrics",
+    "Queue depth and oldest-job age per model, jobs by terminal status and error code, per-stage "
+    "durations (queue wait, text encoding, denoising per step, decoding, encoding, upload), webhook "
+    "deliveries by outcome, workers and ready workers per model. Counted in Redis, so every worker "
+    "and gateway is included.",
+    (503,),
+    {
+        200: {
+            "description": "Prometheus text exposition format 0.0.4",
+            "content": {"text/plain": {"schema": {"type": "string"}, "example": METRICS_EXAMPLE}},
+        }
+    },
+)
+ROUTE_DOCS[("GET", "/v1/admin/workers")] = RouteDoc(
+    "List live workers (admin)",
+    "Every worker heard from within the worker TTL: model, device, state, current job, resident and "
+    "device memory, last heartbeat. Needs an API key when auth is on.",
+    (401, 503),
+    {
+        200: {
+            "description": "The live workers",
+            "content": {"application/json": {"example": {"object": "list", "data": [WORKER_EXAMPLE]}}},
+        }
+    },
+)
 
 
 def install_observability(app: FastAPI) -> None:

@@ -17,7 +17,7 @@ from app.core.errors import InvalidInput, QueueUnavailable
 from app.core.extenders import extend_route, extension_available
 from app.core.jobstore_async import AsyncJobStore
 from app.core.params import resolve
-from app.core.registry import served_models
+from app.core.registry import recent_model, served_models
 from app.core.schemas import JobRecord, VideoCreate
 from app.core.status import JobStatus
 from app.core.storage import Storage, job_key, job_prefix
@@ -48,18 +48,23 @@ async def submit(
         raise InvalidInput.field("metadata", f"larger than {MAX_METADATA_CHARS} characters")
     model_id = req.model or settings.model
     models = await served_models(redis, settings.worker_ttl_s)
-    if model_id not in models:
-        served = ", ".join(sorted(models)) or "none (no worker is running)"
-        raise InvalidInput.field("model", f"model {model_id!r} is not served; served models: {served}")
+    if model_id in models:
+        info, workers = models[model_id]
+    else:
+        recent = await recent_model(redis, model_id, settings.model_grace_s)
+        if recent is None:
+            served = ", ".join(sorted(models)) or "none (no worker is running)"
+            raise InvalidInput.field("model", f"model {model_id!r} is not served; served models: {served}")
+        info, workers = recent, []
     styled = style_job_fields(
         req.prompt,
         req.style,
         prompt_extend=req.prompt_extend,
         language=req.prompt_extend_language,
-        extend_available=await extension_available(redis, settings, models[model_id][1]),
+        extend_available=await extension_available(redis, settings, workers),
         model_id=model_id,
     )
-    params = resolve(req, models[model_id][0], has_image=image is not None)
+    params = resolve(req, info, has_image=image is not None)
     job_id = new_job_id()
     if admit is not None:
         await admit(job_id)

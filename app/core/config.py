@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     warmup: bool = True  # run one tiny generation before reporting ready
     heartbeat_interval_s: float = Field(2.0, gt=0)
     worker_ttl_s: float = Field(10.0, gt=0)  # a worker silent this long is considered gone
+    model_grace_s: float = Field(900.0, ge=0)  # keep queueing a model's jobs this long after its last worker
     model_load_timeout_s: float = Field(900.0, gt=0)
     job_time_limit_s: int = Field(3600, ge=10)  # hard limit; a soft limit fires 30 s (or 10%) earlier
     visibility_timeout_s: int = Field(6 * 3600, ge=60)  # must exceed the longest queue wait + run

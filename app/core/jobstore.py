@@ -66,6 +66,14 @@ redis.call('XADD', KEYS[2], '*', 'type', 'video.progress', 'data', ARGV[4])
 return redis.call('EXISTS', KEYS[3])
 """
 
+# KEYS: job, cancel flag. ARGV: flag ttl. Raises the cancel flag of a running job.
+CANCEL_RUNNING_LUA = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'in_progress' then return 0 end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+redis.call('HSET', KEYS[1], 'cancel_requested', 'true')
+return 1
+"""
+
 # KEYS: job. ARGV: pairs. Writes only into an existing record (a deleted job stays deleted).
 SET_FIELDS_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -100,7 +108,7 @@ def encode_fields(fields: dict[str, Any]) -> list[str]:
 
 
 def decode_record(raw: dict[str, str]) -> JobRecord | None:
-    if not raw:
+    if not raw or "status" not in raw or "id" not in raw:  # absent (or a stray partial hash)
         return None
     data = {k: (v if k == "status" else json.loads(v)) for k, v in raw.items()}
     return JobRecord.model_validate(data)

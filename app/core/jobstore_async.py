@@ -16,6 +16,7 @@ import redis.asyncio as aredis
 from app.core import keys
 from app.core.errors import InvalidInput
 from app.core.jobstore import (
+    CANCEL_RUNNING_LUA,
     CREATE_LUA,
     TRANSITION_LUA,
     HookRegistry,
@@ -43,6 +44,7 @@ class AsyncJobStore(HookRegistry):
         self.cancel_flag_ttl_s = cancel_flag_ttl_s
         self._create = client.register_script(CREATE_LUA)
         self._transition = client.register_script(TRANSITION_LUA)
+        self._cancel_running = client.register_script(CANCEL_RUNNING_LUA)
 
     async def create(self, rec: JobRecord) -> JobRecord:
         """Store a new `queued` job, index it and publish `video.queued`."""
@@ -100,10 +102,9 @@ class AsyncJobStore(HookRegistry):
             if exc.current is not JobStatus.IN_PROGRESS:
                 current = await self.get(rec.id)
                 return current or rec
-        async with self.r.pipeline(transaction=True) as p:
-            p.set(keys.cancel_flag(rec.id), "1", ex=self.cancel_flag_ttl_s)
-            p.hset(keys.job(rec.id), "cancel_requested", "true")
-            await p.execute()
+        await self._cancel_running(
+            keys=[keys.job(rec.id), keys.cancel_flag(rec.id)], args=[self.cancel_flag_ttl_s]
+        )
         return await self.get(rec.id) or rec
 
     async def delete(self, rec: JobRecord) -> None:

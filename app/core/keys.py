@@ -5,6 +5,8 @@ from __future__ import annotations
 PREFIX = "wanserve:"
 JOBS_INDEX = PREFIX + "jobs"  # zset: job id by created_at (ms), every job
 WORKERS = PREFIX + "workers"  # zset: worker id by last heartbeat (unix s)
+PRESETS = PREFIX + "presets"  # hash: model id -> its preset JSON, as last published
+MODELS_SEEN = PREFIX + "models:seen"  # zset: model id by the last heartbeat of any of its workers
 
 
 def job(job_id: str) -> str:

@@ -58,6 +58,8 @@ def publish_heartbeat(
         p.hset(keys.worker(worker_id), mapping=cast(Any, mapping))
         p.pexpire(keys.worker(worker_id), int(ttl_s * 1000))
         p.zadd(keys.WORKERS, {worker_id: now})
+        p.hset(keys.PRESETS, model_id, preset_json)
+        p.zadd(keys.MODELS_SEEN, {model_id: now})
         p.execute()
 
 
@@ -105,3 +107,13 @@ async def served_models(r: aredis.Redis, ttl_s: float) -> dict[str, tuple[ModelI
         else:
             models[w.model_id] = (w.preset, [w])
     return models
+
+
+async def recent_model(r: aredis.Redis, model_id: str, grace_s: float) -> ModelInfo | None:
+    """The preset of a model that has no live worker now but had one within ``grace_s`` (a worker
+    restarting or reloading its model): the gateway keeps queueing its jobs meanwhile."""
+    seen = await r.zscore(keys.MODELS_SEEN, model_id)
+    if seen is None or time.time() - float(seen) > grace_s:
+        return None
+    raw = await r.hget(keys.PRESETS, model_id)
+    return None if raw is None else ModelInfo.model_validate(json.loads(raw))

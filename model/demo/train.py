@@ -95,7 +95,7 @@ class TrainConfig:
     # latent dataset
     num_clips: int = 8000
     # DiT
-    dit_steps: int = 2400
+    dit_steps: int = 2000
     dit_batch: int = 16
     dit_lr: float = 1e-3
     dit_warmup: int = 100

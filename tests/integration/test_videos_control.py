@@ -31,6 +31,9 @@ def test_cancel_queued_and_running(client: httpx.Client) -> None:
     final = wait_status(client, running, {"cancelled", "completed", "failed"}, timeout=30)
     assert final["status"] == "cancelled"
     assert final["step"] <= step_at_cancel + 1 < 50  # stopped within one step
+    with client.stream("GET", f"/v1/videos/{running}/events") as resp:
+        lines = [line for line in resp.iter_lines() if line.startswith("event:")]
+    assert lines[-1] == "event: video.cancelled" and lines.count("event: video.started") == 1
 
     # the queued job never ran, even after the worker freed up
     time.sleep(0.5)

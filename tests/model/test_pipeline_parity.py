@@ -329,3 +329,23 @@ def test_samplers_run(tiny_ti2v):
     }
     assert all(torch.isfinite(v).all() for v in outs.values())
     assert not torch.equal(outs["unipc"], outs["euler"])
+
+
+def test_offload_path_gives_the_same_video(tiny_t2v):
+    # On CPU the moves are no-ops, but the offload bookkeeping (one expert active, T5 released,
+    # two CFG passes instead of a batch) must not change the result.
+    ref = tiny_t2v.generate("x", guidance_scale=(3.0, 4.0), **{**KW, "shift": 12.0})
+    tiny_t2v.offload, tiny_t2v.cfg_batch = True, False
+    try:
+        got = tiny_t2v.generate("x", guidance_scale=(3.0, 4.0), **{**KW, "shift": 12.0})
+    finally:
+        tiny_t2v.offload, tiny_t2v.cfg_batch = False, True
+    assert (got - ref).abs().max().item() < 1e-5
+
+
+def test_text_embeddings_are_cached_without_changing_results(tiny_ti2v):
+    tiny_ti2v._text_cache.clear()
+    a = tiny_ti2v.generate("a cat", guidance_scale=5.0, **KW)
+    assert "a cat" in tiny_ti2v._text_cache and tiny_ti2v.preset.negative_prompt in tiny_ti2v._text_cache
+    b = tiny_ti2v.generate("a cat", guidance_scale=5.0, **KW)
+    assert torch.equal(a, b)

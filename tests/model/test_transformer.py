@@ -225,7 +225,7 @@ def test_gather_fallback_matches_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     gathered = model(x, t, ctx)
     monkeypatch.setattr(transformer, "MAX_RUNS", 10_000)
     sliced = model(x, t, ctx)
-    torch.testing.assert_close(gathered, sliced, atol=1e-6, rtol=0)
+    torch.testing.assert_close(gathered, sliced, atol=1e-5, rtol=0)
 
 
 @torch.no_grad()
