@@ -101,7 +101,16 @@ def _time(fn: Any, repeats: int, warmup: bool = True) -> tuple[float, float]:
 
 
 def _case(
-    kind: str, h: int, w: int, shift: float, g: tuple[float, float], *, folder: Path, steps: int, repeats: int
+    kind: str,
+    h: int,
+    w: int,
+    shift: float,
+    g: tuple[float, float],
+    *,
+    folder: Path,
+    steps: int,
+    repeats: int,
+    text_cache: bool,
 ) -> None:
     """Time one tiny diffusers pipeline against the same weights loaded by `load_pipeline`."""
     from model import load_pipeline
@@ -110,6 +119,8 @@ def _case(
     ref.set_progress_bar_config(disable=True)
     ref.save_pretrained(str(folder))
     ours = load_pipeline(str(folder))
+    if not text_cache:
+        ours.text_cache_size = 0
     img = (
         torch.rand(3, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
         if kind == "i2v-a14b"
@@ -155,6 +166,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument(
+        "--no-text-cache", action="store_true", help="re-encode prompts on every call, as diffusers"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from diffusers.utils import logging as dlog
@@ -165,7 +179,8 @@ def main() -> None:
     from model import load_pipeline
 
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU fp32, {args.steps} steps, CFG on"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU fp32, {args.steps} steps, "
+        f"CFG on, text cache {'off' if args.no_text_cache else 'on'}"
     )
     print(
         f"{'case':<10} {'size':<9} {'ours wall':>9} {'diff. wall':>10} {'ratio':>6} "
@@ -177,7 +192,10 @@ def main() -> None:
             "i2v-a14b": (32, 48, 5.0, (3.5, 3.5)),
             "ti2v": (64, 64, 5.0, (5.0, 5.0)),
         }.items():
-            _case(kind, *case, folder=Path(tmp) / kind, steps=args.steps, repeats=args.repeats)
+            _case(
+                kind, *case, folder=Path(tmp) / kind, steps=args.steps, repeats=args.repeats,
+                text_cache=not args.no_text_cache,
+            )  # fmt: skip
 
     print()
     print(f"{'tiny preset':<14} {'size':<8} {'wall s':>7} {'cpu s':>7}  (4 steps, CFG)")

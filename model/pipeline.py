@@ -250,18 +250,20 @@ class WanPipeline:
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """-> context [B, text_len, text_dim] on the DiT device, zero-padded, in the DiT dtype."""
         te = self.text_encoder
-        todo = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
+        found = {p: self._text_cache[p] for p in prompts if p in self._text_cache}
+        todo = [p for p in dict.fromkeys(prompts) if p not in found]
         if todo:
             self._activate(te)
             for p, e in zip(todo, te.encode(todo), strict=True):
-                self._text_cache[p] = e.to(self.device, self.dtype)  # [L_i, text_dim], trimmed
-                while len(self._text_cache) > self.text_cache_size:
-                    self._text_cache.popitem(last=False)
+                found[p] = e.to(self.device, self.dtype)  # [L_i, text_dim], trimmed
             if self.offload:
                 te.to("cpu")
-        for p in prompts:
+        for p in prompts:  # most recently used last; evict the oldest
+            self._text_cache[p] = found[p]
             self._text_cache.move_to_end(p)
-        return pad_embeddings([self._text_cache[p] for p in prompts], te.text_len)
+        while len(self._text_cache) > self.text_cache_size:
+            self._text_cache.popitem(last=False)
+        return pad_embeddings([found[p] for p in prompts], te.text_len)
 
     # -- 2. conditioning latents ---------------------------------------------------------------
     @torch.no_grad()

@@ -1,12 +1,15 @@
-"""Test helpers for the security/delivery tests: free ports, a private redis-server, a moto S3
-server, and a local webhook receiver. Imported by tests/unit/test_sec_*.py and
-tests/integration/test_sec_*.py (fixtures are defined there from these helpers)."""
+"""Test helpers for the security/delivery tests: a private redis-server, a moto S3 server, an S3
+endpoint nobody listens on, the ``wanserve keys`` CLI, and a local webhook receiver. Imported by
+tests/unit/test_sec_*.py and tests/integration/test_sec_*.py (fixtures are defined there from these
+helpers) and by the ecosystem tests for API keys."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import socket
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,18 +17,18 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.service_support import REPO, RedisServer, free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
     """A private redis-server on a free port (the spine's `RedisServer`), so tests may FLUSHDB it."""
-    from tests.service_support import RedisServer
-
     server = RedisServer().start()
     try:
         yield server.url
@@ -35,9 +38,13 @@ def redis_server() -> Iterator[str]:
 
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
-    """moto's S3 in server mode (real HTTP) on a free port; yields the endpoint URL."""
+    """moto's S3 in server mode (real HTTP) on a free port; yields the endpoint URL.
+
+    Fake AWS credentials are set in the environment (unless already there) for boto3."""
     from moto.server import ThreadedMotoServer
 
+    for k, v in FAKE_AWS.items():
+        os.environ.setdefault(k, v)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -45,6 +52,40 @@ def moto_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+def dead_s3_config(**overrides: Any) -> Any:
+    """An `S3Config` for an endpoint nobody listens on, failing fast (2 attempts, short timeouts)."""
+    from app.core.storage_s3 import S3Config
+
+    fields: dict[str, Any] = {
+        "bucket": "b",
+        "endpoint_url": f"http://127.0.0.1:{free_port()}",
+        "region": "us-east-1",
+        "path_style": True,
+        "upload_attempts": 2,
+        "retry_backoff_s": 0.05,
+        "connect_timeout_s": 0.5,
+    }
+    return S3Config(**(fields | overrides))
+
+
+def wanserve_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``wanserve ARGS...`` (as ``python -m app.cli.main``) with ``env``; raises if it fails."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli.main", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def create_api_key(env: dict[str, str], name: str) -> str:
+    """A new API key from ``wanserve keys create --name NAME`` (the token, ``wsk_…``)."""
+    return wanserve_cli(env, "keys", "create", "--name", name).stdout.strip()
 
 
 @dataclass

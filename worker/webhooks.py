@@ -33,7 +33,7 @@ from app.core import retention
 from app.core import webhooks as wh
 from app.core.config import Settings
 from app.core.jobstore import JobEvent, JobStore
-from app.core.ssrf import EgressPolicy, Resolver, SSRFError, safe_request, system_resolver
+from app.core.ssrf import Resolver, SSRFError, safe_request, system_resolver
 from app.core.storage import Storage
 from app.core.video_object import public_video
 from app.core.webhook_sign import sign_headers
@@ -90,12 +90,7 @@ def attempt_delivery(
     body = str(message["body"]).encode()
     if attempt == 1:
         wh.record_created(redis, message)
-    policy = EgressPolicy(
-        allow_http=cfg.allow_http,
-        allow_private=cfg.allow_private,
-        timeout_s=cfg.timeout_s,
-        max_response_bytes=cfg.max_response_bytes,
-    )
+    policy = cfg.egress()
     started = now()
     headers = {
         "content-type": "application/json",
@@ -182,31 +177,12 @@ def configure(cfg: wh.WebhookConfig, redis: SyncRedis, *, resolver: Resolver = s
 def _runtime() -> tuple[wh.WebhookConfig, SyncRedis]:
     global _config, _redis
     if _config is None or _redis is None:  # not configured at start: read the settings now
-        from app.core.config import Settings
         from app.core.redisconn import sync_client
 
         settings = Settings()
-        _config = webhook_config_from_settings(settings)
+        _config = wh.WebhookConfig.from_settings(settings)
         _redis = sync_client(settings)
     return _config, _redis
-
-
-def webhook_config_from_settings(settings: Any) -> wh.WebhookConfig:
-    from app.core.webhook_sign import split_secrets
-
-    secret = getattr(settings, "webhook_secret", None)
-    return wh.WebhookConfig(
-        secrets=tuple(split_secrets(secret.get_secret_value() if secret is not None else "")),
-        allow_http=bool(getattr(settings, "webhook_allow_http", False)),
-        allow_private=bool(getattr(settings, "webhook_allow_private", False)),
-        timeout_s=float(getattr(settings, "webhook_timeout_s", 15.0)),
-        max_attempts=int(getattr(settings, "webhook_max_attempts", 10)),
-        max_total_s=float(getattr(settings, "webhook_max_total_s", 24 * 3600.0)),
-        backoff_base_s=float(getattr(settings, "webhook_backoff_base_s", 5.0)),
-        backoff_factor=float(getattr(settings, "webhook_backoff_factor", 4.0)),
-        backoff_max_s=float(getattr(settings, "webhook_backoff_max_s", 4 * 3600.0)),
-        progress_interval_s=float(getattr(settings, "webhook_progress_interval_s", 1.0)),
-    )
 
 
 @shared_task(name=wh.TASK_NAME, bind=True, max_retries=None, ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
@@ -279,7 +255,7 @@ def make_webhook_celery(settings: Settings) -> Celery:
     conf = celery_config(settings)
     conf.update(task_default_queue=wh.QUEUE, task_time_limit=None, task_soft_time_limit=None)
     app.conf.update(conf)
-    configure(webhook_config_from_settings(settings), sync_client(settings))
+    configure(wh.WebhookConfig.from_settings(settings), sync_client(settings))
     return app
 
 

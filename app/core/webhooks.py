@@ -30,7 +30,9 @@ from typing import Any
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis as AsyncRedis
 
-from app.core.webhook_sign import new_message_id
+from app.core.config import Settings
+from app.core.ssrf import EgressPolicy
+from app.core.webhook_sign import new_message_id, split_secrets
 
 TASK_NAME = "wan.deliver_webhook"
 QUEUE = "webhooks"
@@ -61,6 +63,31 @@ class WebhookConfig:
     jitter: float = 0.2
     progress_interval_s: float = 1.0
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebhookConfig:
+        secret = settings.webhook_secret
+        return cls(
+            secrets=tuple(split_secrets(secret.get_secret_value() if secret is not None else "")),
+            allow_http=settings.webhook_allow_http,
+            allow_private=settings.webhook_allow_private,
+            timeout_s=settings.webhook_timeout_s,
+            max_attempts=settings.webhook_max_attempts,
+            max_total_s=settings.webhook_max_total_s,
+            backoff_base_s=settings.webhook_backoff_base_s,
+            backoff_factor=settings.webhook_backoff_factor,
+            backoff_max_s=settings.webhook_backoff_max_s,
+            progress_interval_s=settings.webhook_progress_interval_s,
+        )
+
+    def egress(self) -> EgressPolicy:
+        """The SSRF guard's policy for delivering to the receivers."""
+        return EgressPolicy(
+            allow_http=self.allow_http,
+            allow_private=self.allow_private,
+            timeout_s=self.timeout_s,
+            max_response_bytes=self.max_response_bytes,
+        )
 
 
 def normalize_events(events: Iterable[str] | str | None) -> tuple[str, ...]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.sec_support import create_api_key
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,4 @@ def start_service(gateway_factory: Callable[..., Any], *, key_name: str) -> tupl
 
     Returns the `Service` and the gateway `ServiceProcess` (stop it when done)."""
     gw = gateway_factory(auth=True, poll_after_ms=200)
-    created = subprocess.run(
-        [sys.executable, "-m", "app.cli.main", "keys", "create", "--name", f"{key_name}-{gw.pid}"],
-        env=gw.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return Service(url=gw.url, api_key=created.stdout.strip()), gw
+    return Service(url=gw.url, api_key=create_api_key(gw.env, f"{key_name}-{gw.pid}")), gw

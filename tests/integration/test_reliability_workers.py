@@ -60,7 +60,7 @@ def test_sigkill_mid_run_is_reaped_requeued_and_completed_then_capped(stack: Sta
     assert detected_s < LEASE_TTL_S + REAPER_INTERVAL_S + 5, detected_s
     assert stack.get(vid)["status"] == "in_progress"
 
-    w2 = stack.worker(**SLOW)
+    w2 = stack.worker(debug_step_delay_s=0.1, max_attempts=2)
     done = stack.wait(vid, {"completed", "failed", "cancelled"}, timeout=120)
     assert done["status"] == "completed", done
     assert done["attempts"] == 2 and done["worker_id"] == w2.worker_id

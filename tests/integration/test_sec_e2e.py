@@ -27,7 +27,16 @@ from PIL import Image
 from standardwebhooks.webhooks import Webhook
 
 from app.core.webhook_sign import generate_secret
-from tests.sec_support import Receiver, free_port, moto_server, redis_server, webhook_receiver
+from tests.integration.eco_support import decode_mp4
+from tests.sec_support import (
+    Receiver,
+    create_api_key,
+    free_port,
+    moto_server,
+    redis_server,
+    wanserve_cli,
+    webhook_receiver,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,16 +149,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def create_key(stack: Stack, name: str) -> dict[str, str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "app.cli.main", "keys", "create", "--name", name],
-        cwd=ROOT,
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    token = out.stdout.strip()
+    token = create_api_key(stack.env, name)
     assert token.startswith("wsk_") and "\n" not in token
     return {"Authorization": f"Bearer {token}"}
 
@@ -213,13 +213,10 @@ def test_webhook_with_s3_delivers_signed_completed_with_downloadable_mp4(stack: 
     assert url.startswith(stack.s3_endpoint) and "X-Amz-Signature=" in url
     mp4 = httpx.get(url)
     assert mp4.status_code == 200 and mp4.content[4:8] == b"ftyp"
-    import av
-
-    with av.open(io.BytesIO(mp4.content)) as container:
-        frames = list(container.decode(video=0))
+    frames, width, height, _ = decode_mp4(mp4.content)
     v = httpx.get(f"{stack.base}/v1/videos/{vid}", headers=alice).json()
-    assert len(frames) == v["parameters"]["num_frames"]
-    assert (frames[0].width, frames[0].height) == (v["parameters"]["width"], v["parameters"]["height"])
+    assert frames == v["parameters"]["num_frames"]
+    assert (width, height) == (v["parameters"]["width"], v["parameters"]["height"])
     # a fresh presigned URL per GET; /content redirects to one
     assert v["urls"]["video"].startswith(stack.s3_endpoint)
     c = httpx.get(f"{stack.base}/v1/videos/{vid}/content", headers=alice)
@@ -309,14 +306,7 @@ def test_cross_key_isolation_on_every_route(stack: Stack) -> None:
     with httpx.stream("GET", f"{b}/v1/videos/{vid}/events", headers=owner, timeout=10) as ev:
         assert ev.status_code == 200
     # a revoked key is refused at once
-    subprocess.run(
-        [sys.executable, "-m", "app.cli.main", "keys", "revoke", "intruder"],
-        cwd=ROOT,
-        env=stack.env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    wanserve_cli(stack.env, "keys", "revoke", "intruder")
     assert httpx.get(f"{b}/v1/videos", headers=other).status_code == 401
     assert httpx.get(f"{b}/v1/videos", headers=owner).status_code == 200
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import pytest
@@ -18,12 +17,6 @@ pytestmark = pytest.mark.integration
 
 
 def test_sweep_deletes_only_expired_assets_once() -> None:
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        os.environ.setdefault(k, v)
     with redis_server() as url, moto_server() as endpoint:
         st = S3Storage(S3Config(bucket="ret", endpoint_url=endpoint, region="us-east-1", path_style=True))
         st.ensure_bucket()

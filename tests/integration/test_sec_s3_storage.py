@@ -11,19 +11,13 @@ import httpx
 import pytest
 
 from app.core.storage_s3 import S3Config, S3Storage, S3StorageError, parse_storage_url
-from tests.sec_support import free_port, moto_server
+from tests.sec_support import dead_s3_config, moto_server
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        os.environ.setdefault(k, v)
     with moto_server() as url:
         yield url
 
@@ -119,16 +113,7 @@ def test_delete_prefix(s3_endpoint: str) -> None:
 def test_unreachable_endpoint_fails_with_storage_error(tmp_path: Path) -> None:
     src = tmp_path / "v.mp4"
     src.write_bytes(b"x" * 100)
-    cfg = S3Config(
-        bucket="b",
-        endpoint_url=f"http://127.0.0.1:{free_port()}",
-        region="us-east-1",
-        path_style=True,
-        upload_attempts=2,
-        retry_backoff_s=0.05,
-        connect_timeout_s=0.5,
-    )
-    st = S3Storage(cfg)
+    st = S3Storage(dead_s3_config())
     started = time.monotonic()
     with pytest.raises(S3StorageError) as info:
         st.put_file("job/video.mp4", src)

@@ -188,20 +188,24 @@ def test_rope_table_is_not_state_and_stays_float64() -> None:
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("per_token", [False, True])
-def test_batch_of_two_equals_two_passes(per_token: bool) -> None:
+@pytest.mark.parametrize("timesteps", ["cfg-pair", "distinct", "per-token", "per-token-irregular"])
+def test_batch_of_two_equals_two_passes(timesteps: str) -> None:
     cfg = tiny_config("ti2v", 48, 48)
     model = random_model(cfg)
     x, ctx = latents(2, 48), text_context(2)
     ctx[1] = 0.0  # e.g. an empty negative prompt
-    if per_token:
-        t = first_frame_zero_timesteps(2, 731.0, 3, 8, 12)
-        t[1, 50] = 12.0  # a second, irregular run pattern in one sample only
-    else:
+    if timesteps == "cfg-pair":  # cond + uncond: one timestep, given once and broadcast
+        t = torch.tensor([731.0])
+        x[1] = x[0]
+    elif timesteps == "distinct":
         t = torch.tensor([731.0, 250.0])
+    else:
+        t = first_frame_zero_timesteps(2, 731.0, 3, 8, 12)
+        if timesteps == "per-token-irregular":
+            t[1, 50] = 12.0  # a different run pattern in one sample only
     both = model(x, t, ctx)
     one = model(x[:1], t[:1], ctx[:1])
-    two = model(x[1:], t[1:], ctx[1:])
+    two = model(x[1:], t[-1:], ctx[1:])
     torch.testing.assert_close(both, torch.cat([one, two]), atol=1e-5, rtol=0)
 
 

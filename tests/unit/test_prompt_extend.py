@@ -233,21 +233,10 @@ def test_revise_prompt_weaves_style_around_extension():
 
 
 def _record(**kw):
-    from app.core.schemas import JobRecord, ResolvedParams
+    from tests.record_support import tiny_params, tiny_record
 
-    params = ResolvedParams(
-        width=32,
-        height=32,
-        num_frames=5,
-        fps=8,
-        num_inference_steps=2,
-        guidance_scale=[5.0],
-        shift=5.0,
-        sampler="unipc",
-        seed=11,
-    )
-    base = {"id": "video_x", "status": "in_progress", "model": "tiny-ti2v", "prompt": "a cat"}
-    return JobRecord(**(base | {"params": params, "created_at": 0.0} | kw))
+    base = {"id": "video_x", "status": "in_progress", "prompt": "a cat", "created_at": 0.0}
+    return tiny_record(**(base | {"params": tiny_params(fps=8, seed=11)} | kw))
 
 
 class _Store:
