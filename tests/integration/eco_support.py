@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 from tests.sec_support import create_api_key
 
@@ -44,3 +46,17 @@ def start_service(gateway_factory: Callable[..., Any], *, key_name: str) -> tupl
     Returns the `Service` and the gateway `ServiceProcess` (stop it when done)."""
     gw = gateway_factory(auth=True, poll_after_ms=200)
     return Service(url=gw.url, api_key=create_api_key(gw.env, f"{key_name}-{gw.pid}")), gw
+
+
+def service_fixture(key_name: str) -> Any:
+    """A module-scoped ``service`` fixture: `start_service` behind the session's tiny-ti2v worker.
+
+    Use as ``service = service_fixture("cli")`` in a test module."""
+
+    @pytest.fixture(scope="module")
+    def service(gateway_factory: Callable[..., Any], tiny_worker: Any) -> Iterator[Service]:
+        svc, gw = start_service(gateway_factory, key_name=key_name)
+        yield svc
+        gw.stop()
+
+    return service

@@ -10,25 +10,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
-from tests.integration.eco_support import Service, decode_mp4, start_service
+from tests.integration.eco_support import Service, decode_mp4, service_fixture
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def service(gateway_factory: Callable[..., Any], tiny_worker: Any) -> Iterator[Service]:
-    """A gateway with auth on and a key for it; the session's tiny-ti2v worker does the work."""
-    svc, gw = start_service(gateway_factory, key_name="cli")
-    yield svc
-    gw.stop()
+service = service_fixture("cli")  # a gateway with auth on and a key for it
 
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import warnings
-from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import httpx
@@ -19,17 +18,12 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.integration.eco_support import Service, decode_mp4, start_service
+from tests.integration.eco_support import Service, decode_mp4, service_fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
-@pytest.fixture(scope="module")
-def service(gateway_factory: Callable[..., Any], tiny_worker: Any) -> Iterator[Service]:
-    """A gateway with auth on and a key for it; the session's tiny-ti2v worker does the work."""
-    svc, gw = start_service(gateway_factory, key_name="sdk")
-    yield svc
-    gw.stop()
+service = service_fixture("sdk")  # a gateway with auth on and a key for it
 
 
 MODEL = "tiny-ti2v"

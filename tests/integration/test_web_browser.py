@@ -18,17 +18,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.integration.eco_support import Service, start_service
+from tests.integration.eco_support import Service, service_fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
-@pytest.fixture(scope="module")
-def service(gateway_factory: Callable[..., Any], tiny_worker: Any) -> Iterator[Service]:
-    """A gateway with auth on and a key for it; the session's tiny-ti2v worker does the work."""
-    svc, gw = start_service(gateway_factory, key_name="web")
-    yield svc
-    gw.stop()
+service = service_fixture("web")  # a gateway with auth on and a key for it
 
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,12 +18,14 @@ EXIT_CANCELLED = 3  # the job ended cancelled
 EXIT_INTERRUPTED = 130  # Ctrl-C, job left running
 
 
-def _out(text: str) -> None:
+def say(text: str) -> None:
+    """A result line on stdout (what scripts read)."""
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
-def _err(text: str) -> None:
+def warn(text: str) -> None:
+    """A message for the person on stderr (ids, progress, errors)."""
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
 
@@ -66,7 +68,7 @@ def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_generate(args: argparse.Namespace) -> int:
     image = Path(args.image) if args.image else None
     if image is not None and not image.is_file():
-        _err(f"error: no such image file: {image}")
+        warn(f"error: no such image file: {image}")
         return EXIT_USAGE
     client = _client(args)
     video_id: str | None = None
@@ -75,7 +77,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         try:
             job = client.create(_request_fields(args), image)
             video_id = str(job["id"])
-            (_out if args.no_wait else _err)(video_id)
+            (say if args.no_wait else warn)(video_id)
             if args.no_wait:
                 return EXIT_OK
             progress = Progress(sys.stderr, video_id)
@@ -88,9 +90,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 progress.done()
             if _ask(f"Cancel job {video_id} on the server? [y/N] "):
                 client.cancel(video_id)
-                _err(f"cancelled {video_id}")
+                warn(f"cancelled {video_id}")
                 return EXIT_CANCELLED
-            _err(f"job {video_id} keeps running; check it with: wanserve status {video_id}")
+            warn(f"job {video_id} keeps running; check it with: wanserve status {video_id}")
             return EXIT_INTERRUPTED
         assert progress is not None
         progress.done()
@@ -99,17 +101,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
             err = job.get("error") or {}
             message = err.get("message") if isinstance(err, dict) else str(err)
             code = err.get("code") if isinstance(err, dict) else None
-            _err(f"error: job {video_id} failed" + (f" [{code}]" if code else "") + f": {message}")
+            warn(f"error: job {video_id} failed" + (f" [{code}]" if code else "") + f": {message}")
             return EXIT_FAILED
         if status == "cancelled":
-            _err(f"job {video_id} was cancelled")
+            warn(f"job {video_id} was cancelled")
             return EXIT_CANCELLED
         out = Path(args.out) if args.out else Path(f"{video_id}.mp4")
         size = client.download(video_id, out)
         if args.thumbnail:
             client.download(video_id, Path(args.thumbnail), variant="thumbnail")
-        _err(f"saved {out} ({size} bytes, seed {job.get('seed')})")
-        _out(str(out))
+        warn(f"saved {out} ({size} bytes, seed {job.get('seed')})")
+        say(str(out))
         return EXIT_OK
     finally:
         client.close()
@@ -141,7 +143,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         job, _ = client.retrieve(args.id)
     finally:
         client.close()
-    _out(json.dumps(job, indent=2) if args.json else _summary(job))
+    say(json.dumps(job, indent=2) if args.json else _summary(job))
     return EXIT_FAILED if job.get("status") == "failed" else EXIT_OK
 
 
@@ -160,12 +162,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     finally:
         client.close()
     if args.json:
-        _out(json.dumps(items, indent=2))
+        say(json.dumps(items, indent=2))
         return EXIT_OK
-    _out(f"{'ID':<40} {'STATUS':<12} {'PROG':>4}  {'MODEL':<18} PROMPT")
+    say(f"{'ID':<40} {'STATUS':<12} {'PROG':>4}  {'MODEL':<18} PROMPT")
     for job in items:
         prompt = str(job.get("prompt") or "").replace("\n", " ")
-        _out(
+        say(
             f"{job.get('id')!s:<40} {job.get('status')!s:<12} {job.get('progress', 0)!s:>3}%  "
             f"{job.get('model')!s:<18} {prompt[:50]}"
         )
@@ -180,9 +182,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         client.close()
     status = job.get("status", "cancelled")
     if status in ("queued", "in_progress"):
-        _out(f"{job.get('id', args.id)} cancel requested: it stops at the next denoising step")
+        say(f"{job.get('id', args.id)} cancel requested: it stops at the next denoising step")
     else:
-        _out(f"{job.get('id', args.id)} {status}")
+        say(f"{job.get('id', args.id)} {status}")
     return EXIT_OK
 
 
@@ -193,10 +195,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     finally:
         client.close()
     if args.json:
-        _out(json.dumps(models, indent=2))
+        say(json.dumps(models, indent=2))
         return EXIT_OK
     for m in models:
-        _out(
+        say(
             f"{m.get('id')}  ({m.get('task')}, image {m.get('image_input')}, "
             f"{m.get('ready_workers', '?')} ready worker(s))"
         )
@@ -213,5 +215,5 @@ def cmd_models(args: argparse.Namespace) -> int:
             "samplers": ", ".join(m.get("samplers") or []) + f"  (default {m.get('default_sampler')})",
         }
         for key, value in rows.items():
-            _out(f"  {key:<9} {value}")
+            say(f"  {key:<9} {value}")
     return EXIT_OK

@@ -12,12 +12,12 @@ from app.cli.client.api import ApiError
 from app.cli.client.commands import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
-    _err,
     cmd_cancel,
     cmd_generate,
     cmd_list,
     cmd_models,
     cmd_status,
+    warn,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -96,10 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except ApiError as exc:
-        _err(f"error: {exc.message}")
+        warn(f"error: {exc.message}")
         return EXIT_FAILED
     except httpx.TransportError as exc:
-        _err(f"error: cannot reach {args.url}: {exc}")
+        warn(f"error: cannot reach {args.url}: {exc}")
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
