@@ -1,11 +1,12 @@
 """Pickup latency: time from `POST /v1/videos` returning to the worker starting the job.
 
 Starts a private redis-server, one idle tiny-ti2v worker and a gateway (real processes), then
-submits jobs one at a time, each after the previous one finished (the worker is idle), and
+submits jobs one at a time, each ``--gap`` seconds after the previous one finished (so the worker
+is idle: it has acknowledged the message, released its lease and collected garbage), and
 compares the client's clock when the POST returned with the job's ``started_at`` (written by the
 worker as the task body starts; same machine, same clock).
 
-    .venv/bin/python bench/bench_pickup.py [--jobs 40]
+    .venv/bin/python bench/bench_pickup.py [--jobs 40] [--gap 1.0]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--gap", type=float, default=1.0, help="idle seconds after each job finished")
     args = ap.parse_args()
     data = Path(tempfile.mkdtemp(prefix="bench-pickup-"))
     rs = RedisServer().start()
@@ -54,7 +56,7 @@ def main() -> None:
                 if i >= args.warmup:
                     lat.append((started - returned) * 1000)
                     from_send.append((started - sent) * 1000)
-                time.sleep(0.05)
+                time.sleep(args.gap)  # the worker finishes its bookkeeping and is idle again
     finally:
         gw.stop()
         worker.stop()

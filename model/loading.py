@@ -130,7 +130,13 @@ def pth_source(path: Path, what: str) -> dict[str, Callable[[], torch.Tensor]]:
     if not path.is_file():
         raise CheckpointError(f"{what}: {path.name} not found in {path.parent}")
     try:
-        sd = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        try:
+            sd = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e) and "zip" not in str(e):
+                raise
+            # Legacy (pre-zip) pickles cannot be memory-mapped: read them once instead.
+            sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
         raise CheckpointError(f"{what}: cannot read {path}: {e}") from e
     if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):

@@ -245,7 +245,13 @@ BUILTIN_CHECKPOINTS: dict[str, str] = {"wanserve-demo": "demo/weights"}
 PRESETS: dict[str, ModelPreset] = {
     p.model_id: p
     for p in (
-        WAN22_T2V_A14B, WAN22_I2V_A14B, WAN22_TI2V_5B, TINY_T2V_A14B, TINY_I2V_A14B, TINY_TI2V, WANSERVE_DEMO
+        WAN22_T2V_A14B,
+        WAN22_I2V_A14B,
+        WAN22_TI2V_5B,
+        TINY_T2V_A14B,
+        TINY_I2V_A14B,
+        TINY_TI2V,
+        WANSERVE_DEMO,
     )
 }
 

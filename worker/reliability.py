@@ -84,7 +84,9 @@ class LeaseKeeper:
             held = list(self.held)
         for job_id in held:
             if not self.leases.refresh(job_id, self.worker_id, time.time() + self.ttl_s):
-                log.warning("lease of %s was claimed by another; abandoning the job", job_id)
+                log.warning(
+                    "lease of %s was claimed by another; abandoning it", job_id, extra={"job_id": job_id}
+                )
                 with self._lock:
                     self.held.discard(job_id)
                     self.lost.add(job_id)

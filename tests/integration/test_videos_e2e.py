@@ -172,3 +172,16 @@ def read_sse(client: httpx.Client, url: str, headers=None, timeout: float = 60) 
             out.append(ev)
             assert time.monotonic() - t0 < timeout
     return out
+
+
+def test_delete_running_job_stops_it_and_leaves_nothing(client: httpx.Client, service_data_dir) -> None:
+    from tests.service_support import wait_for
+
+    vid = client.post("/v1/videos", json={"prompt": "doomed", "num_inference_steps": 50}).json()["id"]
+    wait_for(lambda: client.get(f"/v1/videos/{vid}").json()["step"] >= 2, 60, "running")
+    assert client.delete(f"/v1/videos/{vid}").json()["deleted"] is True
+    assert client.get(f"/v1/videos/{vid}").status_code == 404
+    nxt = client.post("/v1/videos", json={"prompt": "after", "num_inference_steps": 1}).json()["id"]
+    assert wait_status(client, nxt, {"completed", "failed"}, timeout=30)["status"] == "completed"
+    assert not (service_data_dir / "objects" / "videos" / vid).exists()
+    assert client.get(f"/v1/videos/{vid}").status_code == 404  # the worker did not resurrect it

@@ -218,7 +218,7 @@ def test_streaming_decode_equals_concatenated_chunks() -> None:
 @pytest.mark.parametrize(("cls", "cfg"), [(Wan21VAE, MINI21), (Wan22VAE, MINI22)])
 def test_frame_by_frame_decoder_tail_is_exact(cls: type, cfg: object) -> None:
     vae = randomise(cls(cfg))
-    assert vae.decoder.frames_per_step == 1 and vae.decoder.split_at > 0
+    assert vae.decoder.frames_per_step is None and vae.decoder.split_at > 0  # auto: off on CPU
     z = torch.randn(1, cfg.z_dim, 3, 2, 2, generator=torch.Generator().manual_seed(2))  # type: ignore[attr-defined]
     outs = {}
     for step in (0, 1, 2):
@@ -292,6 +292,10 @@ def test_decode_memory_is_flat_in_frames() -> None:
         peaks[f] = peak_cpu_bytes(lambda z=z: vae.decode(z)) - out_bytes
     # everything but the (preallocated) output must not grow with the frame count
     assert peaks[6] <= peaks[3] * 1.05, peaks
+    # running the decoder's full-resolution tail frame by frame lowers the peak further
+    vae.decoder.frames_per_step = 1
+    z = torch.randn(1, 4, 3, 2, 2)
+    assert peak_cpu_bytes(lambda: vae.decode(z)) - 3 * 9 * 32 * 32 * 4 < 0.9 * peaks[3]
 
 
 # ---------------------------------------------------------------------------------------------
