@@ -70,12 +70,21 @@ def main() -> None:
     ap.add_argument(
         "--width-div", type=int, default=6, help="divide every channel width by this (1: official)"
     )
+    ap.add_argument(
+        "--frames-per-step",
+        type=int,
+        default=1,
+        help="ours: frames per step of the decoder tail (1: accelerator default, 0: CPU default)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads, fp32 CPU, widths = official / {args.width_div}")
+    print(
+        f"torch {torch.__version__}, {threads} threads, fp32 CPU, widths = official / {args.width_div}, "
+        f"ours frames_per_step={args.frames_per_step}"
+    )
     print(
         "| VAE | frames x px | latent | ours peak MB | ours excl. output MB | diffusers peak MB "
         "| diffusers excl. output MB | ours s | diffusers s | max abs diff |"
@@ -83,6 +92,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.vae:
         ours, ref = build(name, args.width_div)
+        ours.decoder.frames_per_step = args.frames_per_step
         cfg = ours.config
         px = args.size
         n = px // cfg.scale_factor_spatial

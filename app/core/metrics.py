@@ -10,7 +10,9 @@ transition: worker, Celery parent, gateway; webhook attempts from `app.core.webh
 - ``wanserve:metrics:webhooks``: delivery outcome → attempts.
 
 `collect(r, worker_ttl_s)` (gateway, async) reads those plus live state (queue depth and the
-oldest queued job's age per model, workers and ready workers per model, reaper outcomes) and
+oldest queued job's age per model — models from the live workers and ``wanserve:metrics:models``,
+filled when a job is queued, so no keyspace scan — workers and ready workers per model, reaper
+outcomes) and
 `render` returns the Prometheus text exposition via a one-shot custom collector.
 """
 
@@ -35,6 +37,7 @@ PREFIX = keys.PREFIX + "metrics:"
 JOBS = PREFIX + "jobs"
 WEBHOOKS = PREFIX + "webhooks"
 REAPER = PREFIX + "reaper"
+MODELS = PREFIX + "models"  # set: every model a job was queued for (queue gauges without SCAN)
 BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
 )  # fmt: skip
@@ -136,6 +139,8 @@ def async_hook(r: aredis.Redis) -> Any:
     """A transition hook for `AsyncJobStore` (gateway)."""
 
     async def hook(ev: JobEvent) -> None:
+        if ev.type == "video.queued" and ev.record is not None:  # models with a queue, for collect()
+            await r.sadd(MODELS, ev.record.model)
         await record_async(r, event_ops(ev))
 
     return hook
@@ -164,8 +169,7 @@ async def collect(r: aredis.Redis, worker_ttl_s: float) -> Snapshot:
         snap.workers[w.model_id] = snap.workers.get(w.model_id, 0) + 1
         snap.ready[w.model_id] = snap.ready.get(w.model_id, 0) + (w.state in ("ready", "busy"))
     models = set(snap.workers)
-    async for k in r.scan_iter(match=keys.PREFIX + "queued:*", count=200):
-        models.add(str(k).removeprefix(keys.PREFIX + "queued:"))
+    models |= {str(m) for m in await r.smembers(MODELS)}
     for m in sorted(models):
         snap.queue_depth[m] = int(await r.zcard(keys.queued(m)))
         first = cast(list[tuple[str, float]], await r.zrange(keys.queued(m), 0, 0, withscores=True))

@@ -41,6 +41,7 @@ def test_metrics_logs_request_id_and_admin_view(stack: Stack) -> None:
     vid = stack.submit(num_inference_steps=3)
     done = stack.wait(vid, {"completed", "failed", "cancelled"})
     assert done["status"] == "completed", done
+    assert abs(done["expires_at"] - (done["completed_at"] + 7 * 86400)) <= 2  # retention_s default
 
     r = c.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")

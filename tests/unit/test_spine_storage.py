@@ -92,3 +92,5 @@ def test_app_never_imports_torch_or_model() -> None:
         "import app.core.registry, app.core.celeryconf, app.core.config, app.core.schemas\n"
     )
     subprocess.run([sys.executable, "-c", core], cwd=REPO, check=True)
+    worker = "import sys; sys.modules['app.api'] = None\nimport worker.celery_app, worker.execute"
+    subprocess.run([sys.executable, "-c", worker], cwd=REPO, check=True)
