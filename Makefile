@@ -5,7 +5,7 @@ PYTHON      ?= python3
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
 TORCH       ?= torch==2.13.0
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
 RUNTIME_STAMP := $(VENV)/.wanserve-runtime
@@ -54,7 +54,7 @@ install-dev: $(DEV_STAMP)
 # GPU machines: make install TORCH_INDEX=https://download.pytorch.org/whl/cu128
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --index-url $(TORCH_INDEX) "$(TORCH)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	$(PY) -m pip install -e ".[worker]"
 	touch $@
 

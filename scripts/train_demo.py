@@ -30,7 +30,8 @@ from model.demo.export import export_checkpoint  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=["all", "vae", "latents", "dit", "export", "eval"], default="all")
+    stages = ["all", "vae", "latents", "dit", "dit2", "export", "eval"]
+    ap.add_argument("--stage", choices=stages, default="all")
     ap.add_argument("--out", default=str(ROOT / "model/demo/weights"))
     ap.add_argument("--work-dir", default="/tmp/wanserve-demo-train")
     ap.add_argument("--vae-steps", type=int, default=T.TrainConfig.vae_steps)
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     vae_path = work / "vae.pt"
     lat_path = work / "latents.pt"
     dit_path = work / "dit.pt"
+    dit2_path = work / "dit2.pt"
 
     if args.stage in ("all", "vae"):
         vae = T.train_vae(cfg, log)
@@ -94,12 +96,27 @@ def main(argv: list[str] | None = None) -> int:
         dit, t5 = T.train_dit(cfg, lat, data["captions"], log, checkpoint)
         torch.save({"dit": dit.state_dict(), "t5": t5.state_dict(), "step": cfg.dit_steps}, dit_path)
 
-    if args.stage in ("all", "dit", "export"):
+    if args.stage in ("all", "dit2"):
+        data = torch.load(lat_path)
+        stats = data["stats"]
+        lat = (data["raw"] - stats[0].view(1, -1, 1, 1, 1)) / stats[1].view(1, -1, 1, 1, 1)
+        ck = torch.load(dit_path)
+        if ck["step"] != cfg.dit_steps:
+            raise SystemExit(f"{dit_path} is from step {ck['step']}, phase 1 has {cfg.dit_steps} steps")
+        dit = T.build_dit()
+        dit.load_state_dict(ck["dit"])
+        t5 = T.build_text_model()
+        t5.load_state_dict(ck["t5"])
+        dit, t5 = T.train_dit_phase2(cfg, dit, t5, lat, data["captions"], log)
+        torch.save({"dit": dit.state_dict(), "t5": t5.state_dict(), "step": cfg.dit_steps + cfg.dit2_steps},
+                   dit2_path)
+
+    if args.stage in ("all", "dit", "dit2", "export"):
         data = torch.load(lat_path)
         stats = data["stats"]
         vae = T.build_vae(stats[0].tolist(), stats[1].tolist())
         vae.load_state_dict(torch.load(vae_path))
-        ck = torch.load(dit_path)
+        ck = torch.load(dit2_path if dit2_path.is_file() and args.stage != "dit" else dit_path)
         dit = T.build_dit()
         dit.load_state_dict(ck["dit"])
         t5 = T.build_text_model()
@@ -107,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         export_checkpoint(Path(cfg.out_dir), dit=dit, vae=vae, t5=t5)
         log(f"exported step {ck['step']} to {cfg.out_dir}")
 
-    if args.stage in ("all", "dit", "export", "eval"):
+    if args.stage in ("all", "dit", "dit2", "export", "eval"):
         evaluate(Path(cfg.out_dir), log)
 
     log(f"done in {time.time() - t_start:.0f}s")

@@ -3,22 +3,37 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 
-from app.core import metrics
+import redis
+
+from app.core import keys, metrics
 from app.core.jobstore import JobStore
-from app.core.logjson import job_id_var
+from app.core.logjson import job_id_var, request_id_var
 
 
 @contextlib.contextmanager
-def job_context(job_id: str) -> Iterator[None]:
-    """Every log line of the job carries its ``job_id``."""
+def job_context(job_id: str, request_id: str | None = None) -> Iterator[None]:
+    """Every log line of the job carries its ``job_id`` and the submitting request's id."""
     token = job_id_var.set(job_id)
+    rtoken = request_id_var.set(request_id)
     try:
         yield
     finally:
+        request_id_var.reset(rtoken)
         job_id_var.reset(token)
+
+
+def submitted_request_id(r: redis.Redis, job_id: str) -> str | None:
+    """The ``X-Request-ID`` the job was submitted with (stored JSON-encoded in the record)."""
+    try:
+        raw = r.hget(keys.job(job_id), "request_id")
+        value = json.loads(raw) if isinstance(raw, str) else None
+    except Exception:  # logging context only: never fail a job for it
+        return None
+    return value if isinstance(value, str) else None
 
 
 def rss_bytes() -> int:

@@ -8,7 +8,7 @@ from celery import Celery
 
 from app.core.celeryconf import GENERATE_TASK
 from worker.execute import run_job
-from worker.observe import job_context
+from worker.observe import job_context, submitted_request_id
 from worker.reliability import job_lease
 from worker.runtime import get_runtime
 
@@ -18,7 +18,10 @@ log = logging.getLogger(__name__)
 def register_tasks(app: Celery) -> None:
     def generate(job_id: str) -> str:
         rt = get_runtime()
-        with job_context(job_id), job_lease(rt, job_id):  # log context; lease renewed while it runs
+        with (
+            job_context(job_id, submitted_request_id(rt.redis, job_id)),
+            job_lease(rt, job_id),
+        ):  # log context; lease renewed while it runs
             outcome = run_job(rt, job_id)
             log.info("job %s: %s", job_id, outcome)
         return outcome

@@ -16,6 +16,7 @@ from app.core.config import Settings
 from app.core.errors import InvalidInput, QueueUnavailable
 from app.core.extenders import extend_route, extension_available
 from app.core.jobstore_async import AsyncJobStore
+from app.core.logjson import request_id_var
 from app.core.params import resolve
 from app.core.registry import recent_model, served_models
 from app.core.schemas import JobRecord, VideoCreate
@@ -87,6 +88,7 @@ async def submit(
         webhook_url=req.webhook_url,
         webhook_events=list(req.webhook_events) if isinstance(req.webhook_events, list) else None,
         **styled,
+        request_id=request_id_var.get(),
     )
     await store.create(rec)
     try:

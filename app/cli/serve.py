@@ -7,6 +7,7 @@ them in order: gateway (in-process uvicorn), worker (SIGTERM = Celery warm shutd
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -96,23 +97,26 @@ def _announce_ready(settings: Settings) -> None:
 
 
 def serve(settings: Settings, *, worker: bool = True) -> int:
-    setup_logging(settings.log_level, settings.log_format, "gateway")
+    # one terminal for everything: readable text unless WANSERVE_LOG_FORMAT was set explicitly
+    fmt = settings.log_format if "log_format" in settings.model_fields_set else "text"
+    setup_logging(settings.log_level, fmt, "serve")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the readiness probe's requests
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     redis_proc = start_redis(settings)
     worker_proc = webhook_proc = None
     try:
         if worker:
-            worker_proc = subprocess.Popen([sys.executable, "-m", "worker"], start_new_session=True)
+            env = {**os.environ, "WANSERVE_LOG_FORMAT": fmt}  # the worker reads its own Settings
+            worker_proc = subprocess.Popen([sys.executable, "-m", "worker"], start_new_session=True, env=env)
             log.info("started worker (pid %d) for %s on %s", worker_proc.pid, settings.model, settings.device)
         if settings.webhook_secret is not None:  # webhook delivery worker (issue 4), queue `webhooks`
             cmd = [sys.executable, "-m", "worker.webhooks_main"]
             webhook_proc = subprocess.Popen(cmd, start_new_session=True)
         threading.Thread(target=_announce_ready, args=(settings,), daemon=True).start()
-        run_gateway(settings)  # returns on Ctrl-C / SIGTERM
+        run_gateway(settings.model_copy(update={"log_format": fmt}))  # returns on Ctrl-C / SIGTERM
     finally:
         log.info("shutting down")
         _stop(webhook_proc, "webhook worker", 10)
-        _stop(worker_proc, "worker", 30)
+        _stop(worker_proc, "worker", settings.shutdown_grace_s + 15)  # SIGTERM grace, then requeue
         _stop(redis_proc, "redis-server", 10)
     return 0

@@ -3,15 +3,20 @@
 Everything is deterministic (fixed seeds, data from ``model.demo.world``) and runs on one CPU thread
 (on a busy machine one thread is much faster than several that wait for each other).
 
-Stage 1, VAE: ``Wan22VAE`` with a 2x2 pixel patch and two 3-D downsampling stages (compression
-4 x 8 x 8), trained on world clips with L1 + L2 reconstruction and a small KL term; the per-channel
-latent mean/std are then measured and stored in its config (the normalisation the DiT sees).
+Stage 1, VAE: ``Wan22VAE`` with a 2x2 pixel patch and one 3-D downsampling stage (compression
+2 x 4 x 4, 16 latent channels: a 32x32x9 clip becomes 16x5x8x8), trained on 5-frame world clips with
+L1 + L2 reconstruction (object pixels and the first frame weighted up) and a weak L2 term on the
+latents; the per-channel latent mean/std are then measured (the normalisation the DiT sees; the
+export folds them into the VAE's 1x1x1 convolutions).
 
-Stage 2, DiT: ``WanTransformer`` (``model_type="ti2v"``, patch 1x1x1 over the 4x4 latent grid) and a
+Stage 2, DiT: ``WanTransformer`` (``model_type="ti2v"``, patch 1x2x2: 80 tokens per clip) and a
 tiny ``UMT5EncoderModel`` over byte tokens, trained jointly with the Wan flow-matching objective:
 ``x_t = (1 - s) x0 + s eps``, the DiT gets ``t = 1000 s`` and predicts ``v = eps - x0``. Captions are
 dropped to the empty prompt 10 % of the time (classifier-free guidance). Half of the samples are
 trained in TI2V image mode: latent frame 0 is clean, its tokens get timestep 0 and carry no loss.
+Phase 1 is plain flow matching; phase 2 continues from it and adds an auxiliary loss that makes the
+text encoder's pooled output state the caption's colour / shape / direction / background (the
+diffusion loss alone teaches a from-scratch byte-level encoder too slowly).
 """
 
 from __future__ import annotations
@@ -103,6 +108,10 @@ class TrainConfig:
     image_mode_prob: float = 0.5
     train_shift: float = 2.0
     ema_decay: float = 0.998
+    # phase 2: continue from phase 1 with an auxiliary attribute loss on the text encoder
+    dit2_steps: int = 1500
+    dit2_lr: float = 5e-4
+    aux_weight: float = 0.5
     log_every: int = 50
     save_every: int = 500
     out_dir: str = "model/demo/weights"
@@ -344,6 +353,125 @@ def train_dit(
             ema.swap()
             checkpoint(dit, t5, step)
             ema.swap()
+    ema.swap()
+    dit.eval()
+    t5.eval()
+    return dit, t5
+
+
+# ------------------------------------------------------------------------------------------------
+# Phase 2: attribute supervision for the text encoder
+
+AUX_SIZES = (8, 3, 8, 8)  # colour, shape, direction, background of the caption's first object
+
+
+def caption_labels(n: int, captions: list[str]) -> torch.Tensor:
+    """[n, 4] class labels of the first object named in each caption (-100 = not stated)."""
+    from model.demo.world import BACKGROUNDS, COLOR_NAMES, DIRECTION_NAMES, GRADIENTS, SHAPES
+
+    bgs = list(BACKGROUNDS) + [g[0] for g in GRADIENTS]
+    out = torch.full((n, 4), -100, dtype=torch.long)
+    for i in range(n):
+        clip_objs, background, caption = _scene(i)
+        assert caption == captions[i]
+        first = clip_objs[0]
+        words = caption.split()
+        if len(words) > 1 and words[1] == first.color:
+            out[i, 0] = COLOR_NAMES.index(first.color)
+        out[i, 1] = SHAPES.index(first.shape)
+        out[i, 2] = DIRECTION_NAMES.index(first.direction)
+        if background in caption:
+            out[i, 3] = bgs.index(background)
+    return out
+
+
+def _scene(seed: int) -> tuple[list[Any], str, str]:
+    from model.demo.world import sample_scene
+
+    rng = np.random.default_rng(np.random.SeedSequence([20260, int(seed)]))
+    return sample_scene(rng, DEMO_WORLD)
+
+
+def pooled_text(t5: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(context for the DiT, masked mean of the encoder output)."""
+    ctx = encode_text(t5, ids, mask)
+    m = mask[:, : ctx.shape[1]].to(ctx.dtype)
+    pooled = (ctx * m[..., None]).sum(1) / m.sum(1, keepdim=True)
+    return ctx, pooled
+
+
+def train_dit_phase2(
+    cfg: TrainConfig,
+    dit: nn.Module,
+    t5: nn.Module,
+    latents: torch.Tensor,
+    captions: list[str],
+    log: Callable[[str], None] | None = None,
+) -> tuple[nn.Module, nn.Module]:
+    """Continue training with an auxiliary loss that makes the text encoder's output state the
+    colour / shape / direction / background named in the caption (linear heads on its masked mean;
+    the heads are training-only and not exported). Flow matching as in phase 1."""
+    torch.manual_seed(cfg.seed + 20)
+    heads = nn.Linear(int(DEMO_T5["d_model"]), sum(AUX_SIZES))
+    dit.train()
+    t5.train()
+    params = list(dit.parameters()) + list(t5.parameters())
+    groups = [{"params": params}, {"params": heads.parameters()}]
+    opt = torch.optim.AdamW(groups, lr=cfg.dit2_lr, weight_decay=0.01, betas=(0.9, 0.99))
+    ema = EMA([dit, t5], cfg.ema_decay)
+    gen = torch.Generator().manual_seed(cfg.seed + 3)
+    ids_all, mask_all = tokenize(captions)
+    labels_all = caption_labels(len(captions), captions)
+    empty_ids, empty_mask = tokenize([""])
+    n = len(latents)
+    t0 = time.time()
+    run_fm = run_aux = 0.0
+    for step in range(cfg.dit2_steps):
+        idx = torch.randint(0, n, (cfg.dit_batch,), generator=gen)
+        x0 = latents[idx]
+        ids, mask = ids_all[idx].clone(), mask_all[idx].clone()
+        labels = labels_all[idx].clone()
+        drop = torch.rand(cfg.dit_batch, generator=gen) < cfg.caption_dropout
+        ids[drop] = empty_ids[0]
+        mask[drop] = empty_mask[0]
+        labels[drop] = -100
+        image_mode = torch.rand(cfg.dit_batch, generator=gen) < cfg.image_mode_prob
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, cfg.dit2_steps, cfg.dit2_lr, 50)
+
+        # flow matching (as in phase 1), with the context computed once and shared with the aux loss
+        b, _, f, h, w = x0.shape
+        sigma = sample_sigmas(b, cfg.train_shift, gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        sv = sigma.view(b, 1, 1, 1, 1)
+        frame_mask = torch.ones(b, 1, f, 1, 1)
+        frame_mask[image_mode, :, 0] = 0.0
+        xt = frame_mask * ((1 - sv) * x0 + sv * noise) + (1 - frame_mask) * x0
+        ph, pw = DEMO_DIT["patch_size"][1:]
+        tpf = (h // ph) * (w // pw)
+        t_tok = (sigma * 1000).view(b, 1).repeat(1, f * tpf)
+        t_tok[image_mode, :tpf] = 0.0
+        ctx, pooled = pooled_text(t5, ids, mask)
+        v = dit(xt, t_tok, ctx)
+        se = (v - (noise - x0)).pow(2) * frame_mask
+        fm = se.sum() / frame_mask.expand_as(se).sum()
+        logits = heads(pooled).split(AUX_SIZES, dim=1)
+        aux = sum(
+            (F.cross_entropy(lg, labels[:, k], ignore_index=-100) for k, lg in enumerate(logits)
+             if bool((labels[:, k] >= 0).any())),
+            torch.zeros(()),
+        )
+        loss = fm + cfg.aux_weight * aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.update(min(cfg.ema_decay, (1 + step) / (10 + step)))
+        run_fm = fm.item() if step == 0 else 0.98 * run_fm + 0.02 * fm.item()
+        aux_v = float(aux.detach())
+        run_aux = aux_v if step == 0 else 0.98 * run_aux + 0.02 * aux_v
+        if step % cfg.log_every == 0 or step == cfg.dit2_steps - 1:
+            _log(f"dit2 step {step} fm {run_fm:.4f} aux {run_aux:.4f} ({time.time() - t0:.0f}s)", log)
     ema.swap()
     dit.eval()
     t5.eval()

@@ -38,7 +38,13 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 def test_metrics_logs_request_id_and_admin_view(stack: Stack) -> None:
     c = stack.client
-    vid = stack.submit(num_inference_steps=3)
+    sub = c.post(
+        "/v1/videos",
+        json={"prompt": "observed", "num_inference_steps": 3},
+        headers={"X-Request-ID": "req-submit-1"},
+    )
+    assert sub.status_code == 202 and sub.headers["x-request-id"] == "req-submit-1"
+    vid = sub.json()["id"]
     done = stack.wait(vid, {"completed", "failed", "cancelled"})
     assert done["status"] == "completed", done
     assert abs(done["expires_at"] - (done["completed_at"] + 7 * 86400)) <= 2  # retention_s default
@@ -71,9 +77,12 @@ def test_metrics_logs_request_id_and_admin_view(stack: Stack) -> None:
 
     def worker_logged() -> bool:
         lines = json_lines(stack.workers[0].log_path.read_text(errors="replace"))
-        return any(x.get("job_id") == vid and "completed" in x.get("msg", "") for x in lines)
+        return any(
+            x.get("job_id") == vid and x.get("request_id") == "req-submit-1" and "completed" in x["msg"]
+            for x in lines
+        )
 
-    wait_for(worker_logged, 10, "worker JSON log line with the job id")
+    wait_for(worker_logged, 10, "worker JSON log line with the job id and the submission's request id")
 
     rows = c.get("/v1/admin/workers").json()["data"]
     assert len(rows) == 1
@@ -129,3 +138,33 @@ def test_no_5xx_while_redis_flaps_for_reads(stack: Stack) -> None:
     wait_for(lambda: c.get("/v1/videos").status_code == 200, 30, "recovered")
     with httpx.Client(base_url=stack.gateway.url or "", timeout=10) as fresh:
         assert fresh.get("/readyz").status_code in (200, 503)
+
+
+def test_admin_view_needs_a_key_when_auth_is_on(stack: Stack) -> None:
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from app.core.apikeys import ApiKeyStore
+    from tests.service_support import start_gateway
+
+    gw = start_gateway(stack.redis.url, stack.data_dir, auth=True)
+    try:
+
+        async def make_key() -> str:
+            r = Redis.from_url(stack.redis.url, decode_responses=True)
+            try:
+                return (await ApiKeyStore(r).create("reliability-admin"))[1]
+            finally:
+                await r.aclose()
+
+        token = asyncio.run(make_key())
+        with httpx.Client(base_url=gw.url or "", timeout=10) as c:
+            assert c.get("/v1/admin/workers").status_code == 401
+            auth = {"Authorization": f"Bearer {token}"}
+            r = c.get("/v1/admin/workers", headers=auth)
+            assert r.status_code == 200 and r.headers["x-request-id"]
+            # (the worker's heartbeat may still be catching up after the Redis restarts above)
+            wait_for(lambda: len(c.get("/v1/admin/workers", headers=auth).json()["data"]) == 1, 15, "worker")
+    finally:
+        gw.stop()
