@@ -9,8 +9,8 @@
   current job may finish for ``shutdown_grace_s``; then its lease is claimed, the job is requeued
   (not counted as a lost attempt) and the child abandons it at its next step (or is killed after
   a few more seconds), so the worker exits cleanly within the grace period plus one step.
-- `free_device_memory()`: ``gc.collect()`` and ``torch.cuda.empty_cache()`` after every job
-  (completed, failed, cancelled, timed out, out of memory).
+- `free_device_memory()`: ``torch.cuda.empty_cache()`` after every job, and a full
+  ``gc.collect()`` after every job that did not complete (failed, cancelled, timed out, out of memory).
 - `is_oom(exc)` / `oom_message(...)`; `maybe_simulate_oom(...)`: the ``debug_oom_marker`` testing
   aid (off by default) raises ``torch.OutOfMemoryError`` inside the pipeline's step callback of a
   job whose prompt contains the marker.
@@ -130,8 +130,9 @@ def job_lease(rt: Any, job_id: str) -> Iterator[None]:
 # --- device memory and out-of-memory ------------------------------------------------------------
 
 
-def free_device_memory(device: str) -> None:
-    gc.collect()
+def free_device_memory(device: str, collect: bool = True) -> None:
+    if collect:
+        gc.collect()
     import torch
 
     if device.startswith("cuda") and torch.cuda.is_available():

@@ -150,10 +150,10 @@ class WorkerRuntime:
         except Exception as exc:
             log.warning("heartbeat failed: %r", exc)
 
-    def free_device_memory(self) -> None:
+    def free_device_memory(self, collect: bool = True) -> None:
         from worker.reliability import free_device_memory  # gc + torch.cuda.empty_cache (issue 5)
 
-        free_device_memory(self.settings.device)
+        free_device_memory(self.settings.device, collect=collect)
 
 
 _runtime: WorkerRuntime | None = None
