@@ -109,9 +109,9 @@ class TrainConfig:
     train_shift: float = 2.0
     ema_decay: float = 0.998
     # phase 2: continue from phase 1 with an auxiliary attribute loss on the text encoder
-    dit2_steps: int = 1500
+    dit2_steps: int = 4000
     dit2_lr: float = 5e-4
-    aux_weight: float = 0.5
+    aux_weight: float = 1.0
     log_every: int = 50
     save_every: int = 500
     out_dir: str = "model/demo/weights"
