@@ -20,7 +20,7 @@ class Runtime(SimpleNamespace):
     def set_busy(self, job_id: str | None) -> None:
         pass
 
-    def free_device_memory(self) -> None:
+    def free_device_memory(self, collect: bool = True) -> None:
         pass
 
 

@@ -22,7 +22,7 @@ class Runtime(SimpleNamespace):
     def set_busy(self, job_id):
         self.busy = job_id
 
-    def free_device_memory(self):
+    def free_device_memory(self, collect=True):
         pass
 
 
