@@ -22,7 +22,9 @@ from app.core.celeryconf import GENERATE_TASK, celery_config
 from app.core.config import Settings
 from app.core.extenders import EXTEND_QUEUE, EXTEND_TASK, publish_extender, remove_extender
 from app.core.jobstore import JobStore
+from app.core.logjson import setup_logging
 from app.core.redisconn import sync_client
+from worker.main import celery_worker_argv
 from worker.prompt_extend import PromptExtender, load_extender, prepare_job_prompt
 
 log = logging.getLogger(__name__)
@@ -111,24 +113,9 @@ def create_extend_celery(settings: Settings) -> Celery:
 
 def run_extend_worker(settings: Settings) -> None:
     settings = settings.model_copy(update={"worker_id": settings.resolved_worker_id()})
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_format, "prompt-extend")
     app = create_extend_celery(settings)
-    argv = [
-        "worker",
-        "--queues",
-        EXTEND_QUEUE,
-        "--concurrency",
-        "1",
-        "--pool",
-        "solo",
-        "--hostname",
-        f"{settings.worker_id}@%h",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "--loglevel",
-        settings.log_level,
-    ]
+    argv = celery_worker_argv(settings, [EXTEND_QUEUE], pool="solo")
     app.worker_main(argv)
 
 

@@ -153,6 +153,32 @@ class TransitionRejected(Exception):
         self.current = current
 
 
+def prepare_transition(
+    rec: JobRecord,
+    target: JobStatus,
+    fields: dict[str, Any] | None,
+    retention_s: int,
+    allowed: frozenset[JobStatus] | None,
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """KEYS, ARGV and event data of one `TRANSITION_LUA` call (shared by the sync and async stores)."""
+    fields = dict(fields or {})
+    if target.is_terminal:
+        now = fields.setdefault("completed_at", time.time())
+        fields.setdefault("expires_at", now + retention_s)
+    argv, data = transition_args(rec.id, target, fields, retention_s, allowed)
+    ks = [keys.job(rec.id), keys.events(rec.id), keys.queued(rec.model), keys.cancel_flag(rec.id)]
+    return ks, argv, data
+
+
+def transition_result(rec: JobRecord, target: JobStatus, data: dict[str, Any], res: list[Any]) -> JobEvent:
+    """Interpret `TRANSITION_LUA`'s reply: the event to publish, or `TransitionRejected`."""
+    if not res[0]:
+        raise TransitionRejected(rec.id, JobStatus(res[1]) if res[1] else None)
+    new = decode_record(pairs_to_dict(res[3]))
+    assert new is not None
+    return JobEvent(rec.id, EVENT_TYPES[target], data, res[2], JobStatus(res[1]), new)
+
+
 class HookRegistry:
     def __init__(self) -> None:
         self.hooks: list[TransitionHook] = []
@@ -184,19 +210,11 @@ class JobStore(HookRegistry):
         allowed: frozenset[JobStatus] | None = None,
     ) -> JobRecord:
         """Move ``rec`` to ``target`` atomically; raise `TransitionRejected` when not allowed."""
-        fields = dict(fields or {})
-        if target.is_terminal:
-            now = fields.setdefault("completed_at", time.time())
-            fields.setdefault("expires_at", now + self.retention_s)
-        argv, data = transition_args(rec.id, target, fields, self.retention_s, allowed)
-        ks = [keys.job(rec.id), keys.events(rec.id), keys.queued(rec.model), keys.cancel_flag(rec.id)]
-        res = self._transition(keys=ks, args=argv)
-        if not res[0]:
-            raise TransitionRejected(rec.id, JobStatus(res[1]) if res[1] else None)
-        new = decode_record(pairs_to_dict(res[3]))
-        assert new is not None
-        self._run_hooks(JobEvent(rec.id, EVENT_TYPES[target], data, res[2], JobStatus(res[1]), new))
-        return new
+        ks, argv, data = prepare_transition(rec, target, fields, self.retention_s, allowed)
+        event = transition_result(rec, target, data, self._transition(keys=ks, args=argv))
+        self._run_hooks(event)
+        assert event.record is not None
+        return event.record
 
     def progress(self, job_id: str, step: int, total: int) -> int:
         """Record a finished denoising step; returns -1 (job gone / not running), 1 (cancel asked), 0."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import time
 from typing import Any, cast
 
 import redis.asyncio as aredis
@@ -25,8 +24,8 @@ from app.core.jobstore import (
     decode_record,
     encode_fields,
     event_data,
-    pairs_to_dict,
-    transition_args,
+    prepare_transition,
+    transition_result,
 )
 from app.core.schemas import JobRecord
 from app.core.status import EVENT_TYPES, JobStatus
@@ -75,19 +74,11 @@ class AsyncJobStore(HookRegistry):
         *,
         allowed: frozenset[JobStatus] | None = None,
     ) -> JobRecord:
-        fields = dict(fields or {})
-        if target.is_terminal:
-            now = fields.setdefault("completed_at", time.time())
-            fields.setdefault("expires_at", now + self.retention_s)
-        argv, data = transition_args(rec.id, target, fields, self.retention_s, allowed)
-        ks = [keys.job(rec.id), keys.events(rec.id), keys.queued(rec.model), keys.cancel_flag(rec.id)]
-        res = await self._transition(keys=ks, args=argv)
-        if not res[0]:
-            raise TransitionRejected(rec.id, JobStatus(res[1]) if res[1] else None)
-        new = decode_record(pairs_to_dict(res[3]))
-        assert new is not None
-        await self._run_hooks(JobEvent(rec.id, EVENT_TYPES[target], data, res[2], JobStatus(res[1]), new))
-        return new
+        ks, argv, data = prepare_transition(rec, target, fields, self.retention_s, allowed)
+        event = transition_result(rec, target, data, await self._transition(keys=ks, args=argv))
+        await self._run_hooks(event)
+        assert event.record is not None
+        return event.record
 
     async def cancel(self, rec: JobRecord) -> JobRecord:
         """Queued → cancelled at once; running → raise the cancel flag the worker checks every step.
