@@ -112,6 +112,9 @@ class TrainConfig:
     dit2_steps: int = 4000
     dit2_lr: float = 5e-4
     aux_weight: float = 1.0
+    # phase 3: phase 2 continued (fresh optimiser, new data order, lower learning rate)
+    dit3_steps: int = 2500
+    dit3_lr: float = 3e-4
     log_every: int = 50
     save_every: int = 500
     out_dir: str = "model/demo/weights"
