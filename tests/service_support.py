@@ -85,6 +85,7 @@ def service_env(redis_url: str, data_dir: Path, **settings: Any) -> dict[str, st
     base: dict[str, Any] = {
         "redis_url": redis_url,
         "data_dir": str(data_dir),
+        "model": "tiny-ti2v",  # the fastest model; `None` keeps the product default (wanserve-demo)
         "signing_key": SIGNING_KEY,
         "torch_threads": 1,
         "heartbeat_interval_s": 0.5,

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     retention_s: int = Field(7 * 86400, ge=1)  # finished jobs and assets kept this long
 
     # --- worker ------------------------------------------------------------------------------
-    model: str = "tiny-ti2v"  # the worker's model id; also the gateway's default `model`
+    model: str = "wanserve-demo"  # the worker's model id; also the gateway's default `model`
     model_path: str | None = None  # weights folder; default: load the preset by name
     device: str = "cpu"
     dtype: str | None = None  # e.g. "bfloat16"; default: the pipeline's choice for the device
