@@ -1,17 +1,22 @@
 """Train the built-in ``wanserve-demo`` model from scratch, on CPU, reproducibly.
 
-    .venv/bin/python scripts/train_demo.py                 # everything: VAE, latents, DiT phases 1-3,
-                                                           # export to model/demo/weights, evaluation
+    .venv/bin/python scripts/train_demo.py                 # everything: VAE, latents, DiT, text-following
+                                                           # fine-tune, export to model/demo/weights, eval
     .venv/bin/python scripts/train_demo.py --stage dit     # one stage at a time, reusing --work-dir:
-                                                           # vae (incl. latents) | dit | dit2 | dit3
-                                                           # | ft1 | ft2 | ft3 (text-following fine-tune)
+                                                           # vae (incl. latents) | latents | dit | dit2
+                                                           # | dit3 | ft1 | ft2 | ft3
     .venv/bin/python scripts/train_demo.py --stage export  # re-export the latest DiT checkpoint + eval
 
-One CPU thread (faster than two on a shared machine). Shipped weights (2026-11-29): VAE 1500 steps
-+ latents 23 min, DiT phase 1 (2000 steps) 16 min, phase 2 (4000) 15 min, phase 3 (2500) ~10 min
-wall on the shared 2-core VM under heavy load from other processes (load average 3-15); then the
-text-following fine-tune (model/demo/finetune.py): ft1 4000 steps (~22 min, 1 thread), ft2 2000
-steps (~8 min, 2 threads), ft3 1000 steps (~4 min, 2 threads).
+The DiT trains as a chain of stages, each continuing from the previous one's EMA weights:
+
+- ``dit``: flow matching on multi-object clips of the procedural world (``model.demo.train``);
+- ``dit2``, ``dit3``: the same plus a caption-attribute loss on the text encoder (off by default:
+  the fine-tune below does the same job on simpler data, faster);
+- ``ft1``-``ft3``: the text-following fine-tune of ``model.demo.finetune`` (single-object clips,
+  64 text positions, a faster learning rate on the text path), restarted with a lower learning rate.
+
+A stage with 0 steps is skipped. Wall time and quality of a from-scratch run with the defaults are
+recorded in bench/RESULTS.md ("wanserve-demo training").
 
 Writes the checkpoint folder (official Wan2.2 TI2V layout) to ``model/demo/weights/`` by default.
 Intermediate files (VAE, latents, DiT checkpoints, log) go to ``--work-dir``.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import random
 import sys
 import time
@@ -38,29 +44,47 @@ from model.demo import finetune as F  # noqa: E402
 from model.demo import train as T  # noqa: E402
 from model.demo.export import export_checkpoint  # noqa: E402
 
+CHAIN = ("dit", "dit2", "dit3", "ft1", "ft2", "ft3")
+# text-following fine-tune restarts: (learning rate of the text path, of the rest, data seed)
+FT_SCHEDULE = {"ft1": (2e-3, 3e-4, 7), "ft2": (8e-4, 1.5e-4, 8), "ft3": (4e-4, 8e-5, 9)}
+FT_STEPS = (3000, 1500, 800)
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    stages = ["all", "vae", "latents", "dit", "dit2", "dit3", "ft1", "ft2", "ft3", "export", "eval"]
+    stages = ["all", "vae", "latents", *CHAIN, "export", "eval"]
     ap.add_argument("--stage", choices=stages, default="all")
     ap.add_argument("--out", default=str(ROOT / "model/demo/weights"))
     ap.add_argument("--work-dir", default="/tmp/wanserve-demo-train")
     ap.add_argument("--vae-steps", type=int, default=T.TrainConfig.vae_steps)
-    ap.add_argument("--dit-steps", type=int, default=T.TrainConfig.dit_steps)
     ap.add_argument("--num-clips", type=int, default=T.TrainConfig.num_clips)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dit-steps", type=int, default=T.TrainConfig.dit_steps)
+    ap.add_argument("--dit2-steps", type=int, default=0)
+    ap.add_argument("--dit3-steps", type=int, default=0)
+    ap.add_argument("--ft-clips", type=int, default=F.FT_CLIPS, help="single-object clips of the fine-tune")
+    ap.add_argument("--ft-steps", default=",".join(map(str, FT_STEPS)), help="steps of ft1,ft2,ft3")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
+    ft_steps = [int(s) for s in args.ft_steps.split(",")]
+    if len(ft_steps) != 3 or min(ft_steps) < 0:
+        ap.error("--ft-steps takes three non-negative integers, e.g. 3000,1500,800")
     cfg = T.TrainConfig(
         seed=args.seed,
         threads=args.threads,
         vae_steps=args.vae_steps,
         dit_steps=args.dit_steps,
+        dit2_steps=args.dit2_steps,
+        dit3_steps=args.dit3_steps,
         num_clips=args.num_clips,
         out_dir=args.out,
         work_dir=args.work_dir,
+        extra={"ft_steps": ft_steps, "ft_clips": args.ft_clips},
     )
+    steps = dict(zip(CHAIN, [cfg.dit_steps, cfg.dit2_steps, cfg.dit3_steps, *ft_steps], strict=True))
+    if steps["dit"] <= 0:
+        ap.error("--dit-steps must be positive: every later stage starts from it")
     torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -76,126 +100,149 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.time()
     log(f"config {T.config_dict(cfg)}")
-
     vae_path = work / "vae.pt"
     lat_path = work / "latents.pt"
-    dit_path = work / "dit.pt"
-    dit2_path = work / "dit2.pt"
-    dit3_path = work / "dit3.pt"
-    ft_paths = {"ft1": work / "ft1.pt", "ft2": work / "ft2.pt", "ft3": work / "ft3.pt"}
+
+    def ckpt(stage: str) -> Path:
+        return work / f"{stage}.pt"
+
+    def previous(stage: str) -> str:
+        """The last stage before ``stage`` in the chain that runs (has steps)."""
+        before = [s for s in CHAIN[: CHAIN.index(stage)] if steps[s] > 0]
+        return before[-1]
+
+    def steps_through(stage: str) -> int:
+        return sum(steps[s] for s in CHAIN[: CHAIN.index(stage) + 1])
+
+    def stage_time(name: str, t0: float) -> None:
+        log(f"stage {name} took {time.time() - t0:.0f}s (total {time.time() - t_start:.0f}s)")
 
     if args.stage in ("all", "vae"):
+        t0 = time.time()
         vae = T.train_vae(cfg, log)
         torch.save(vae.state_dict(), vae_path)
         log(f"saved {vae_path}")
+        stage_time("vae", t0)
 
     if args.stage in ("all", "vae", "latents"):
+        t0 = time.time()
         vae = T.build_vae()
         vae.load_state_dict(torch.load(vae_path))
         vae.eval()
         raw, caps, stats = T.build_latent_dataset(vae, cfg, log)
         torch.save({"raw": raw, "captions": caps, "stats": stats}, lat_path)
         log(f"latent mean {stats[0].mean():.3f} std range {stats[1].min():.3f}..{stats[1].max():.3f}")
+        stage_time("latents", t0)
 
-    if args.stage in ("all", "dit"):
-        data = torch.load(lat_path)
-        stats = data["stats"]
-        lat = (data["raw"] - stats[0].view(1, -1, 1, 1, 1)) / stats[1].view(1, -1, 1, 1, 1)
-
-        def checkpoint(dit: torch.nn.Module, t5: torch.nn.Module, step: int) -> None:
-            torch.save({"dit": dit.state_dict(), "t5": t5.state_dict(), "step": step}, dit_path)
-            log(f"checkpoint step {step} -> {dit_path}")
-
-        dit, t5 = T.train_dit(cfg, lat, data["captions"], log, checkpoint)
-        torch.save({"dit": dit.state_dict(), "t5": t5.state_dict(), "step": cfg.dit_steps}, dit_path)
-
-    if args.stage in ("all", "dit2"):
-        data = torch.load(lat_path)
-        stats = data["stats"]
-        lat = (data["raw"] - stats[0].view(1, -1, 1, 1, 1)) / stats[1].view(1, -1, 1, 1, 1)
-        ck = torch.load(dit_path)
-        if ck["step"] != cfg.dit_steps:
-            raise SystemExit(f"{dit_path} is from step {ck['step']}, phase 1 has {cfg.dit_steps} steps")
-        dit = T.build_dit()
-        dit.load_state_dict(ck["dit"])
-        t5 = T.build_text_model()
-        t5.load_state_dict(ck["t5"])
-        dit, t5 = T.train_dit_phase2(cfg, dit, t5, lat, data["captions"], log)
-        torch.save(
-            {"dit": dit.state_dict(), "t5": t5.state_dict(), "step": cfg.dit_steps + cfg.dit2_steps},
-            dit2_path,
-        )
-
-    if args.stage in ("all", "dit3"):
-        data = torch.load(lat_path)
-        stats = data["stats"]
-        lat = (data["raw"] - stats[0].view(1, -1, 1, 1, 1)) / stats[1].view(1, -1, 1, 1, 1)
-        ck = torch.load(dit2_path)
-        if ck["step"] != cfg.dit_steps + cfg.dit2_steps:
-            raise SystemExit(f"{dit2_path} is from step {ck['step']}, not the end of phase 2")
-        dit = T.build_dit()
-        dit.load_state_dict(ck["dit"])
-        t5 = T.build_text_model()
-        t5.load_state_dict(ck["t5"])
-        cfg3 = dataclasses.replace(cfg, seed=cfg.seed + 100, dit2_steps=cfg.dit3_steps, dit2_lr=cfg.dit3_lr)
-        dit, t5 = T.train_dit_phase2(cfg3, dit, t5, lat, data["captions"], log)
-        total = cfg.dit_steps + cfg.dit2_steps + cfg.dit3_steps
-        torch.save({"dit": dit.state_dict(), "t5": t5.state_dict(), "step": total}, dit3_path)
-
-    # text-following fine-tune: (stage, previous checkpoint, steps, lr text path, lr rest, seed)
-    for stage, prev, steps, lr_text, lr_rest, seed in (
-        ("ft1", dit3_path, 4000, 2e-3, 3e-4, 7),
-        ("ft2", ft_paths["ft1"], 2000, 8e-4, 1.5e-4, 8),
-        ("ft3", ft_paths["ft2"], 1000, 4e-4, 8e-5, 9),
-    ):
-        if args.stage not in ("all", stage):
+    for stage in CHAIN:
+        if args.stage not in ("all", stage) or steps[stage] == 0:
             continue
-        F.use_short_text_context()
-        stats = torch.load(lat_path)["stats"]
-        vae = T.build_vae()
-        vae.load_state_dict(torch.load(vae_path))
-        vae.eval()
-        lat, caps, labels = F.single_object_dataset(vae, stats)
-        ck = torch.load(prev)
-        dit = T.build_dit()
-        dit.load_state_dict(ck["dit"])
-        t5 = T.build_text_model()
-        t5.load_state_dict(ck["t5"])
-        torch.manual_seed(cfg.seed + seed)
-        dit, t5 = F.finetune_text_following(
-            dit, t5, lat, caps, labels, steps=steps, lr_text=lr_text, lr_rest=lr_rest, seed=seed, log=log
-        )
-        torch.save(
-            {"dit": dit.state_dict(), "t5": t5.state_dict(), "step": ck["step"] + steps}, ft_paths[stage]
-        )
+        t0 = time.time()
+        if stage == "dit":
+            dit, t5 = train_first_stage(cfg, lat_path, ckpt("dit"), log)
+        else:
+            dit, t5 = load_stage(ckpt(previous(stage)), steps_through(previous(stage)))
+            if stage in ("dit2", "dit3"):
+                dit, t5 = train_attribute_stage(cfg, stage, steps[stage], dit, t5, lat_path, log)
+            else:
+                dit, t5 = train_finetune_stage(cfg, stage, steps[stage], dit, t5, vae_path, lat_path, log)
+        state = {"dit": dit.state_dict(), "t5": t5.state_dict(), "step": steps_through(stage)}
+        torch.save(state, ckpt(stage))
+        stage_time(stage, t0)
 
-    if args.stage in ("all", "dit", "dit2", "dit3", "ft1", "ft2", "ft3", "export"):
-        data = torch.load(lat_path)
-        stats = data["stats"]
+    if args.stage in ("all", *CHAIN, "export"):
+        # a single stage exports its own result; "all" and "export" the end of the chain
+        last = args.stage if args.stage in CHAIN else [s for s in CHAIN if steps[s] > 0][-1]
+        stats = torch.load(lat_path)["stats"]
         vae = T.build_vae(stats[0].tolist(), stats[1].tolist())
         vae.load_state_dict(torch.load(vae_path))
-        latest = dit_path
-        if args.stage != "dit" and dit2_path.is_file():
-            latest = dit2_path
-        if args.stage not in ("dit", "dit2") and dit3_path.is_file():
-            latest = dit3_path
-        for stage in ("ft1", "ft2", "ft3"):
-            if args.stage not in ("dit", "dit2", "dit3") and ft_paths[stage].is_file():
-                latest = ft_paths[stage]
-        if latest in ft_paths.values():
-            F.use_short_text_context()
-        ck = torch.load(latest)
-        dit = T.build_dit()
-        dit.load_state_dict(ck["dit"])
-        t5 = T.build_text_model()
-        t5.load_state_dict(ck["t5"])
+        dit, t5 = load_stage(ckpt(last), steps_through(last))
         export_checkpoint(Path(cfg.out_dir), dit=dit, vae=vae, t5=t5)
-        log(f"exported step {ck['step']} to {cfg.out_dir}")
+        log(f"exported {last} (step {steps_through(last)}) to {cfg.out_dir}")
 
-    if args.stage in ("all", "dit", "dit2", "dit3", "ft1", "ft2", "ft3", "export", "eval"):
+    if args.stage in ("all", *CHAIN, "export", "eval"):
+        t0 = time.time()
         evaluate(Path(cfg.out_dir), log)
+        stage_time("eval", t0)
 
     log(f"done in {time.time() - t_start:.0f}s")
+    return 0
+
+
+def normalised_latents(lat_path: Path) -> tuple[torch.Tensor, list[str]]:
+    data = torch.load(lat_path)
+    mean, std = data["stats"]
+    return (data["raw"] - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1), data["captions"]
+
+
+def load_stage(path: Path, expected_step: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    ck = torch.load(path)
+    if ck["step"] != expected_step:
+        raise SystemExit(f"{path} is from step {ck['step']}, this configuration expects {expected_step}")
+    if path.stem.startswith("ft"):
+        F.use_short_text_context()
+    dit = T.build_dit()
+    dit.load_state_dict(ck["dit"])
+    t5 = T.build_text_model()
+    t5.load_state_dict(ck["t5"])
+    return dit, t5
+
+
+def train_first_stage(
+    cfg: T.TrainConfig, lat_path: Path, path: Path, log: Callable[[str], None]
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    lat, caps = normalised_latents(lat_path)
+
+    def checkpoint(dit: torch.nn.Module, t5: torch.nn.Module, step: int) -> None:
+        torch.save({"dit": dit.state_dict(), "t5": t5.state_dict(), "step": step}, path)
+        log(f"checkpoint step {step} -> {path}")
+
+    return T.train_dit(cfg, lat, caps, log, checkpoint)
+
+
+def train_attribute_stage(
+    cfg: T.TrainConfig,
+    stage: str,
+    steps: int,
+    dit: torch.nn.Module,
+    t5: torch.nn.Module,
+    lat_path: Path,
+    log: Callable[[str], None],
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    lat, caps = normalised_latents(lat_path)
+    if stage == "dit3":  # a fresh optimiser, a new data order and a lower learning rate
+        cfg = dataclasses.replace(cfg, seed=cfg.seed + 100, dit2_lr=cfg.dit3_lr)
+    return T.train_dit_phase2(dataclasses.replace(cfg, dit2_steps=steps), dit, t5, lat, caps, log)
+
+
+def train_finetune_stage(
+    cfg: T.TrainConfig,
+    stage: str,
+    steps: int,
+    dit: torch.nn.Module,
+    t5: torch.nn.Module,
+    vae_path: Path,
+    lat_path: Path,
+    log: Callable[[str], None],
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    lr_text, lr_rest, seed = FT_SCHEDULE[stage]
+    # the DiT has no text positions, so a checkpoint trained with 128 continues with 64
+    F.use_short_text_context()
+    lat, caps, labels = finetune_data(str(vae_path), str(lat_path), cfg.extra["ft_clips"])
+    torch.manual_seed(cfg.seed + seed)
+    return F.finetune_text_following(
+        dit, t5, lat, caps, labels, steps=steps, lr_text=lr_text, lr_rest=lr_rest, seed=seed, log=log
+    )
+
+
+@functools.cache
+def finetune_data(vae_path: str, lat_path: str, n: int) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+    """The fine-tune's single-object clips, encoded once per run (the stages only read them)."""
+    stats = torch.load(lat_path)["stats"]
+    vae = T.build_vae()
+    vae.load_state_dict(torch.load(vae_path))
+    vae.eval()
+    return F.single_object_dataset(vae, stats, n)
 
 
 def evaluate(folder: Path, log: Callable[[str], None], **gen: object) -> None:
@@ -218,7 +265,6 @@ def evaluate(folder: Path, log: Callable[[str], None], **gen: object) -> None:
         f"eval {gen or 'preset defaults'}: text {sum(s.ok for s in text)}/{len(text)}, "
         f"image {sum(r.clip.ok for r in image)}/{len(image)}, min psnr {min(r.psnr for r in image):.1f}"
     )
-    return 0
 
 
 if __name__ == "__main__":
