@@ -10,8 +10,8 @@
 The DiT trains as a chain of stages, each continuing from the previous one's EMA weights:
 
 - ``dit``: flow matching on multi-object clips of the procedural world (``model.demo.train``);
-- ``dit2``, ``dit3``: the same plus a caption-attribute loss on the text encoder (off by default:
-  the fine-tune below does the same job on simpler data, faster);
+- ``dit2``, ``dit3``: the same plus a caption-attribute loss on the text encoder (dit3: a fresh
+  optimiser, a new data order and a lower learning rate);
 - ``ft1``-``ft3``: the text-following fine-tune of ``model.demo.finetune`` (single-object clips,
   64 text positions, a faster learning rate on the text path), restarted with a lower learning rate.
 
@@ -47,7 +47,7 @@ from model.demo.export import export_checkpoint  # noqa: E402
 CHAIN = ("dit", "dit2", "dit3", "ft1", "ft2", "ft3")
 # text-following fine-tune restarts: (learning rate of the text path, of the rest, data seed)
 FT_SCHEDULE = {"ft1": (2e-3, 3e-4, 7), "ft2": (8e-4, 1.5e-4, 8), "ft3": (4e-4, 8e-5, 9)}
-FT_STEPS = (3000, 1500, 800)
+FT_STEPS = (4000, 2000, 1000)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vae-steps", type=int, default=T.TrainConfig.vae_steps)
     ap.add_argument("--num-clips", type=int, default=T.TrainConfig.num_clips)
     ap.add_argument("--dit-steps", type=int, default=T.TrainConfig.dit_steps)
-    ap.add_argument("--dit2-steps", type=int, default=0)
-    ap.add_argument("--dit3-steps", type=int, default=0)
+    ap.add_argument("--dit2-steps", type=int, default=T.TrainConfig.dit2_steps)
+    ap.add_argument("--dit3-steps", type=int, default=T.TrainConfig.dit3_steps)
     ap.add_argument("--ft-clips", type=int, default=F.FT_CLIPS, help="single-object clips of the fine-tune")
+    ap.add_argument("--ft-batch", type=int, default=F.FT_BATCH)
     ap.add_argument("--ft-steps", default=",".join(map(str, FT_STEPS)), help="steps of ft1,ft2,ft3")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         num_clips=args.num_clips,
         out_dir=args.out,
         work_dir=args.work_dir,
-        extra={"ft_steps": ft_steps, "ft_clips": args.ft_clips},
+        extra={"ft_steps": ft_steps, "ft_clips": args.ft_clips, "ft_batch": args.ft_batch},
     )
     steps = dict(zip(CHAIN, [cfg.dit_steps, cfg.dit2_steps, cfg.dit3_steps, *ft_steps], strict=True))
     if steps["dit"] <= 0:
@@ -231,8 +232,9 @@ def train_finetune_stage(
     lat, caps, labels = finetune_data(str(vae_path), str(lat_path), cfg.extra["ft_clips"])
     torch.manual_seed(cfg.seed + seed)
     return F.finetune_text_following(
-        dit, t5, lat, caps, labels, steps=steps, lr_text=lr_text, lr_rest=lr_rest, seed=seed, log=log
-    )
+        dit, t5, lat, caps, labels, steps=steps, lr_text=lr_text, lr_rest=lr_rest, seed=seed,
+        batch=cfg.extra["ft_batch"], log=log,
+    )  # fmt: skip
 
 
 @functools.cache

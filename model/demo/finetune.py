@@ -1,4 +1,4 @@
-"""Text-following fine-tune of the demo DiT (stages ``ft1`` and ``ft2`` of scripts/train_demo.py).
+"""Text-following fine-tune of the demo DiT (stages ``ft1``-``ft3`` of scripts/train_demo.py).
 
 After phases 1-3 the DiT drew the right kind of clip but barely read the caption (loss with the
 right and with shuffled captions differed by ~3 %). What made it read the text:
@@ -90,6 +90,7 @@ def finetune_text_following(
     lr_text: float,
     lr_rest: float,
     seed: int,
+    batch: int = FT_BATCH,
     log: Callable[[str], None] | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """Fine-tune in place; returns the EMA weights loaded into ``dit`` and ``t5``."""
@@ -116,12 +117,12 @@ def finetune_text_following(
     n = latents.shape[0]
     running = 0.0
     for step in range(steps):
-        idx = torch.randint(0, n, (FT_BATCH,), generator=gen)
+        idx = torch.randint(0, n, (batch,), generator=gen)
         x0 = latents[idx]
         ids, mask, lab = ids_all[idx].clone(), mask_all[idx].clone(), labels[idx].clone()
-        drop = torch.rand(FT_BATCH, generator=gen) < 0.1  # caption dropout: the unconditional branch of CFG
+        drop = torch.rand(batch, generator=gen) < 0.1  # caption dropout: the unconditional branch of CFG
         ids[drop], mask[drop], lab[drop] = empty_ids[0], empty_mask[0], -100
-        image_mode = torch.rand(FT_BATCH, generator=gen) < 0.5
+        image_mode = torch.rand(batch, generator=gen) < 0.5
         for g in opt.param_groups:
             g["lr"] = T._lr(step, steps, g["base"], 50)
         b, _, f, h, w = x0.shape
