@@ -177,6 +177,8 @@ def normalised_latents(lat_path: Path) -> tuple[torch.Tensor, list[str]]:
 
 
 def load_stage(path: Path, expected_step: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run --stage {path.stem} first (or --stage all)")
     ck = torch.load(path)
     if ck["step"] != expected_step:
         raise SystemExit(f"{path} is from step {ck['step']}, this configuration expects {expected_step}")

@@ -51,8 +51,13 @@ def test_a_stale_checkpoint_from_another_configuration_is_refused(tmp_path: Path
     )
     assert first.returncode == 0, first.stderr[-3000:]
     torch.save({"dit": {}, "t5": {}, "step": 7}, work / "dit.pt")  # from a run with 7 phase-1 steps
+    missing = subprocess.run(
+        [*base, "--stage", "ft1"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert missing.returncode != 0
+    assert "dit3.pt is missing: run --stage dit3 first" in missing.stderr  # the default chain has dit3
     run = subprocess.run(
-        [*base, "--stage", "ft1", "--dit-steps", "5"],
+        [*base, "--stage", "ft1", "--dit-steps", "5", "--dit2-steps", "0", "--dit3-steps", "0"],
         capture_output=True,
         text=True,
         timeout=300,
