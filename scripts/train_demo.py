@@ -48,7 +48,7 @@ from model.demo.export import export_checkpoint  # noqa: E402
 CHAIN = ("dit", "dit2", "dit3", "ft1", "ft2", "ft3")
 # text-following fine-tune restarts: (learning rate of the text path, of the rest, data seed)
 FT_SCHEDULE = {"ft1": (2e-3, 3e-4, 7), "ft2": (8e-4, 1.5e-4, 8), "ft3": (4e-4, 8e-5, 9)}
-FT_STEPS = (4000, 2000, 1000)
+FT_STEPS = (4000, 2000, 0)  # ft3 (a third restart) is optional: it did not help (bench/RESULTS.md)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dit3-steps", type=int, default=T.TrainConfig.dit3_steps)
     ap.add_argument("--ft-clips", type=int, default=F.FT_CLIPS, help="single-object clips of the fine-tune")
     ap.add_argument("--ft-batch", type=int, default=F.FT_BATCH)
+    ap.add_argument("--ft-image-prob", type=float, default=F.FT_IMAGE_MODE_PROB,
+                    help="share of fine-tune samples trained in image mode (first frame given)")
     ap.add_argument("--ft-steps", default=",".join(map(str, FT_STEPS)), help="steps of ft1,ft2,ft3")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     ft_steps = [int(s) for s in args.ft_steps.split(",")]
     if len(ft_steps) != 3 or min(ft_steps) < 0:
         ap.error("--ft-steps takes three non-negative integers, e.g. 3000,1500,800")
+    if not 0.0 <= args.ft_image_prob <= 1.0:
+        ap.error("--ft-image-prob is a share between 0 and 1")
     cfg = T.TrainConfig(
         seed=args.seed,
         threads=args.threads,
@@ -82,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         num_clips=args.num_clips,
         out_dir=args.out,
         work_dir=args.work_dir,
-        extra={"ft_steps": ft_steps, "ft_clips": args.ft_clips, "ft_batch": args.ft_batch},
+        extra={"ft_steps": ft_steps, "ft_clips": args.ft_clips, "ft_batch": args.ft_batch,
+               "ft_image_prob": args.ft_image_prob},
     )
     steps = dict(zip(CHAIN, [cfg.dit_steps, cfg.dit2_steps, cfg.dit3_steps, *ft_steps], strict=True))
     if steps["dit"] <= 0:
@@ -236,7 +241,7 @@ def train_finetune_stage(
     torch.manual_seed(cfg.seed + seed)
     return F.finetune_text_following(
         dit, t5, lat, caps, labels, steps=steps, lr_text=lr_text, lr_rest=lr_rest, seed=seed,
-        batch=cfg.extra["ft_batch"], log=log,
+        batch=cfg.extra["ft_batch"], image_mode_prob=cfg.extra["ft_image_prob"], log=log,
     )  # fmt: skip
 
 

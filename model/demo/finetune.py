@@ -38,6 +38,9 @@ from model.demo.world import (
 FT_TEXT_LEN = 64
 FT_CLIPS = 3000
 FT_BATCH = 32
+# Share of samples trained in image mode. Image mode is the easier task (the first frame shows the
+# object), so text mode gets the larger share.
+FT_IMAGE_MODE_PROB = 0.25
 
 
 def use_short_text_context() -> None:
@@ -91,6 +94,7 @@ def finetune_text_following(
     lr_rest: float,
     seed: int,
     batch: int = FT_BATCH,
+    image_mode_prob: float = FT_IMAGE_MODE_PROB,
     log: Callable[[str], None] | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """Fine-tune in place; returns the EMA weights loaded into ``dit`` and ``t5``."""
@@ -122,7 +126,7 @@ def finetune_text_following(
         ids, mask, lab = ids_all[idx].clone(), mask_all[idx].clone(), labels[idx].clone()
         drop = torch.rand(batch, generator=gen) < 0.1  # caption dropout: the unconditional branch of CFG
         ids[drop], mask[drop], lab[drop] = empty_ids[0], empty_mask[0], -100
-        image_mode = torch.rand(batch, generator=gen) < 0.5
+        image_mode = torch.rand(batch, generator=gen) < image_mode_prob
         for g in opt.param_groups:
             g["lr"] = T._lr(step, steps, g["base"], 50)
         b, _, f, h, w = x0.shape

@@ -20,6 +20,7 @@ def test_training_script_runs_every_stage_and_exports_a_loadable_checkpoint(tmp_
         "--work-dir", str(work), "--out", str(out), "--threads", "1",
         "--vae-steps", "2", "--num-clips", "24", "--dit-steps", "2",
         "--dit2-steps", "1", "--dit3-steps", "1", "--ft-steps", "1,1,2", "--ft-clips", "16",
+        "--ft-image-prob", "0.3",
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -29,6 +30,7 @@ def test_training_script_runs_every_stage_and_exports_a_loadable_checkpoint(tmp_
     assert {s: torch.load(work / f"{s}.pt")["step"] for s in expected} == expected
     log = (work / "train.log").read_text()
     assert "exported ft3 (step 8)" in log
+    assert "'ft_image_prob': 0.3" in log
     assert "eval preset defaults: text " in log  # the quality bar ran on the export
 
     from model import load_pipeline
