@@ -13,11 +13,13 @@ The DiT trains as a chain of stages, each continuing from the previous one's EMA
 - ``dit2``, ``dit3``: the same plus a caption-attribute loss on the text encoder (dit3: a fresh
   optimiser, a new data order and a lower learning rate);
 - ``ft1``-``ft3``: the text-following fine-tune of ``model.demo.finetune`` (single-object clips,
-  64 text positions, a faster learning rate on the text path), restarted with a lower learning rate.
+  64 text positions, a faster learning rate on the text path, three text-mode samples for every
+  image-mode one), restarted with a lower learning rate. ``ft3`` has 0 steps by default: it made
+  text mode worse (bench/RESULTS.md).
 
 A stage with 0 steps is skipped. Wall time and quality of a from-scratch run with the defaults are
-recorded in bench/RESULTS.md ("wanserve-demo training from scratch"): about 69 min at 2 threads on
-the 2-core development VM, text mode 19/24 and image mode 8/8 (the shipped weights: 20/24, 8/8).
+recorded in bench/RESULTS.md ("wanserve-demo training from scratch"): 47.5 min at 2 threads on the
+2-core development VM; the run reproduces the shipped weights bit for bit.
 
 Writes the checkpoint folder (official Wan2.2 TI2V layout) to ``model/demo/weights/`` by default.
 Intermediate files (VAE, latents, DiT checkpoints, log) go to ``--work-dir``.
@@ -64,8 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dit3-steps", type=int, default=T.TrainConfig.dit3_steps)
     ap.add_argument("--ft-clips", type=int, default=F.FT_CLIPS, help="single-object clips of the fine-tune")
     ap.add_argument("--ft-batch", type=int, default=F.FT_BATCH)
-    ap.add_argument("--ft-image-prob", type=float, default=F.FT_IMAGE_MODE_PROB,
-                    help="share of fine-tune samples trained in image mode (first frame given)")
+    ap.add_argument(
+        "--ft-image-prob",
+        type=float,
+        default=F.FT_IMAGE_MODE_PROB,
+        help="share of fine-tune samples trained in image mode (first frame given)",
+    )
     ap.add_argument("--ft-steps", default=",".join(map(str, FT_STEPS)), help="steps of ft1,ft2,ft3")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -86,8 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         num_clips=args.num_clips,
         out_dir=args.out,
         work_dir=args.work_dir,
-        extra={"ft_steps": ft_steps, "ft_clips": args.ft_clips, "ft_batch": args.ft_batch,
-               "ft_image_prob": args.ft_image_prob},
+        extra={
+            "ft_steps": ft_steps,
+            "ft_clips": args.ft_clips,
+            "ft_batch": args.ft_batch,
+            "ft_image_prob": args.ft_image_prob,
+        },
     )
     steps = dict(zip(CHAIN, [cfg.dit_steps, cfg.dit2_steps, cfg.dit3_steps, *ft_steps], strict=True))
     if steps["dit"] <= 0:
