@@ -12,7 +12,7 @@ RUNTIME_STAMP := $(VENV)/.wanserve-runtime
 DEV_STAMP     := $(VENV)/.wanserve-dev
 
 .PHONY: serve test test-unit test-integration test-model lint format typecheck check openapi \
-        bench-pickup install install-dev clean
+        bench-pickup install install-dev clean gpu-check test-gpu
 
 serve: $(RUNTIME_STAMP)  ## install if needed, then run redis + worker + gateway on this machine
 	$(VENV)/bin/wanserve serve
@@ -25,6 +25,16 @@ test-unit: $(DEV_STAMP)
 
 test-integration: $(DEV_STAMP)
 	$(PY) -m pytest -q -m integration tests/integration $(PYTEST_ARGS)
+
+# The GPU tier and the prepared GPU script use the project venv when there is one, else the machine's
+# python3 (a GPU image with its own CUDA torch); neither needs the service packages.
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+
+test-gpu:  ## the opt-in GPU tier (skips without CUDA)
+	$(GPU_PY) -m pytest -q --noconftest -p no:cacheprovider -o addopts= tests/gpu $(PYTEST_ARGS)
+
+gpu-check:  ## GPU tier + real-size bf16/compile/FP8 DiT timings -> bench/gpu_check.json (<= 8 min on one H200)
+	$(GPU_PY) bench/gpu_check.py --out bench/gpu_check.json
 
 test-model: $(DEV_STAMP)
 	$(PY) -m pytest -q tests/model $(PYTEST_ARGS)

@@ -438,7 +438,7 @@ class WanAttentionBlock(nn.Module):
 
     def forward(self, x: Tensor, e0: Tensor, groups: TimestepGroups, context: Tensor, rot: Tensor) -> Tensor:
         """x [B, L, dim] fp32, e0 [K, 6, dim] fp32 (one row per distinct timestep), context [B, Lc, dim]."""
-        dtype = self.self_attn.q.weight.dtype  # the compute dtype of the big matmuls
+        dtype = self.modulation.dtype  # the compute dtype of the big matmuls (q.weight may be FP8)
         mod = self.modulation.float() + e0  # [K, 6, dim] fp32
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.unbind(1)  # each [K, dim]
 
