@@ -64,7 +64,8 @@ def test_gpu_check_smoke_run_writes_its_summary(tmp_path: Path) -> None:
     assert summary["environment"]["device"] == "cpu"
     rows = {r["variant"]: r for r in summary["forwards"]}
     assert rows["sdpa"]["forward_s"] > 0 and rows["sdpa"]["tflops"] >= 0
-    assert rows["compile"]["rel_err_vs_sdpa"] < 1e-2  # bf16, compiled vs eager
+    assert rows["sdpa"]["forward_s"] > 0 and rows["compile"]["forward_s"] > 0
+    assert "compute capability" in rows["fp8+compile"]["skipped"]
     assert "compute capability" in rows["fp8"]["skipped"]
 
 
