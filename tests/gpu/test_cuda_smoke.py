@@ -49,7 +49,13 @@ def test_fp32_cuda_matches_cpu_for_the_same_seed() -> None:
 
     kwargs = dict(height=32, width=32, num_frames=5, num_steps=2, guidance_scale=3.0, shift=5.0, seed=3)
     cpu = load_pipeline("tiny-ti2v", device="cpu", dtype=torch.float32).generate("a blue square", **kwargs)
-    gpu = load_pipeline("tiny-ti2v", device="cuda", dtype=torch.float32).generate("a blue square", **kwargs)
+    # cuDNN runs fp32 convolutions (the VAE) in TF32 by default: 2.4e-3 off on an H200 (2026-12-04)
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        gpu = load_pipeline("tiny-ti2v", device="cuda", dtype=torch.float32).generate("a blue square", **kwargs)
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
     assert (cpu - gpu.cpu()).abs().max() < 1e-3
 
 
