@@ -23,6 +23,7 @@ from app.core.schemas import JobErrorInfo, JobRecord
 from app.core.status import JobStatus
 from app.core.storage import job_key, job_prefix
 from worker.encode import encode_mp4, write_thumbnail
+from worker.long_video import drop_segments, generate_segments, needs_segments
 from worker.prompt_extend import prepare_job_prompt
 from worker.reliability import LeaseLost, is_oom, lease_lost, maybe_simulate_oom, oom_message
 from worker.runtime import WorkerRuntime
@@ -78,6 +79,12 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
         image = Image.open(io.BytesIO(rt.storage.get_bytes(rec.input_key))).convert("RGB")
     prompt, prompt_timings = prepare_job_prompt(rec, extender=rt.extender, store=rt.store)
     clock = StepClock(rt, rec.id, time.monotonic() + s.soft_time_limit_s)
+    if needs_segments(rt, rec):  # issue 17: long video / extension, chained segments
+        frames, seg_timings = generate_segments(rt, rec, prompt, image, clock)
+        timings = {**prompt_timings, **clock.timings(time.monotonic()), **seg_timings}
+        out = _encode_and_upload(rt, rec, frames, timings)
+        drop_segments(rt.storage, rec.id)  # the video is stored: resuming is no longer needed
+        return out
     video = rt.pipe.generate(
         prompt,
         negative_prompt=p.negative_prompt,
@@ -93,8 +100,14 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
         callback=clock,
     )
     timings = {**prompt_timings, **clock.timings(time.monotonic())}
+    return _encode_and_upload(rt, rec, _to_frames(video), timings)
+
+
+def _encode_and_upload(
+    rt: WorkerRuntime, rec: JobRecord, frames: Any, timings: dict[str, float]
+) -> tuple[dict[str, str], dict[str, float]]:
+    p, s = rec.params, rt.settings
     t = time.monotonic()
-    frames = _to_frames(video)
     tmp_root = s.data_dir / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
@@ -165,7 +178,7 @@ def _run_started(rt: WorkerRuntime, rec: JobRecord) -> str:
                 raise JobCancelled("cancelled before start")
             assets, timings = _generate_and_upload(rt, rec)
         done = {"assets": assets, "timings": {**rec.timings, **timings}, "progress": 100}
-        done["step"] = rec.params.num_inference_steps
+        done["step"] = max(rec.total_steps, rec.params.num_inference_steps)
         rt.store.transition(rec, JobStatus.COMPLETED, done)
         return "completed"
     except LeaseLost:

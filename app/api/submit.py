@@ -17,6 +17,7 @@ from app.core.errors import InvalidInput, QueueUnavailable
 from app.core.extenders import extend_route, extension_available
 from app.core.jobstore_async import AsyncJobStore
 from app.core.logjson import request_id_var
+from app.core.long_video import apply_long_video
 from app.core.params import resolve
 from app.core.registry import recent_model, served_models
 from app.core.schemas import JobRecord, VideoCreate
@@ -66,6 +67,7 @@ async def submit(
         model_id=model_id,
     )
     params = resolve(req, info, has_image=image is not None)
+    params = apply_long_video(req, info, params, max_video_seconds=settings.max_video_seconds)
     job_id = new_job_id()
     if admit is not None:
         await admit(job_id)
@@ -82,7 +84,7 @@ async def submit(
         params=params,
         metadata=req.metadata,
         created_at=time.time(),
-        total_steps=params.num_inference_steps,
+        total_steps=params.num_inference_steps * params.segments,
         input_key=input_key,
         owner=owner,
         webhook_url=req.webhook_url,

@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     cors_origins: str = ""  # comma-separated allowed origins for browser frontends elsewhere
     max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024)  # larger request bodies → 413
     max_image_pixels: int = Field(4096 * 4096, ge=1)
+    # --- long videos and video sources (issue 17; README "Long videos, extend, edit, remix") ---
+    max_video_seconds: float = Field(60.0, gt=0)  # longest video a request may ask for (segments chained)
 
     # --- prompt extension (issue 8; docs/styles.md) -------------------------------------------
     prompt_extend_model_path: str | None = None  # local chat-model folder; unset: extension unavailable

@@ -90,6 +90,8 @@ class ResolvedParams(BaseModel):
     seed: int
     negative_prompt: str | None = None  # None: the model's default negative prompt
     has_image: bool = False
+    # long videos (issue 17): > 1 when num_frames exceeds the model's native length
+    segments: int = Field(1, description="segments generated, each conditioned on the previous one")
 
 
 class JobErrorInfo(BaseModel):
