@@ -178,7 +178,7 @@ def _run_started(rt: WorkerRuntime, rec: JobRecord) -> str:
                 raise JobCancelled("cancelled before start")
             assets, timings = _generate_and_upload(rt, rec)
         done = {"assets": assets, "timings": {**rec.timings, **timings}, "progress": 100}
-        done["step"] = max(rec.total_steps, rec.params.num_inference_steps)
+        done["step"] = rec.total_steps or rec.params.num_inference_steps
         rt.store.transition(rec, JobStatus.COMPLETED, done)
         return "completed"
     except LeaseLost:

@@ -32,7 +32,9 @@ def segment_key(job_id: str, k: int) -> str:
 
 
 def needs_segments(rt: WorkerRuntime, rec: JobRecord) -> bool:
-    return rec.params.segments > 1 or rec.params.num_frames > rt.preset.max_num_frames
+    """Long videos, extensions and edits take this path (plain clips the pipeline's `generate`)."""
+    p = rec.params
+    return p.segments > 1 or p.num_frames > rt.preset.max_num_frames or rec.source_key is not None
 
 
 def load_finished(storage: Storage, job_id: str, start: int = 0) -> list[Frames]:
@@ -59,8 +61,13 @@ def drop_segments(storage: Storage, job_id: str) -> None:
 def generate_segments(
     rt: WorkerRuntime, rec: JobRecord, prompt: str, image: Any, callback: Callable[[int, int, float], None]
 ) -> tuple[Frames, dict[str, float]]:
-    """Run ``rec`` as chained segments -> frames, per-segment timings (see `generate_long`)."""
-    return generate_long(rt, rec, prompt, image, callback)
+    """Run ``rec`` -> frames, timings: an edit, an extension (its source first) or a long video."""
+    from worker.video_sources import load_source, run_edit
+
+    if rec.operation == "edit" and rec.source_key:
+        return run_edit(rt, rec, prompt, callback)
+    source = load_source(rt, rec) if rec.source_key else None
+    return generate_long(rt, rec, prompt, image, callback, source=source)
 
 
 def generate_long(
@@ -93,7 +100,9 @@ def generate_long(
     frames = generate_long_video(
         rt.pipe,
         prompt,
-        total_frames=p.num_frames,
+        total_frames=p.num_frames
+        if source is None
+        else len(source) + p.num_frames - (p.source_frames or len(source)),
         seed=p.seed,
         image=image,
         finished=finished,

@@ -20,12 +20,16 @@ from app.core.logjson import request_id_var
 from app.core.long_video import apply_long_video
 from app.core.params import resolve
 from app.core.registry import recent_model, served_models
-from app.core.schemas import JobRecord, VideoCreate
+from app.core.schemas import JobRecord, ModelInfo, ResolvedParams, VideoCreate
 from app.core.status import JobStatus
 from app.core.storage import Storage, job_key, job_prefix
 from app.core.styles import style_job_fields
 
 MAX_METADATA_CHARS = 4096
+# (request, model, resolved params, job id) -> (params, extra JobRecord fields); may store inputs
+Adjust = Callable[
+    [VideoCreate, ModelInfo, ResolvedParams, str], Awaitable[tuple[ResolvedParams, dict[str, Any]]]
+]
 
 
 def new_job_id() -> str:
@@ -43,6 +47,7 @@ async def submit(
     queue: JobQueue,
     storage: Storage,
     admit: Callable[[str], Awaitable[None]] | None = None,
+    adjust: Adjust | None = None,
 ) -> JobRecord:
     """``admit(job_id)`` (issue 4) enforces the active-job and queue limits before anything is stored."""
     req = VideoCreate.model_validate(body)
@@ -76,6 +81,9 @@ async def submit(
         png = await asyncio.to_thread(normalise_image, image, settings.max_image_pixels)
         input_key = job_key(job_id, "input")
         await asyncio.to_thread(storage.put_bytes, input_key, png, "image/png")
+    extra: dict[str, Any] = {}
+    if adjust is not None:  # issue 17: extensions, edits and remixes fit params to their source
+        params, extra = await adjust(req, info, params, job_id)
     rec = JobRecord(
         id=job_id,
         status=JobStatus.QUEUED,
@@ -84,13 +92,14 @@ async def submit(
         params=params,
         metadata=req.metadata,
         created_at=time.time(),
-        total_steps=params.num_inference_steps * params.segments,
-        input_key=input_key,
+        total_steps=extra.pop("total_steps", params.num_inference_steps * params.segments),
+        input_key=extra.pop("input_key", input_key),
         owner=owner,
         webhook_url=req.webhook_url,
         webhook_events=list(req.webhook_events) if isinstance(req.webhook_events, list) else None,
         **styled,
         request_id=request_id_var.get(),
+        **extra,
     )
     await store.create(rec)
     try:

@@ -38,6 +38,7 @@ class ModelInfo(BaseModel):
     default_sampler: str = "unipc"
     samplers: list[str] = ["unipc", "dpm++", "euler"]
     negative_prompt: str = ""
+    vae_stride: tuple[int, int, int] = (4, 8, 8)  # (t, h, w): frame counts are vae_stride[0]*n + 1
 
     @property
     def num_experts(self) -> int:
@@ -92,6 +93,8 @@ class ResolvedParams(BaseModel):
     has_image: bool = False
     # long videos (issue 17): > 1 when num_frames exceeds the model's native length
     segments: int = Field(1, description="segments generated, each conditioned on the previous one")
+    source_frames: int | None = Field(None, description="extensions: frames of the source video, kept as is")
+    strength: float | None = Field(None, description="edits: how far the source is noised (1 = fully)")
 
 
 class JobErrorInfo(BaseModel):
@@ -134,6 +137,11 @@ class JobRecord(BaseModel):
     prompt_extend: bool = False
     prompt_extension: PromptExtensionInfo | None = None  # set when prompt_extend was requested
     request_id: str | None = None  # X-Request-ID of the submission; in the worker's log lines (issue 5)
+    # video sources (issue 17): extensions, edits and remixes
+    operation: Literal["extend", "edit", "remix"] | None = None
+    source_video_id: str | None = None  # the referenced source video (None for an uploaded file)
+    source_key: str | None = None  # storage key of the source MP4 (extend / edit)
+    remixed_from_video_id: str | None = None
 
 
 class VideoUrls(BaseModel):
@@ -174,6 +182,8 @@ class VideoPublic(BaseModel):
     revised_prompt: str | None = None
     style: dict[str, list[str]] | None = None
     prompt_extension: PromptExtensionInfo | None = None
+    operation: Literal["extend", "edit", "remix"] | None = None  # how it was made from a source video
+    source_video_id: str | None = None
 
 
 class VideoList(BaseModel):

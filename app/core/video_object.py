@@ -43,6 +43,7 @@ def public_video(
         seconds=f"{p.num_frames / p.fps:g}",
         prompt=rec.prompt,
         error=rec.error,
+        remixed_from_video_id=rec.remixed_from_video_id,
         queue_position=queue_position,
         step=rec.step,
         total_steps=rec.total_steps,
@@ -58,4 +59,6 @@ def public_video(
         revised_prompt=rec.revised_prompt,
         style=rec.style,
         prompt_extension=rec.prompt_extension,
+        operation=rec.operation,
+        source_video_id=rec.source_video_id,
     )
