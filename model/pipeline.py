@@ -418,6 +418,8 @@ class WanPipeline:
                 dit, g = self.transformer_2, guidance[0]  # low-noise expert
             else:
                 dit, g = self.transformer, guidance[0]
+            if not sampler.uses_guidance:
+                g = 1.0  # distilled few-step sampling: one conditional forward per step
             self._activate(dit)
             t = (
                 (tok_t * float(t_int))

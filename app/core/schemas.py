@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.core.status import JobStatus
 from app.core.styles import PromptExtensionInfo, StyleSelection
 
-Sampler = Literal["unipc", "dpm++", "euler"]
+Sampler = Literal["unipc", "dpm++", "euler", "distill"]
 Variant = Literal["video", "thumbnail"]
 
 
@@ -36,7 +36,7 @@ class ModelInfo(BaseModel):
     default_guidance_scale: list[float]  # [g] one expert; [low_noise, high_noise] two experts
     boundary: float | None = None
     default_sampler: str = "unipc"
-    samplers: list[str] = ["unipc", "dpm++", "euler"]
+    samplers: list[str] = ["unipc", "dpm++", "euler", "distill"]
     negative_prompt: str = ""
 
     @property

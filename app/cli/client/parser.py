@@ -57,7 +57,7 @@ def build_parser(prog: str = "wanserve") -> argparse.ArgumentParser:
     g.add_argument("--guidance-high-noise", type=float, help="A14B: guidance of the high-noise expert")
     g.add_argument("--guidance-low-noise", type=float, help="A14B: guidance of the low-noise expert")
     g.add_argument("--shift", type=float)
-    g.add_argument("--sampler", choices=("unipc", "dpm++", "euler"))
+    g.add_argument("--sampler", choices=("unipc", "dpm++", "euler", "distill"))
     g.add_argument("--negative-prompt")
     g.add_argument("--out", "-o", help="where to save the MP4 (default ID.mp4)")
     g.add_argument("--thumbnail", help="also save the thumbnail image here")
