@@ -50,6 +50,7 @@ __all__ = [
     "LoraWeights",
     "apply_loras",
     "apply_to_experts",
+    "check_fits",
     "load_lora",
     "parse_lora_state_dict",
 ]
@@ -357,6 +358,12 @@ def _check_shapes(mod: nn.Module, name: str, t: LoraTarget) -> None:
         raise LoraError(
             f"LoRA key {t.key!r}: diff_b {list(t.diff_b.shape)} does not fit the bias of {name!r}"
         )
+
+
+def check_fits(model: nn.Module, weights: LoraWeights) -> None:
+    """Raise LoraError (naming the key) unless every delta fits a layer of `model`; changes nothing."""
+    for name, t in weights.targets.items():
+        _check_shapes(_module(model, name, t.key), name, t)
 
 
 def apply_loras(

@@ -91,6 +91,7 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
         sampler=p.sampler,
         seed=p.seed,
         callback=clock,
+        loras=rt.loras.job_loras(p.loras) if p.loras else None,
     )
     timings = {**prompt_timings, **clock.timings(time.monotonic())}
     t = time.monotonic()

@@ -5,9 +5,9 @@ The public video object is OpenAI's `/v1/videos` object plus wanserve's fields; 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.core.status import JobStatus
 from app.core.styles import PromptExtensionInfo, StyleSelection
@@ -44,6 +44,29 @@ class ModelInfo(BaseModel):
         return 2 if self.boundary is not None else 1
 
 
+class LoraRef(BaseModel):
+    """One LoRA of a request: a name from `GET /v1/loras` and its strength."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    scale: float = Field(1.0, description="strength; alpha/rank of the file is applied on top")
+
+
+def _loras_field(value: Any) -> Any:
+    """Multipart sends `loras` as a JSON string or flattened as `loras[0][name]` (an index dict)."""
+    if isinstance(value, str):
+        import json
+
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
+        return [value[k] for k in sorted(value, key=int)]
+    return value
+
+
 class VideoCreate(BaseModel):
     """`POST /v1/videos` body (JSON, or multipart/form-data flattened the OpenAI-SDK way)."""
 
@@ -74,6 +97,9 @@ class VideoCreate(BaseModel):
     prompt_extend_language: Literal["auto", "en", "zh"] = Field(
         "auto", description="language of the rewritten prompt; auto: the prompt's own"
     )
+    loras: Annotated[list[LoraRef] | None, BeforeValidator(_loras_field)] = Field(
+        None, description="LoRAs by name (GET /v1/loras), applied for this job only"
+    )
 
 
 class ResolvedParams(BaseModel):
@@ -90,6 +116,7 @@ class ResolvedParams(BaseModel):
     seed: int
     negative_prompt: str | None = None  # None: the model's default negative prompt
     has_image: bool = False
+    loras: list[LoraRef] = []
 
 
 class JobErrorInfo(BaseModel):
