@@ -297,7 +297,11 @@ class _Branch:
         x = args[0]
         down, up, bias = self._for(x)
         if down is not None and up is not None:
-            output = output + F.linear(F.linear(x, down), up)  # [.., in] -> [.., r] -> [.., out]
+            h = F.linear(x, down)  # [.., in] -> [.., r]
+            if output.requires_grad or not output.is_contiguous():
+                output = output + F.linear(h, up)
+            else:  # fuse the add into the GEMM: out += h @ up^T (no [.., out] temporary)
+                output.view(-1, output.shape[-1]).addmm_(h.reshape(-1, h.shape[-1]), up.t())
         if bias is not None:
             output = output + bias
         return output
