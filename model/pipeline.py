@@ -95,6 +95,7 @@ class WanPipeline:
         # every request); the encoder is deterministic, so this changes no result.
         self.text_cache_size = 16
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.lora_fuse = False  # per-request LoRAs: unfused branch (False) or merged weights (True)
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -331,6 +332,7 @@ class WanPipeline:
         sampler: str = "unipc",
         seed: int = 0,
         callback: StepCallback | None = None,
+        loras: Sequence[tuple[Any, float]] | None = None,
     ) -> torch.Tensor:
         """Generate one video -> [3, F, H, W] float32 in [-1, 1] (on CPU).
 
@@ -338,7 +340,8 @@ class WanPipeline:
         for two-expert models, a (low_noise, high_noise) pair. `negative_prompt=None` means the
         official default negative prompt (an empty string is used as given).
         `callback(step, total_steps, timestep)` runs after every step (1-based); an exception
-        raised in it stops generation and propagates.
+        raised in it stops generation and propagates. `loras`: (path or `model.lora.LoraSpec`,
+        scale) pairs applied for this call only (`model.lora`); `self.lora_fuse` merges them instead.
         """
         p = self.preset
         width = p.default_size[0] if width is None else width
@@ -354,12 +357,19 @@ class WanPipeline:
         g_low, g_high = self._guidance_pair(guidance_scale)
         if negative_prompt is None:
             negative_prompt = p.negative_prompt
+        applied = []
+        if loras:
+            from model.lora import apply_to_experts
+
+            applied = apply_to_experts(self.experts, loras, fuse=self.lora_fuse)
         try:
             return self._generate(
                 prompt, negative_prompt, image, height, width, num_frames, num_steps,
                 (g_low, g_high), float(shift), sampler, seed, callback,
             )  # fmt: skip
         finally:
+            for handle in applied:  # restores the resident weights exactly
+                handle.remove()
             self._release()
 
     def _generate(
@@ -418,6 +428,8 @@ class WanPipeline:
                 dit, g = self.transformer_2, guidance[0]  # low-noise expert
             else:
                 dit, g = self.transformer, guidance[0]
+            if not sampler.uses_guidance:
+                g = 1.0  # distilled few-step sampling: one conditional forward per step
             self._activate(dit)
             t = (
                 (tok_t * float(t_int))

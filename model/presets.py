@@ -40,7 +40,7 @@ OFFICIAL_NEGATIVE_PROMPT = (
     "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
 )
 
-SAMPLERS: tuple[str, ...] = ("unipc", "dpm++", "euler")
+SAMPLERS: tuple[str, ...] = ("unipc", "dpm++", "euler", "distill")
 
 
 @dataclass(frozen=True)

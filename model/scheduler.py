@@ -30,9 +30,11 @@ import torch
 
 __all__ = [
     "DPMSolverPP2M",
+    "DistillSampler",
     "EulerSampler",
     "FlowSampler",
     "UniPCSampler",
+    "distill_sigmas",
     "dpm_sigmas",
     "make_sampler",
     "shift_sigmas",
@@ -70,6 +72,18 @@ def dpm_sigmas(num_steps: int, shift: float) -> tuple[torch.Tensor, torch.Tensor
     return _finish_grid(shift_sigmas(base, shift))
 
 
+def distill_sigmas(num_steps: int, shift: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The few-step distillation grid (Wan2.2-Lightning): s = linspace(1, 0, N + 1), shifted.
+
+    Returns (sigmas float32 [N+1], timesteps float32 [N]). Unlike the official grids the
+    timesteps keep their fraction (sigma * 1000, e.g. 937.5), as the distilled models were
+    trained on: 4 steps at shift 5 give [1000, 937.5, 833.33, 625].
+    """
+    shifted = shift_sigmas(np.linspace(1.0, 0.0, num_steps + 1), shift).astype(np.float32)
+    sigmas = torch.from_numpy(shifted)
+    return sigmas, sigmas[:-1] * NUM_TRAIN_TIMESTEPS
+
+
 def _lambda(sigma: float) -> float:
     """log-SNR of flow matching: log(1 - sigma) - log(sigma), with the limits at 0 and 1."""
     if sigma <= 0.0:
@@ -86,10 +100,11 @@ class FlowSampler:
     """Base: holds the grid and the step counter."""
 
     name = "base"
+    uses_guidance = True  # False: one conditional forward per step, guidance scales ignored
 
     def __init__(self, sigmas: torch.Tensor, timesteps: torch.Tensor) -> None:
         self.sigmas = sigmas  # float32 [N+1]
-        self.timesteps = timesteps  # int64 [N]
+        self.timesteps = timesteps  # int64 [N] (float32 for the distill grid)
         self._sig = [float(s) for s in sigmas]  # python floats (exact float32 values)
         self.step_index = 0
 
@@ -111,6 +126,14 @@ class EulerSampler(FlowSampler):
         out = sample + (self._sig[i + 1] - self._sig[i]) * velocity.to(sample.dtype)
         self.step_index += 1
         return out
+
+
+class DistillSampler(EulerSampler):
+    """Few-step Euler for distilled models (Lightning / LightX2V 4-step): same update as Euler on
+    the `distill_sigmas` grid. The pipeline runs it without classifier-free guidance."""
+
+    name = "distill"
+    uses_guidance = False
 
 
 class DPMSolverPP2M(FlowSampler):
@@ -275,7 +298,7 @@ class UniPCSampler(FlowSampler):
 
 
 def make_sampler(name: str, num_steps: int, shift: float) -> FlowSampler:
-    """Build a fresh sampler for one generation ("unipc" | "dpm++" | "euler")."""
+    """Build a fresh sampler for one generation ("unipc" | "dpm++" | "euler" | "distill")."""
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     if name == "unipc":
@@ -284,4 +307,6 @@ def make_sampler(name: str, num_steps: int, shift: float) -> FlowSampler:
         return DPMSolverPP2M(*dpm_sigmas(num_steps, shift))
     if name == "euler":
         return EulerSampler(*unipc_sigmas(num_steps, shift))
-    raise ValueError(f"sampler must be one of 'unipc', 'dpm++', 'euler', got {name!r}")
+    if name == "distill":
+        return DistillSampler(*distill_sigmas(num_steps, shift))
+    raise ValueError(f"sampler must be one of 'unipc', 'dpm++', 'euler', 'distill', got {name!r}")

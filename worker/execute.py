@@ -98,6 +98,7 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
         sampler=p.sampler,
         seed=p.seed,
         callback=clock,
+        loras=rt.loras.job_loras(p.loras) if p.loras else None,
     )
     timings = {**prompt_timings, **clock.timings(time.monotonic())}
     return _encode_and_upload(rt, rec, _to_frames(video), timings)

@@ -42,6 +42,8 @@ class WorkerRuntime:
         self.state = "starting"
         self.current_job: str | None = None
         self.extender: Any = None  # worker.prompt_extend.PromptExtender when one is configured
+        self.loras: Any = None  # worker.loras.LoraCache (issue 14)
+        self.lora_problems: dict[str, str] = {}  # LoRA name -> why it cannot be used
         self._stop = threading.Event()
         self._state_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -59,6 +61,11 @@ class WorkerRuntime:
         t0 = time.perf_counter()
         self.pipe = load_pipeline(s.model_path or s.model, device=s.device, dtype=dtype, offload=s.offload)
         self.preset = self.pipe.preset
+        self.pipe.lora_fuse = s.lora_fuse
+        from worker.loras import LoraCache, check_lora_dir
+
+        self.loras = LoraCache(s.lora_dir, s.lora_cache_bytes)
+        self.lora_problems = check_lora_dir(self.loras, self.pipe)
         log.info("loaded %s on %s in %.1fs", self.preset.model_id, s.device, time.perf_counter() - t0)
         if s.prompt_extend_model_path:  # imported only when used (pulls in transformers)
             from worker.prompt_extend import load_extender

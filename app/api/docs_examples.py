@@ -156,7 +156,7 @@ CREATE_FORM_FIELDS: dict[str, Any] = {
     "guidance_scale_high_noise": {"type": "number", "description": "A14B: the high-noise expert"},
     "guidance_scale_low_noise": {"type": "number", "description": "A14B: the low-noise expert"},
     "shift": {"type": "number"},
-    "sampler": {"type": "string", "enum": ["unipc", "dpm++", "euler"]},
+    "sampler": {"type": "string", "enum": ["unipc", "dpm++", "euler", "distill"]},
     "metadata": {"type": "string", "description": "JSON object, echoed back"},
     "input_reference": {"type": "string", "format": "binary", "description": "the input image"},
     "style": {
@@ -181,7 +181,7 @@ MODEL_EXAMPLE: dict[str, Any] = {
     "num_inference_steps": {"default": 50, "max": 100},
     "default_shift": 5.0,
     "default_guidance_scale": {"all": 5.0},
-    "samplers": ["unipc", "dpm++", "euler"],
+    "samplers": ["unipc", "dpm++", "euler", "distill"],
     "default_sampler": "unipc",
     "workers": 2,
     "ready_workers": 2,

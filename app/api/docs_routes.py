@@ -168,6 +168,41 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         (*_AUTH, 503),
         {200: _ok("The served models", models=("One model", {"object": "list", "data": [MODEL_EXAMPLE]}))},
     ),
+    ("GET", "/v1/loras"): RouteDoc(
+        "List LoRAs",
+        "The LoRAs of the server's LoRA folder that a create request may name in `loras`, with the "
+        "base models they fit, their recommended defaults (e.g. 4 distill steps), rank and size.",
+        (*_AUTH,),
+        {
+            200: _ok(
+                "The LoRAs",
+                loras=(
+                    "A 4-step distillation LoRA",
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "id": "lightning-4step",
+                                "object": "lora",
+                                "models": ["wan2.2-t2v-a14b"],
+                                "defaults": {
+                                    "num_inference_steps": 4,
+                                    "guidance_scale": 1.0,
+                                    "sampler": "distill",
+                                    "shift": 5.0,
+                                },
+                                "rank": 64,
+                                "experts": ["high_noise", "low_noise"],
+                                "size_bytes": 1226833920,
+                                "description": None,
+                                "error": None,
+                            }
+                        ],
+                    },
+                ),
+            )
+        },
+    ),
     ("GET", "/v1/videos/{}/webhooks"): RouteDoc(
         "List webhook deliveries of a video",
         "Every webhook message sent for this video (Standard Webhooks signed) with each delivery "

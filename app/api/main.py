@@ -13,7 +13,7 @@ from app.api.docs import apply_docs
 from app.api.errors import register_error_handlers
 from app.api.observability import install_observability, start_background
 from app.api.queue import JobQueue
-from app.api.routes import content, events, health, models, styles, video_sources, videos, web
+from app.api.routes import content, events, health, loras, models, styles, video_sources, videos, web
 from app.api.security import install_security
 from app.api.state import AppState
 from app.api.webhooks import install_gateway_hooks
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(video_sources.router)  # extensions, edits, remixes (issue 17)
     for module in (videos, content, events, models, styles, health):
         app.include_router(module.router)
+    app.include_router(loras.router)  # GET /v1/loras (issue 14)
     app.include_router(web.router)  # GET /: the web page
     apply_docs(app)  # summaries, examples and problem+json errors for every route (app/api/docs.py)
     return app

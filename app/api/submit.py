@@ -18,6 +18,7 @@ from app.core.extenders import extend_route, extension_available
 from app.core.jobstore_async import AsyncJobStore
 from app.core.logjson import request_id_var
 from app.core.long_video import apply_long_video
+from app.core.lora_request import apply_lora_request
 from app.core.params import resolve
 from app.core.registry import recent_model, served_models
 from app.core.schemas import JobRecord, ModelInfo, ResolvedParams, VideoCreate
@@ -71,8 +72,11 @@ async def submit(
         extend_available=await extension_available(redis, settings, workers),
         model_id=model_id,
     )
+    req, loras = await asyncio.to_thread(apply_lora_request, req, model_id, settings)  # issue 14
     params = resolve(req, info, has_image=image is not None)
     params = apply_long_video(req, info, params, max_video_seconds=settings.max_video_seconds)
+    if loras:
+        params = params.model_copy(update={"loras": loras})
     job_id = new_job_id()
     if admit is not None:
         await admit(job_id)

@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     prompt_extend_sample: bool = False  # greedy by default; sampling is seeded with the job's seed
     prompt_extend_queue: bool = False  # gateway: extend on the `prompt_extend` queue (worker.extend_worker)
 
+    # --- LoRAs and few-step generation (issue 14; app/core/loras.py) -----------------------------
+    lora_dir: Path | None = None  # NAME.safetensors / NAME/ (+ NAME.json); read by gateway and worker
+    max_loras_per_request: int = Field(4, ge=1, le=16)
+    lora_scale_max: float = Field(4.0, gt=0)  # a request's scale must lie in [-max, max]
+    lora_cache_bytes: int = Field(4 * 1024**3, ge=0)  # worker: LoRA tensors kept in RAM (LRU by bytes)
+    lora_fuse: bool = False  # worker: merge a job's LoRAs into the weights instead of the low-rank branch
+
     @property
     def auth_enabled(self) -> bool:
         return self.env == "prod" if self.auth is None else self.auth

@@ -5,14 +5,14 @@ The public video object is OpenAI's `/v1/videos` object plus wanserve's fields; 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.core.status import JobStatus
 from app.core.styles import PromptExtensionInfo, StyleSelection
 
-Sampler = Literal["unipc", "dpm++", "euler"]
+Sampler = Literal["unipc", "dpm++", "euler", "distill"]
 Variant = Literal["video", "thumbnail"]
 
 
@@ -36,13 +36,36 @@ class ModelInfo(BaseModel):
     default_guidance_scale: list[float]  # [g] one expert; [low_noise, high_noise] two experts
     boundary: float | None = None
     default_sampler: str = "unipc"
-    samplers: list[str] = ["unipc", "dpm++", "euler"]
+    samplers: list[str] = ["unipc", "dpm++", "euler", "distill"]
     negative_prompt: str = ""
     vae_stride: tuple[int, int, int] = (4, 8, 8)  # (t, h, w): frame counts are vae_stride[0]*n + 1
 
     @property
     def num_experts(self) -> int:
         return 2 if self.boundary is not None else 1
+
+
+class LoraRef(BaseModel):
+    """One LoRA of a request: a name from `GET /v1/loras` and its strength."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    scale: float = Field(1.0, description="strength; alpha/rank of the file is applied on top")
+
+
+def _loras_field(value: Any) -> Any:
+    """Multipart sends `loras` as a JSON string or flattened as `loras[0][name]` (an index dict)."""
+    if isinstance(value, str):
+        import json
+
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
+        return [value[k] for k in sorted(value, key=int)]
+    return value
 
 
 class VideoCreate(BaseModel):
@@ -75,6 +98,9 @@ class VideoCreate(BaseModel):
     prompt_extend_language: Literal["auto", "en", "zh"] = Field(
         "auto", description="language of the rewritten prompt; auto: the prompt's own"
     )
+    loras: Annotated[list[LoraRef] | None, BeforeValidator(_loras_field)] = Field(
+        None, description="LoRAs by name (GET /v1/loras), applied for this job only"
+    )
 
 
 class ResolvedParams(BaseModel):
@@ -95,6 +121,7 @@ class ResolvedParams(BaseModel):
     segments: int = Field(1, description="segments generated, each conditioned on the previous one")
     source_frames: int | None = Field(None, description="extensions: frames of the source video, kept as is")
     strength: float | None = Field(None, description="edits: how far the source is noised (1 = fully)")
+    loras: list[LoraRef] = []
 
 
 class JobErrorInfo(BaseModel):

@@ -72,6 +72,26 @@ async function loadModels() {
   }
   if (previous && state.models.some((m) => m.id === previous)) sel.value = previous;
   applyModel();
+  loadLoras();
+}
+
+// LoRAs that fit the chosen model (issue 14); broken files are listed by the server with `error`
+async function loadLoras() {
+  const sel = $("#lora");
+  const previous = sel.value;
+  let loras = [];
+  try { loras = (await api("/v1/loras")).data || []; } catch (err) { loras = []; }
+  const model = $("#model").value;
+  sel.innerHTML = '<option value="">none</option>';
+  for (const l of loras) {
+    if (l.error || (l.models && !l.models.includes(model))) continue;
+    const opt = document.createElement("option");
+    opt.value = l.id;
+    opt.textContent = l.defaults && l.defaults.num_inference_steps
+      ? `${l.id} (${l.defaults.num_inference_steps} steps)` : l.id;
+    sel.appendChild(opt);
+  }
+  if ([...sel.options].some((o) => o.value === previous)) sel.value = previous;
 }
 
 function applyModel() {
@@ -134,6 +154,8 @@ function collectFields() {
     if (v === "") continue;
     fields[name] = el.type === "number" && name !== "seconds" ? Number(v) : v;
   }
+  const lora = $("#lora").value;
+  if (lora) fields.loras = [{ name: lora, scale: Number($("#lora_scale").value || 1) }];
   return fields;
 }
 
@@ -148,7 +170,7 @@ async function submit(ev) {
     let opts;
     if (file && !$("#image").disabled) {
       const form = new FormData();
-      for (const [k, v] of Object.entries(fields)) form.append(k, String(v));
+      for (const [k, v] of Object.entries(fields)) form.append(k, typeof v === "object" ? JSON.stringify(v) : String(v));
       form.append("input_reference", file, file.name);
       opts = { method: "POST", body: form };
     } else {
@@ -448,7 +470,7 @@ function init() {
   $("#api-key-clear").addEventListener("click", () => {
     localStorage.removeItem(KEY_STORAGE); $("#api-key").value = "";
   });
-  $("#model").addEventListener("change", applyModel);
+  $("#model").addEventListener("change", () => { applyModel(); loadLoras(); });
   $("#create-form").addEventListener("submit", submit);
   $("#current-cancel").addEventListener("click", () => state.current && cancelJob(state.current));
   $("#history-refresh").addEventListener("click", () => loadHistory(true));

@@ -349,3 +349,22 @@ def test_text_embeddings_are_cached_without_changing_results(tiny_ti2v):
     assert "a cat" in tiny_ti2v._text_cache and tiny_ti2v.preset.negative_prompt in tiny_ti2v._text_cache
     b = tiny_ti2v.generate("a cat", guidance_scale=5.0, **KW)
     assert torch.equal(a, b)
+
+
+def test_distill_sampler_runs_without_guidance(tiny_t2v):
+    """distill: one conditional forward per step (batch 1); guidance scales are ignored."""
+    calls: list[tuple[int, ...]] = []
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args: calls.append(tuple(args[0].shape)))
+        for m in tiny_t2v.experts
+    ]
+    try:
+        kw = {**KW, "num_steps": 4}
+        a = tiny_t2v.generate("a cat", sampler="distill", guidance_scale=(3.0, 4.0), **kw)
+        n = len(calls)
+        b = tiny_t2v.generate("a cat", sampler="distill", guidance_scale=1.0, **kw)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert n == 4 and all(shape[0] == 1 for shape in calls)
+    assert torch.equal(a, b)

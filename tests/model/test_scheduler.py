@@ -53,7 +53,7 @@ def test_dpm_grid_starts_at_1000_and_splits_like_unipc():
     assert sum(int(t) >= 900 for t in ts) == 15
 
 
-@pytest.mark.parametrize("name", ["unipc", "dpm++", "euler"])
+@pytest.mark.parametrize("name", ["unipc", "dpm++", "euler", "distill"])
 def test_straight_flow_is_solved_exactly(name):
     """With the exact velocity of a straight path (v = eps - x0), every solver lands on x0."""
     g = torch.Generator().manual_seed(0)
@@ -123,3 +123,25 @@ def test_unknown_sampler_and_bad_steps():
         make_sampler("ddim", 4, 5.0)
     with pytest.raises(ValueError, match="num_steps"):
         make_sampler("unipc", 0, 5.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# few-step distillation (Wan2.2-Lightning / LightX2V), shared/reference/acceleration.md §1
+# --------------------------------------------------------------------------------------------------
+def test_distill_grid_is_the_lightning_4_step_schedule():
+    s = make_sampler("distill", 4, 5.0)
+    assert s.timesteps.tolist() == pytest.approx([1000.0, 937.5, 833.3333, 625.0], abs=1e-3)
+    assert s.sigmas.tolist() == pytest.approx([1.0, 0.9375, 0.833333, 0.625, 0.0], abs=1e-6)
+    assert not s.uses_guidance and make_sampler("euler", 4, 5.0).uses_guidance
+    for boundary in (875.0, 900.0):  # T2V and I2V A14B: 2 high-noise steps, then 2 low-noise
+        assert [t >= boundary for t in s.timesteps.tolist()] == [True, True, False, False]
+
+
+def test_distill_8_step_schedule_and_euler_update():
+    s = make_sampler("distill", 8, 5.0)
+    expected = [1000, 972.2, 937.5, 892.9, 833.3, 750, 625, 416.7]  # the authors' 8-step list
+    assert s.timesteps.tolist() == pytest.approx(expected, abs=0.05)
+    x = torch.randn(2, 3)
+    v = torch.randn(2, 3)
+    out = s.step(v, x)
+    assert torch.allclose(out, x + (s.sigmas[1] - s.sigmas[0]) * v)

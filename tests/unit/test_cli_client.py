@@ -95,3 +95,14 @@ def test_parser_generate_options() -> None:
         True,
     )
     assert args.url == "http://h:1" and args.api_key == "k"
+
+
+def test_generate_lora_options_become_request_loras() -> None:
+    from app.cli.client.commands import _request_fields
+
+    args = build_parser().parse_args(["generate", "a cat", "--lora", "lightning", "--lora", "style.v2:0.6"])
+    assert _request_fields(args)["loras"] == [
+        {"name": "lightning", "scale": 1.0},
+        {"name": "style.v2", "scale": 0.6},
+    ]
+    assert "loras" not in _request_fields(build_parser().parse_args(["generate", "a cat"]))

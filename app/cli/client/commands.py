@@ -62,7 +62,20 @@ def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
         "sampler": args.sampler,
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
+    if getattr(args, "lora", None):
+        fields["loras"] = [_lora_ref(item) for item in args.lora]
     return fields
+
+
+def _lora_ref(item: str) -> dict[str, Any]:
+    """`NAME` or `NAME:SCALE` -> {"name", "scale"} (a bad scale is left for the server to reject)."""
+    name, sep, scale = item.rpartition(":")
+    if not sep:
+        return {"name": item, "scale": 1.0}
+    try:
+        return {"name": name, "scale": float(scale)}
+    except ValueError:
+        return {"name": item, "scale": 1.0}
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

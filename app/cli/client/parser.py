@@ -57,8 +57,14 @@ def build_parser(prog: str = "wanserve") -> argparse.ArgumentParser:
     g.add_argument("--guidance-high-noise", type=float, help="A14B: guidance of the high-noise expert")
     g.add_argument("--guidance-low-noise", type=float, help="A14B: guidance of the low-noise expert")
     g.add_argument("--shift", type=float)
-    g.add_argument("--sampler", choices=("unipc", "dpm++", "euler"))
+    g.add_argument("--sampler", choices=("unipc", "dpm++", "euler", "distill"))
     g.add_argument("--negative-prompt")
+    g.add_argument(
+        "--lora",
+        action="append",
+        metavar="NAME[:SCALE]",
+        help="a LoRA from `GET /v1/loras` (repeatable; scale 1.0 unless given)",
+    )
     g.add_argument("--out", "-o", help="where to save the MP4 (default ID.mp4)")
     g.add_argument("--thumbnail", help="also save the thumbnail image here")
     g.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
