@@ -33,8 +33,7 @@ def segment_key(job_id: str, k: int) -> str:
 
 def needs_segments(rt: WorkerRuntime, rec: JobRecord) -> bool:
     """Long videos, extensions and edits take this path (plain clips the pipeline's `generate`)."""
-    p = rec.params
-    return p.segments > 1 or p.num_frames > rt.preset.max_num_frames or rec.source_key is not None
+    return rec.params.segments > 1 or rec.source_key is not None
 
 
 def load_finished(storage: Storage, job_id: str, start: int = 0) -> list[Frames]:

@@ -18,6 +18,7 @@ from app.core.extenders import extend_route, extension_available
 from app.core.jobstore_async import AsyncJobStore
 from app.core.logjson import request_id_var
 from app.core.long_video import apply_long_video
+from app.core.output import apply_output, split_size
 from app.core.params import resolve
 from app.core.registry import recent_model, served_models
 from app.core.schemas import JobRecord, ModelInfo, ResolvedParams, VideoCreate
@@ -71,7 +72,9 @@ async def submit(
         extend_available=await extension_available(redis, settings, workers),
         model_id=model_id,
     )
+    req, out_size = split_size(req, info)  # issue 17: sizes above native are upscaled
     params = resolve(req, info, has_image=image is not None)
+    params = apply_output(req, info, params, out_size)  # issue 17: fps above native is interpolated
     params = apply_long_video(req, info, params, max_video_seconds=settings.max_video_seconds)
     job_id = new_job_id()
     if admit is not None:

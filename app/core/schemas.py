@@ -95,6 +95,12 @@ class ResolvedParams(BaseModel):
     segments: int = Field(1, description="segments generated, each conditioned on the previous one")
     source_frames: int | None = Field(None, description="extensions: frames of the source video, kept as is")
     strength: float | None = Field(None, description="edits: how far the source is noised (1 = fully)")
+    # output post-processing (issue 17): `fps` above the model's rate, `size` above its native sizes
+    output_fps: int | None = Field(None, description="frame rate of the MP4 when above `fps` (interpolated)")
+    interpolation: Literal["minterpolate"] | None = Field(None, description="how frames were interpolated")
+    output_width: int | None = Field(None, description="width of the MP4 when upscaled")
+    output_height: int | None = Field(None, description="height of the MP4 when upscaled")
+    upscaler: Literal["lanczos"] | None = Field(None, description="how frames were upscaled")
 
 
 class JobErrorInfo(BaseModel):
@@ -208,6 +214,7 @@ class ModelPublic(BaseModel):
     task: str
     image_input: str
     sizes: list[str]
+    upscale_sizes: list[str] = []  # also accepted as `size`: generated at a native size, then upscaled
     default_size: str
     fps: int
     num_frames: dict[str, int]  # default / min / max

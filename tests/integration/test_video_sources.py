@@ -157,3 +157,33 @@ def test_remix_keeps_the_parameters_with_a_new_prompt(client: httpx.Client, sour
         assert out["parameters"][k] == source["parameters"][k], k
     assert client.get(f"/v1/videos/{source['id']}").json()["remixed_from_video_id"] is None
     assert client.post("/v1/videos/video_nope/remix", json={"prompt": "x"}).status_code == 404
+
+
+def test_interpolated_fps_and_upscaled_size(client: httpx.Client) -> None:
+    models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    assert "48x48" in models["tiny-ti2v"]["upscale_sizes"] and "64x64" in models["tiny-ti2v"]["sizes"]
+    r = client.post(
+        "/v1/videos", json={"prompt": "a fox", "num_frames": 9, "fps": 48, "size": "48x48", **FAST}
+    )
+    job = r.json()
+    p = job["parameters"]
+    assert (p["fps"], p["output_fps"], p["interpolation"]) == (24, 48, "minterpolate")
+    assert (p["width"], p["height"], p["output_width"], p["output_height"], p["upscaler"]) == (
+        32,
+        32,
+        48,
+        48,
+        "lanczos",
+    )
+    assert job["size"] == "48x48" and float(job["seconds"]) == pytest.approx(17 / 48, abs=1e-3)
+    done(client, r)
+    data = client.get(f"/v1/videos/{job['id']}/content").content
+    with av.open(io.BytesIO(data)) as c:
+        s = c.streams.video[0]
+        v = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(s)])
+        rate = float(s.average_rate)
+    assert v.shape == (17, 48, 48, 3) and rate == 48.0
+    diffs = np.abs(np.diff(v.astype(np.int16), axis=0)).reshape(16, -1).mean(axis=1)
+    assert (diffs > 0.5).all(), diffs  # no duplicated frames
+    r = client.post("/v1/videos", json={"prompt": "x", "size": "66x64"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "size"

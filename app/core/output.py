@@ -1,0 +1,81 @@
+"""Output frame rate and size beyond the model's own (gateway side; the worker: `worker.postprocess`).
+
+* ``fps`` above the model's rate: the model generates at its own rate (``parameters.fps``; the
+  ``seconds`` mapping uses it) and the worker interpolates to ``parameters.output_fps`` with FFmpeg's
+  motion-compensated ``minterpolate`` (``parameters.interpolation``). The MP4 then has
+  ``(num_frames - 1) * output_fps // fps + 1`` frames spanning the same instants. An ``fps`` at or
+  below the model's rate keeps its old meaning (the MP4's rate and the ``seconds`` mapping).
+* ``size`` above the model's sizes: up to 2x per side with a native size's exact aspect ratio and
+  even sides; the model generates at that native size and the worker upscales with Lanczos
+  (``parameters.output_width/output_height``, ``parameters.upscaler``). `/v1/models` lists the 1.5x
+  and 2x sizes as ``upscale_sizes``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from app.core.schemas import ModelInfo, ResolvedParams, VideoCreate
+
+_SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
+MAX_UPSCALE = 2.0
+
+
+def upscale_base(size: tuple[int, int], sizes: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """The native size that ``size`` upscales (same aspect, 1 < factor <= 2, even sides), if any."""
+    w2, h2 = size
+    if w2 % 2 or h2 % 2:
+        return None
+    fits = [
+        (w, h)
+        for w, h in sizes
+        if w2 * h == h2 * w and w < w2 <= MAX_UPSCALE * w and h < h2 <= MAX_UPSCALE * h
+    ]
+    return max(fits, key=lambda wh: wh[0] * wh[1]) if fits else None
+
+
+def upscale_sizes(sizes: list[tuple[int, int]]) -> list[str]:
+    out: list[str] = []
+    for w, h in sizes:
+        for k in (1.5, 2.0):
+            w2, h2 = int(w * k), int(h * k)
+            if w2 % 2 == 0 and h2 % 2 == 0 and w2 * h == h2 * w and f"{w2}x{h2}" not in out:
+                out.append(f"{w2}x{h2}")
+    return out
+
+
+def split_size(req: VideoCreate, info: ModelInfo) -> tuple[VideoCreate, tuple[int, int] | None]:
+    """A request for an upscaled size -> (the request at the native size, the output size)."""
+    m = _SIZE_RE.match(req.size or "")
+    if m is None:
+        return req, None
+    wh = (int(m.group(1)), int(m.group(2)))
+    sizes = [(int(w), int(h)) for w, h in info.sizes]
+    if wh in sizes:
+        return req, None
+    base = upscale_base(wh, sizes)
+    if base is None:
+        return req, None  # `resolve` reports the size as unsupported
+    return req.model_copy(update={"size": f"{base[0]}x{base[1]}"}), wh
+
+
+def apply_output(
+    req: VideoCreate, info: ModelInfo, params: ResolvedParams, out_size: tuple[int, int] | None
+) -> ResolvedParams:
+    update: dict[str, object] = {}
+    if out_size is not None:
+        update.update(output_width=out_size[0], output_height=out_size[1], upscaler="lanczos")
+    if req.fps is not None and req.fps > info.fps:
+        update.update(fps=info.fps, output_fps=req.fps, interpolation="minterpolate")
+        if req.seconds is not None and req.num_frames is None:  # the mapping runs at the model's rate
+            s = float(req.seconds)
+            frames = 4 * math.floor(s * info.fps / 4 + 0.5) + 1
+            update["num_frames"] = max(info.min_num_frames, min(info.max_num_frames, frames))
+    return params.model_copy(update=update) if update else params
+
+
+def output_frames(p: ResolvedParams) -> int:
+    if p.output_fps and p.output_fps > p.fps:
+        return (p.num_frames - 1) * p.output_fps // p.fps + 1
+    return p.num_frames
