@@ -5,10 +5,9 @@
   motion-compensated ``minterpolate`` (``parameters.interpolation``). The MP4 then has
   ``(num_frames - 1) * output_fps // fps + 1`` frames spanning the same instants. An ``fps`` at or
   below the model's rate keeps its old meaning (the MP4's rate and the ``seconds`` mapping).
-* ``size`` above the model's sizes: up to 2x per side with a native size's exact aspect ratio and
-  even sides; the model generates at that native size and the worker upscales with Lanczos
-  (``parameters.output_width/output_height``, ``parameters.upscaler``). `/v1/models` lists the 1.5x
-  and 2x sizes as ``upscale_sizes``.
+* ``size`` above the model's sizes: 1.5x or 2x a native size per side (exact aspect ratio, even
+  sides; `/v1/models` lists them as ``upscale_sizes``); the model generates at the native size and
+  the worker upscales with Lanczos (``parameters.output_width/output_height``, ``parameters.upscaler``).
 """
 
 from __future__ import annotations
@@ -19,28 +18,32 @@ import re
 from app.core.schemas import ModelInfo, ResolvedParams, VideoCreate
 
 _SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
-MAX_UPSCALE = 2.0
+
+
+UPSCALE_FACTORS = (1.5, 2.0)
+
+
+def _upscaled(w: int, h: int) -> list[tuple[int, int]]:
+    """The 1.5x and 2x sizes of (w, h) whose sides are even and keep the exact aspect ratio."""
+    out = []
+    for k in UPSCALE_FACTORS:
+        w2, h2 = int(w * k), int(h * k)
+        if w2 % 2 == 0 and h2 % 2 == 0 and w2 * h == h2 * w:
+            out.append((w2, h2))
+    return out
 
 
 def upscale_base(size: tuple[int, int], sizes: list[tuple[int, int]]) -> tuple[int, int] | None:
-    """The native size that ``size`` upscales (same aspect, 1 < factor <= 2, even sides), if any."""
-    w2, h2 = size
-    if w2 % 2 or h2 % 2:
-        return None
-    fits = [
-        (w, h)
-        for w, h in sizes
-        if w2 * h == h2 * w and w < w2 <= MAX_UPSCALE * w and h < h2 <= MAX_UPSCALE * h
-    ]
+    """The native size that ``size`` is a listed upscale of (largest native first), if any."""
+    fits = [(w, h) for w, h in sizes if size in _upscaled(w, h)]
     return max(fits, key=lambda wh: wh[0] * wh[1]) if fits else None
 
 
 def upscale_sizes(sizes: list[tuple[int, int]]) -> list[str]:
     out: list[str] = []
     for w, h in sizes:
-        for k in (1.5, 2.0):
-            w2, h2 = int(w * k), int(h * k)
-            if w2 % 2 == 0 and h2 % 2 == 0 and w2 * h == h2 * w and f"{w2}x{h2}" not in out:
+        for w2, h2 in _upscaled(w, h):
+            if f"{w2}x{h2}" not in out and (w2, h2) not in sizes:
                 out.append(f"{w2}x{h2}")
     return out
 

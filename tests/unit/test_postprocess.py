@@ -56,6 +56,7 @@ def test_gateway_output_resolution() -> None:
     assert upscale_base((64, 64), [(32, 32), (48, 32)]) == (32, 32)
     assert upscale_base((96, 64), [(32, 32), (48, 32)]) == (48, 32)
     assert upscale_base((66, 64), [(32, 32)]) is None and upscale_base((128, 128), [(32, 32)]) is None
+    assert upscale_base((100, 100), [(64, 64)]) is None  # 1.5625x: not a listed size
     assert upscale_sizes([(32, 32), (48, 32)]) == ["48x48", "64x64", "72x48", "96x64"]
     req, out = split_size(VideoCreate(prompt="x", size="64x64", fps=24, seconds="1"), INFO)
     p = apply_output(req, INFO, resolve(req, INFO, has_image=False), out)
