@@ -14,11 +14,12 @@ interpolation), applied to the generated uint8 frames before MP4 encoding.
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from app.core.schemas import ResolvedParams
+from app.core.schemas import JobRecord, ResolvedParams
 
 Frames = NDArray[np.uint8]
 MINTERPOLATE = "mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
@@ -88,3 +89,29 @@ def apply_output(frames: Frames, p: ResolvedParams) -> tuple[Frames, int]:
     if p.output_fps and p.output_fps > p.fps:
         return interpolate(frames, p.fps, p.output_fps), p.output_fps
     return frames, p.fps
+
+
+def refine(rt: Any, rec: JobRecord, frames: Frames) -> Frames:
+    """Upscale, then a low-strength edit pass of the model at the target size (one clip)."""
+    import torch
+
+    from model.long_video import to_uint8
+    from model.video_edit import edit_video
+
+    p = rec.params
+    assert p.output_width and p.output_height and p.refine_strength
+    up = upscale(frames, p.output_width, p.output_height)
+    video = torch.from_numpy(up).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+    out = edit_video(
+        rt.pipe,
+        rec.revised_prompt or rec.prompt,
+        video,
+        strength=p.refine_strength,
+        seed=p.seed,
+        negative_prompt=p.negative_prompt,
+        num_steps=p.num_inference_steps,
+        guidance_scale=tuple(p.guidance_scale),
+        shift=p.shift,
+        sampler=p.sampler,
+    )
+    return to_uint8(out)

@@ -7,7 +7,10 @@
   below the model's rate keeps its old meaning (the MP4's rate and the ``seconds`` mapping).
 * ``size`` above the model's sizes: 1.5x or 2x a native size per side (exact aspect ratio, even
   sides; `/v1/models` lists them as ``upscale_sizes``); the model generates at the native size and
-  the worker upscales with Lanczos (``parameters.output_width/output_height``, ``parameters.upscaler``).
+  the worker upscales with Lanczos (``parameters.output_width/output_height``, ``parameters.upscaler``),
+  then, with ``upscale_refine`` (a strength), runs the model once more at the target size as a
+  low-strength video-to-video pass (``parameters.refine_strength``; one clip, sides a multiple of
+  the model's spatial multiple).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 
+from app.core.errors import InvalidInput
 from app.core.schemas import ModelInfo, ResolvedParams, VideoCreate
 
 _SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
@@ -69,6 +73,17 @@ def apply_output(
     update: dict[str, object] = {}
     if out_size is not None:
         update.update(output_width=out_size[0], output_height=out_size[1], upscaler="lanczos")
+    if req.upscale_refine is not None:
+        mult = info.vae_stride[1] * info.patch_size[1]
+        if out_size is None:
+            raise InvalidInput.field(
+                "upscale_refine", f"needs an upscaled size (one of {upscale_sizes(info.sizes)})"
+            )
+        if out_size[0] % mult or out_size[1] % mult:
+            raise InvalidInput.field(
+                "upscale_refine", f"the model refines only sizes that are multiples of {mult}"
+            )
+        update["refine_strength"] = req.upscale_refine
     if req.fps is not None and req.fps > info.fps:
         update.update(fps=info.fps, output_fps=req.fps, interpolation="minterpolate")
         if req.seconds is not None and req.num_frames is None:  # the mapping runs at the model's rate

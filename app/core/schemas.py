@@ -39,6 +39,7 @@ class ModelInfo(BaseModel):
     samplers: list[str] = ["unipc", "dpm++", "euler"]
     negative_prompt: str = ""
     vae_stride: tuple[int, int, int] = (4, 8, 8)  # (t, h, w): frame counts are vae_stride[0]*n + 1
+    patch_size: tuple[int, int, int] = (1, 2, 2)
 
     @property
     def num_experts(self) -> int:
@@ -75,6 +76,9 @@ class VideoCreate(BaseModel):
     prompt_extend_language: Literal["auto", "en", "zh"] = Field(
         "auto", description="language of the rewritten prompt; auto: the prompt's own"
     )
+    upscale_refine: float | None = Field(
+        None, gt=0, le=1, description="upscaled sizes: strength of a model refine pass at the target size"
+    )
 
 
 class ResolvedParams(BaseModel):
@@ -101,6 +105,7 @@ class ResolvedParams(BaseModel):
     output_width: int | None = Field(None, description="width of the MP4 when upscaled")
     output_height: int | None = Field(None, description="height of the MP4 when upscaled")
     upscaler: Literal["lanczos"] | None = Field(None, description="how frames were upscaled")
+    refine_strength: float | None = Field(None, description="strength of the refine pass after upscaling")
 
 
 class JobErrorInfo(BaseModel):

@@ -187,3 +187,12 @@ def test_interpolated_fps_and_upscaled_size(client: httpx.Client) -> None:
     assert (diffs > 0.5).all(), diffs  # no duplicated frames
     r = client.post("/v1/videos", json={"prompt": "x", "size": "66x64"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "size"
+
+
+def test_upscale_with_a_refine_pass(client: httpx.Client) -> None:
+    body = {"prompt": "a fox", "num_frames": 5, "size": "128x128", "upscale_refine": 0.3, **FAST}
+    r = client.post("/v1/videos", json=body)
+    p = r.json()["parameters"]
+    assert (p["width"], p["output_width"], p["refine_strength"]) == (64, 128, 0.3)
+    out = done(client, r)
+    assert frames_of(client.get(f"/v1/videos/{out['id']}/content").content).shape == (5, 128, 128, 3)

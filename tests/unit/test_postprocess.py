@@ -70,3 +70,23 @@ def test_gateway_output_resolution() -> None:
         None,
     )
     assert same.output_fps is None and same.fps == 4
+
+
+def test_upscale_refine_needs_an_upscaled_refinable_size() -> None:
+    from app.core.errors import InvalidInput
+    from app.core.long_video import apply_long_video
+
+    info = INFO.model_copy(update={"vae_stride": (4, 16, 16)})  # refinable sides: multiples of 32
+
+    def run(**kw: object):  # type: ignore[no-untyped-def]
+        req, out = split_size(VideoCreate(prompt="x", **kw), info)  # type: ignore[arg-type]
+        p = apply_output(req, info, resolve(req, info, has_image=False), out)
+        return apply_long_video(req, info, p, max_video_seconds=60)
+
+    assert run(size="64x64", upscale_refine=0.3).refine_strength == 0.3
+    with pytest.raises(InvalidInput, match="upscaled size"):
+        run(upscale_refine=0.3)
+    with pytest.raises(InvalidInput, match="multiples of 32"):
+        run(size="48x48", upscale_refine=0.3)
+    with pytest.raises(InvalidInput, match="one clip"):
+        run(size="64x64", upscale_refine=0.3, seconds="10")
