@@ -96,7 +96,7 @@ async def submit(
         metadata=req.metadata,
         created_at=time.time(),
         total_steps=extra.pop("total_steps", params.num_inference_steps * params.segments),
-        input_key=extra.pop("input_key", input_key),
+        input_key=input_key,
         owner=owner,
         webhook_url=req.webhook_url,
         webhook_events=list(req.webhook_events) if isinstance(req.webhook_events, list) else None,

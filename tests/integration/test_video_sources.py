@@ -196,3 +196,33 @@ def test_upscale_with_a_refine_pass(client: httpx.Client) -> None:
     assert (p["width"], p["output_width"], p["refine_strength"]) == (64, 128, 0.3)
     out = done(client, r)
     assert frames_of(client.get(f"/v1/videos/{out['id']}/content").content).shape == (5, 128, 128, 3)
+
+
+def test_remix_keeps_the_input_image_and_idempotency_covers_the_source(
+    client: httpx.Client, source: dict
+) -> None:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(buf, format="PNG")
+    r = client.post(
+        "/v1/videos",
+        data={"prompt": "green", "num_frames": "5", **{k: str(v) for k, v in FAST.items()}},
+        files={"input_reference": ("g.png", buf.getvalue(), "image/png")},
+    )
+    src = done(client, r)
+    remix = done(client, client.post(f"/v1/videos/{src['id']}/remix", json={"prompt": "green, at night"}))
+    assert remix["parameters"]["has_image"] is True and remix["remixed_from_video_id"] == src["id"]
+    # one Idempotency-Key, two different sources: not a replay, a 409/422 mismatch
+    h = {"Idempotency-Key": f"ext-{src['id']}"}
+    a = client.post(
+        "/v1/videos/extensions", json={"prompt": "x", "seconds": "0.2", "video": {"id": src["id"]}}, headers=h
+    )
+    assert a.status_code == 202, a.text
+    b = client.post(
+        "/v1/videos/extensions",
+        json={"prompt": "x", "seconds": "0.2", "video": {"id": source["id"]}},
+        headers=h,
+    )
+    assert b.status_code != 202 or b.json()["id"] != a.json()["id"], b.text
+    wait_status(client, a.json()["id"], {"completed", "failed"})
