@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from app.core.errors import JobCancelled, JobTimeout
 from app.core.schemas import JobRecord
 from app.core.storage import Storage, job_prefix
 from worker.runtime import WorkerRuntime
@@ -66,7 +67,11 @@ def generate_segments(
     if rec.operation == "edit" and rec.source_key:
         return run_edit(rt, rec, prompt, callback)
     source = load_source(rt, rec) if rec.source_key else None
-    return generate_long(rt, rec, prompt, image, callback, source=source)
+    try:
+        return generate_long(rt, rec, prompt, image, callback, source=source)
+    except (JobCancelled, JobTimeout):
+        drop_segments(rt.storage, rec.id)  # nothing will resume (a lost lease keeps them: it will)
+        raise
 
 
 def generate_long(
