@@ -70,7 +70,7 @@ def test_long_video_refusals(client: httpx.Client) -> None:
 def test_killed_worker_resumes_from_the_last_stored_segment(
     client: httpx.Client, worker_factory, service_data_dir
 ) -> None:
-    first = worker_factory(MODEL, debug_step_delay_s=0.15, job_lease_ttl_s=2, max_attempts=3)
+    first = worker_factory(MODEL, debug_step_delay_s=0.15, job_lease_ttl_s=4, max_attempts=3)
     vid = client.post("/v1/videos", json=BODY).json()["id"]
     seg_dir = service_data_dir / "objects" / "videos" / vid / "segments"
     wait_for(lambda: client.get(f"/v1/videos/{vid}").json()["step"] >= 10, 120, "segment 2 under way")
