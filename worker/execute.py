@@ -24,6 +24,7 @@ from app.core.status import JobStatus
 from app.core.storage import job_key, job_prefix
 from worker.encode import encode_mp4, write_thumbnail
 from worker.long_video import drop_segments, generate_segments, needs_segments
+from worker.postprocess import apply_output, refine
 from worker.prompt_extend import prepare_job_prompt
 from worker.reliability import LeaseLost, is_oom, lease_lost, maybe_simulate_oom, oom_message
 from worker.runtime import WorkerRuntime
@@ -113,7 +114,10 @@ def _encode_and_upload(
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         mp4, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumbnail.webp"
-        encode_mp4(frames, mp4, fps=p.fps)
+        if p.refine_strength:  # issue 17: upscale + a low-strength pass of the model at the target size
+            frames = refine(rt, rec, frames)
+        frames, out_fps = apply_output(frames, p)  # issue 17: upscale, interpolate the frame rate
+        encode_mp4(frames, mp4, fps=out_fps)
         write_thumbnail(frames[0], thumb)
         timings["encoding"] = round(time.monotonic() - t, 4)
         t = time.monotonic()

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from app.core.errors import JobCancelled, JobTimeout
 from app.core.schemas import JobRecord
 from app.core.storage import Storage, job_prefix
 from worker.runtime import WorkerRuntime
@@ -33,8 +34,7 @@ def segment_key(job_id: str, k: int) -> str:
 
 def needs_segments(rt: WorkerRuntime, rec: JobRecord) -> bool:
     """Long videos, extensions and edits take this path (plain clips the pipeline's `generate`)."""
-    p = rec.params
-    return p.segments > 1 or p.num_frames > rt.preset.max_num_frames or rec.source_key is not None
+    return rec.params.segments > 1 or rec.source_key is not None
 
 
 def load_finished(storage: Storage, job_id: str, start: int = 0) -> list[Frames]:
@@ -67,7 +67,11 @@ def generate_segments(
     if rec.operation == "edit" and rec.source_key:
         return run_edit(rt, rec, prompt, callback)
     source = load_source(rt, rec) if rec.source_key else None
-    return generate_long(rt, rec, prompt, image, callback, source=source)
+    try:
+        return generate_long(rt, rec, prompt, image, callback, source=source)
+    except (JobCancelled, JobTimeout):
+        drop_segments(rt.storage, rec.id)  # nothing will resume (a lost lease keeps them: it will)
+        raise
 
 
 def generate_long(

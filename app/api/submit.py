@@ -19,6 +19,7 @@ from app.core.jobstore_async import AsyncJobStore
 from app.core.logjson import request_id_var
 from app.core.long_video import apply_long_video
 from app.core.lora_request import apply_lora_request
+from app.core.output import apply_output, split_size
 from app.core.params import resolve
 from app.core.registry import recent_model, served_models
 from app.core.schemas import JobRecord, ModelInfo, ResolvedParams, VideoCreate
@@ -73,7 +74,9 @@ async def submit(
         model_id=model_id,
     )
     req, loras = await asyncio.to_thread(apply_lora_request, req, model_id, settings)  # issue 14
+    req, out_size = split_size(req, info)  # issue 17: sizes above native are upscaled
     params = resolve(req, info, has_image=image is not None)
+    params = apply_output(req, info, params, out_size)  # issue 17: fps above native is interpolated
     params = apply_long_video(req, info, params, max_video_seconds=settings.max_video_seconds)
     if loras:
         params = params.model_copy(update={"loras": loras})
@@ -97,7 +100,7 @@ async def submit(
         metadata=req.metadata,
         created_at=time.time(),
         total_steps=extra.pop("total_steps", params.num_inference_steps * params.segments),
-        input_key=extra.pop("input_key", input_key),
+        input_key=input_key,
         owner=owner,
         webhook_url=req.webhook_url,
         webhook_events=list(req.webhook_events) if isinstance(req.webhook_events, list) else None,

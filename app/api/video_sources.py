@@ -25,7 +25,7 @@ from app.core.jobstore_async import AsyncJobStore
 from app.core.long_video import segment_count
 from app.core.schemas import JobRecord, ModelInfo, ResolvedParams, VideoCreate
 from app.core.status import JobStatus
-from app.core.storage import Storage, job_key, job_prefix
+from app.core.storage import Storage, job_prefix
 from app.core.video_input import probe_video
 
 DEFAULT_STRENGTH = 0.6
@@ -199,25 +199,24 @@ def edit_adjust(source: Source, strength: Any, storage: Storage) -> Adjust:
 
 
 def remix_adjust(src: JobRecord, storage: Storage) -> Adjust:
-    def copy(key: str | None, job_id: str, name: str) -> str | None:
+    def copy(key: str | None, job_id: str) -> str | None:
         if key is None:
             return None
-        new = job_key(job_id, "input") if name == "input" else f"{job_prefix(job_id)}/{name}"
-        storage.put_bytes(new, storage.get_bytes(key))
+        new = f"{job_prefix(job_id)}/source.mp4"
+        storage.put_bytes(new, storage.get_bytes(key), "video/mp4")
         return new
 
     async def adjust(
         req: VideoCreate, info: ModelInfo, params: ResolvedParams, job_id: str
     ) -> tuple[ResolvedParams, dict[str, Any]]:
-        p = src.params
+        p = src.params.model_copy(update={"has_image": params.has_image})
         extra: dict[str, Any] = {
             "remixed_from_video_id": src.id,
             "operation": src.operation if src.operation in ("extend", "edit") else "remix",
             "source_video_id": src.source_video_id if src.source_key else src.id,
-            "input_key": await asyncio.to_thread(copy, src.input_key, job_id, "input"),
-            "source_key": await asyncio.to_thread(copy, src.source_key, job_id, "source.mp4"),
+            "source_key": await asyncio.to_thread(copy, src.source_key, job_id),
             "total_steps": src.total_steps,
         }
-        return p.model_copy(), extra
+        return p, extra
 
     return adjust

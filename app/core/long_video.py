@@ -58,5 +58,7 @@ def apply_long_video(
         )
     if float(req.seconds) > max_video_seconds:
         raise InvalidInput.field("seconds", f"at most {max_video_seconds:g} s (WANSERVE_MAX_VIDEO_SECONDS)")
+    if params.refine_strength is not None:
+        raise InvalidInput.field("upscale_refine", "the refine pass works on one clip, not on a long video")
     segments = segment_count(frames, info.max_num_frames)
     return params.model_copy(update={"num_frames": frames, "segments": segments})

@@ -39,6 +39,7 @@ class ModelInfo(BaseModel):
     samplers: list[str] = ["unipc", "dpm++", "euler", "distill"]
     negative_prompt: str = ""
     vae_stride: tuple[int, int, int] = (4, 8, 8)  # (t, h, w): frame counts are vae_stride[0]*n + 1
+    patch_size: tuple[int, int, int] = (1, 2, 2)
 
     @property
     def num_experts(self) -> int:
@@ -101,6 +102,9 @@ class VideoCreate(BaseModel):
     loras: Annotated[list[LoraRef] | None, BeforeValidator(_loras_field)] = Field(
         None, description="LoRAs by name (GET /v1/loras), applied for this job only"
     )
+    upscale_refine: float | None = Field(
+        None, gt=0, le=1, description="upscaled sizes: strength of a model refine pass at the target size"
+    )
 
 
 class ResolvedParams(BaseModel):
@@ -122,6 +126,13 @@ class ResolvedParams(BaseModel):
     source_frames: int | None = Field(None, description="extensions: frames of the source video, kept as is")
     strength: float | None = Field(None, description="edits: how far the source is noised (1 = fully)")
     loras: list[LoraRef] = []
+    # output post-processing (issue 17): `fps` above the model's rate, `size` above its native sizes
+    output_fps: int | None = Field(None, description="frame rate of the MP4 when above `fps` (interpolated)")
+    interpolation: Literal["minterpolate"] | None = Field(None, description="how frames were interpolated")
+    output_width: int | None = Field(None, description="width of the MP4 when upscaled")
+    output_height: int | None = Field(None, description="height of the MP4 when upscaled")
+    upscaler: Literal["lanczos"] | None = Field(None, description="how frames were upscaled")
+    refine_strength: float | None = Field(None, description="strength of the refine pass after upscaling")
 
 
 class JobErrorInfo(BaseModel):
@@ -235,6 +246,7 @@ class ModelPublic(BaseModel):
     task: str
     image_input: str
     sizes: list[str]
+    upscale_sizes: list[str] = []  # also accepted as `size`: generated at a native size, then upscaled
     default_size: str
     fps: int
     num_frames: dict[str, int]  # default / min / max

@@ -70,7 +70,7 @@ def test_long_video_refusals(client: httpx.Client) -> None:
 def test_killed_worker_resumes_from_the_last_stored_segment(
     client: httpx.Client, worker_factory, service_data_dir
 ) -> None:
-    first = worker_factory(MODEL, debug_step_delay_s=0.15, job_lease_ttl_s=2, max_attempts=3)
+    first = worker_factory(MODEL, debug_step_delay_s=0.15, job_lease_ttl_s=4, max_attempts=3)
     vid = client.post("/v1/videos", json=BODY).json()["id"]
     seg_dir = service_data_dir / "objects" / "videos" / vid / "segments"
     wait_for(lambda: client.get(f"/v1/videos/{vid}").json()["step"] >= 10, 120, "segment 2 under way")
@@ -90,3 +90,13 @@ def test_killed_worker_resumes_from_the_last_stored_segment(
         diff = np.abs(v.astype(np.float32) - _uninterrupted["frames"].astype(np.float32)).mean()
         per = np.abs(v.astype(np.float32) - _uninterrupted["frames"].astype(np.float32)).mean(axis=(1, 2, 3))
         assert diff < 2.0, (diff, np.round(per, 2).tolist(), done["timings"])
+
+
+def test_cancel_stops_inside_a_later_segment(client: httpx.Client, worker_factory, service_data_dir) -> None:
+    worker_factory(MODEL, debug_step_delay_s=0.1)
+    vid = client.post("/v1/videos", json=BODY).json()["id"]
+    wait_for(lambda: client.get(f"/v1/videos/{vid}").json()["step"] >= 6, 120, "segment 1 under way")
+    assert client.post(f"/v1/videos/{vid}/cancel").status_code == 202
+    out = wait_status(client, vid, {"cancelled", "completed", "failed"}, timeout=60)
+    assert out["status"] == "cancelled" and 6 <= out["step"] < out["total_steps"] - 4, out
+    assert not (service_data_dir / "objects" / "videos" / vid / "segments").exists()  # nothing to resume

@@ -157,3 +157,72 @@ def test_remix_keeps_the_parameters_with_a_new_prompt(client: httpx.Client, sour
         assert out["parameters"][k] == source["parameters"][k], k
     assert client.get(f"/v1/videos/{source['id']}").json()["remixed_from_video_id"] is None
     assert client.post("/v1/videos/video_nope/remix", json={"prompt": "x"}).status_code == 404
+
+
+def test_interpolated_fps_and_upscaled_size(client: httpx.Client) -> None:
+    models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    assert "48x48" in models["tiny-ti2v"]["upscale_sizes"] and "64x64" in models["tiny-ti2v"]["sizes"]
+    r = client.post(
+        "/v1/videos", json={"prompt": "a fox", "num_frames": 9, "fps": 48, "size": "48x48", **FAST}
+    )
+    job = r.json()
+    p = job["parameters"]
+    assert (p["fps"], p["output_fps"], p["interpolation"]) == (24, 48, "minterpolate")
+    assert (p["width"], p["height"], p["output_width"], p["output_height"], p["upscaler"]) == (
+        32,
+        32,
+        48,
+        48,
+        "lanczos",
+    )
+    assert job["size"] == "48x48" and float(job["seconds"]) == pytest.approx(17 / 48, abs=1e-3)
+    done(client, r)
+    data = client.get(f"/v1/videos/{job['id']}/content").content
+    with av.open(io.BytesIO(data)) as c:
+        s = c.streams.video[0]
+        v = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(s)])
+        rate = float(s.average_rate)
+    assert v.shape == (17, 48, 48, 3) and rate == 48.0
+    diffs = np.abs(np.diff(v.astype(np.int16), axis=0)).reshape(16, -1).mean(axis=1)
+    assert (diffs > 0.5).all(), diffs  # no duplicated frames
+    r = client.post("/v1/videos", json={"prompt": "x", "size": "66x64"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "size"
+
+
+def test_upscale_with_a_refine_pass(client: httpx.Client) -> None:
+    body = {"prompt": "a fox", "num_frames": 5, "size": "128x128", "upscale_refine": 0.3, **FAST}
+    r = client.post("/v1/videos", json=body)
+    p = r.json()["parameters"]
+    assert (p["width"], p["output_width"], p["refine_strength"]) == (64, 128, 0.3)
+    out = done(client, r)
+    assert frames_of(client.get(f"/v1/videos/{out['id']}/content").content).shape == (5, 128, 128, 3)
+
+
+def test_remix_keeps_the_input_image_and_idempotency_covers_the_source(
+    client: httpx.Client, source: dict
+) -> None:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(buf, format="PNG")
+    r = client.post(
+        "/v1/videos",
+        data={"prompt": "green", "num_frames": "5", **{k: str(v) for k, v in FAST.items()}},
+        files={"input_reference": ("g.png", buf.getvalue(), "image/png")},
+    )
+    src = done(client, r)
+    remix = done(client, client.post(f"/v1/videos/{src['id']}/remix", json={"prompt": "green, at night"}))
+    assert remix["parameters"]["has_image"] is True and remix["remixed_from_video_id"] == src["id"]
+    # one Idempotency-Key, two different sources: not a replay, a 409/422 mismatch
+    h = {"Idempotency-Key": f"ext-{src['id']}"}
+    a = client.post(
+        "/v1/videos/extensions", json={"prompt": "x", "seconds": "0.2", "video": {"id": src["id"]}}, headers=h
+    )
+    assert a.status_code == 202, a.text
+    b = client.post(
+        "/v1/videos/extensions",
+        json={"prompt": "x", "seconds": "0.2", "video": {"id": source["id"]}},
+        headers=h,
+    )
+    assert b.status_code != 202 or b.json()["id"] != a.json()["id"], b.text
+    wait_status(client, a.json()["id"], {"completed", "failed"})

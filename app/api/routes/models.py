@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from app.api.deps import RedisDep, SettingsDep
 from app.core.extenders import live_extenders
+from app.core.output import upscale_sizes
 from app.core.params import size_str
 from app.core.registry import WorkerInfo, served_models
 from app.core.schemas import ModelInfo, ModelList, ModelPublic
@@ -22,6 +23,7 @@ def _public(info: ModelInfo, workers: list[WorkerInfo]) -> ModelPublic:
         task=info.task,
         image_input=info.image_input,
         sizes=[size_str(w, h) for w, h in info.sizes],
+        upscale_sizes=upscale_sizes([(int(w), int(h)) for w, h in info.sizes]),
         default_size=size_str(*info.default_size),
         fps=info.fps,
         num_frames={

@@ -3,6 +3,8 @@ routes for `client.videos.extend`, `.edit` and `.remix`): new videos made from a
 
 from __future__ import annotations
 
+import asyncio
+import copy
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -83,6 +85,8 @@ async def _create(
     body: dict[str, Any],
     adjust: Adjust,
     *,
+    sent: tuple[dict[str, Any], bytes | None],
+    image: bytes | None = None,
     settings: SettingsDep,
     store: JobStoreDep,
     queue: QueueDep,
@@ -91,7 +95,8 @@ async def _create(
     owner: OwnerDep,
 ) -> VideoPublic:
     """The create flow of `POST /v1/videos` (limits, Idempotency-Key) with a source adjustment."""
-    gate = await admit_create(request, body, None, owner)
+    # the Idempotency-Key fingerprint covers the request as sent (its source reference or file too)
+    gate = await admit_create(request, sent[0], sent[1], owner)
     if gate.replay is not None:
         response.headers["Idempotent-Replayed"] = "true"
         rec = gate.replay
@@ -99,7 +104,7 @@ async def _create(
         try:
             rec = await submit(
                 body,
-                None,
+                image,
                 owner=owner,
                 settings=settings,
                 redis=redis,
@@ -136,12 +141,13 @@ async def extend_video(
 ) -> VideoPublic:
     """The source followed by new segment(s), each conditioned on the end of the one before."""
     body, upload = await read_source_body(request, settings.max_body_bytes)
+    sent = (copy.deepcopy(body), upload)
     source = await find_source(body, upload, owner=owner, store=store, storage=storage, settings=settings)
     if source.record is not None:
         body.setdefault("model", source.record.model)
     adjust = extension_adjust(source, body.pop("seconds", None), storage, settings)
     return await _create(
-        request, response, body, adjust,
+        request, response, body, adjust, sent=sent,
         settings=settings, store=store, queue=queue, storage=storage, redis=redis, owner=owner,
     )  # fmt: skip
 
@@ -161,12 +167,13 @@ async def edit_video(
 ) -> VideoPublic:
     """Video-to-video: the source is encoded, noised to `strength` and denoised with the prompt."""
     body, upload = await read_source_body(request, settings.max_body_bytes)
+    sent = (copy.deepcopy(body), upload)
     source = await find_source(body, upload, owner=owner, store=store, storage=storage, settings=settings)
     if source.record is not None:
         body.setdefault("model", source.record.model)
     adjust = edit_adjust(source, body.pop("strength", None), storage)
     return await _create(
-        request, response, body, adjust,
+        request, response, body, adjust, sent=sent,
         settings=settings, store=store, queue=queue, storage=storage, redis=redis, owner=owner,
     )  # fmt: skip
 
@@ -185,13 +192,14 @@ async def remix_video(
 ) -> VideoPublic:
     """The source's resolved parameters (size, duration, seed, model) with a new prompt."""
     src = await completed_source(store, rec.id, owner)
-    body, _ = await read_source_body(request, settings.max_body_bytes)
-    body = {
-        "prompt": body.get("prompt"),
-        "model": src.model,
-        **({"metadata": body["metadata"]} if "metadata" in body else {}),
-    }
+    sent, _ = await read_source_body(request, settings.max_body_bytes)
+    body = {"prompt": sent.get("prompt"), "model": src.model}
+    if "metadata" in sent:
+        body["metadata"] = sent["metadata"]
+    # the source's input image (I2V / TI2V image mode) conditions the remix too
+    image = await asyncio.to_thread(storage.get_bytes, src.input_key) if src.input_key else None
+    adjust = remix_adjust(src, storage)
     return await _create(
-        request, response, body, remix_adjust(src, storage),
+        request, response, body, adjust, sent=({**sent, "remix_of": src.id}, None), image=image,
         settings=settings, store=store, queue=queue, storage=storage, redis=redis, owner=owner,
     )  # fmt: skip
