@@ -120,5 +120,6 @@ def generate_long(
         guidance_scale=tuple(p.guidance_scale),
         shift=p.shift,
         sampler=p.sampler,
+        loras=rt.loras.job_loras(p.loras) if p.loras else None,
     )
     return frames, timings
