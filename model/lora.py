@@ -312,13 +312,17 @@ class AppliedLoras:
 
     def __init__(self) -> None:
         self._hooks: list[RemovableHandle] = []
-        self._swapped: list[tuple[nn.Module, str, nn.Parameter]] = []
+        # (module, parameter name, the original, or its CPU copy and the device it came from)
+        self._swapped: list[tuple[nn.Module, str, nn.Parameter | Tensor, torch.device | None]] = []
 
     def remove(self) -> None:
         for h in self._hooks:
             h.remove()
-        for module, pname, original in reversed(self._swapped):
-            module._parameters[pname] = original
+        for module, pname, original, device in reversed(self._swapped):
+            if device is None:
+                module._parameters[pname] = original  # type: ignore[assignment]
+            else:  # a copy there and back is exact
+                module._parameters[pname] = nn.Parameter(original.to(device), requires_grad=False)
         self._hooks, self._swapped = [], []
 
     def __enter__(self) -> AppliedLoras:
@@ -371,9 +375,17 @@ def check_fits(model: nn.Module, weights: LoraWeights) -> None:
 
 
 def apply_loras(
-    model: nn.Module, loras: Iterable[tuple[LoraWeights, float]], *, fuse: bool = False
+    model: nn.Module,
+    loras: Iterable[tuple[LoraWeights, float]],
+    *,
+    fuse: bool = False,
+    stash_on_cpu: bool = False,
 ) -> AppliedLoras:
-    """Apply LoRAs (weights, user scale) to a DiT; all checks run before anything changes."""
+    """Apply LoRAs (weights, user scale) to a DiT; all checks run before anything changes.
+
+    `stash_on_cpu`: replaced originals that live on an accelerator wait in CPU memory until
+    removal, so fusing does not double the device memory of the targeted weights.
+    """
     per_module: dict[str, list[tuple[LoraTarget, float]]] = {}
     for weights, scale in loras:
         for name, t in weights.targets.items():
@@ -415,8 +427,12 @@ def apply_loras(
                 original = mod._parameters[pname]
                 assert original is not None
                 merged = (original.detach().float() + delta.to(original.device)).to(original.dtype)
-                handle._swapped.append((mod, pname, original))
+                if stash_on_cpu and original.device.type != "cpu":
+                    handle._swapped.append((mod, pname, original.detach().to("cpu"), original.device))
+                else:
+                    handle._swapped.append((mod, pname, original, None))
                 mod._parameters[pname] = nn.Parameter(merged, requires_grad=False)
+                del original
     except BaseException:
         handle.remove()
         raise
@@ -436,7 +452,8 @@ def apply_to_experts(
     """Apply (path or LoraSpec, scale) pairs to a pipeline's experts (0 = high noise).
 
     A single-file LoRA goes to every expert; a Lightning folder's files to their own expert.
-    Everything is removed again if any LoRA fails to load or fit.
+    Everything is removed again if any LoRA fails to load or fit. Fused, the originals of
+    accelerator-resident weights wait on the CPU (see `apply_loras`).
     """
     specs: list[tuple[LoraSpec, float]] = []
     for i, pair in enumerate(loras):
@@ -450,7 +467,7 @@ def apply_to_experts(
     try:
         for i, expert in enumerate(experts):
             chosen = [(w, s) for spec, s in specs if (w := spec.for_expert(i, len(experts))) is not None]
-            handles.append(apply_loras(expert, chosen, fuse=fuse))
+            handles.append(apply_loras(expert, chosen, fuse=fuse, stash_on_cpu=fuse))
     except BaseException:
         for h in handles:
             h.remove()
