@@ -12,6 +12,8 @@ Formats (shared/reference/acceleration.md §1), all normalised to our (official)
 Numerics (those of diffusers' ``load_lora_weights`` and of the official Lightning merge): with user
 scale ``s``, a layer ``y = W x + b`` becomes ``y + s * (alpha / rank) * up @ (down @ x) + s * diff_b``,
 and a ``.diff`` adds ``s * diff`` to the weight. Without ``.alpha`` the factor alpha/rank is 1.
+(diffusers 0.42.1 drops ``.diff`` on norm layers, which the released files set to zeros, and on
+linear layers other than ``head.head``; we apply every ``.diff``, as the official merge and ComfyUI do.)
 
 Application never changes a resident tensor in place, so removing restores the model bit for bit:
 
