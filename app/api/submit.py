@@ -20,7 +20,7 @@ from app.core.logjson import request_id_var
 from app.core.lora_request import apply_lora_request
 from app.core.params import resolve
 from app.core.registry import recent_model, served_models
-from app.core.schemas import JobRecord, VideoCreate
+from app.core.schemas import JobRecord, LoraRef, VideoCreate
 from app.core.status import JobStatus
 from app.core.storage import Storage, job_key, job_prefix
 from app.core.styles import style_job_fields
@@ -66,7 +66,9 @@ async def submit(
         extend_available=await extension_available(redis, settings, workers),
         model_id=model_id,
     )
-    req, loras = await asyncio.to_thread(apply_lora_request, req, model_id, settings)  # issue 14
+    loras: list[LoraRef] = []
+    if req.loras:  # issue 14: names checked against WANSERVE_LORA_DIR, sidecar defaults filled in
+        req, loras = await asyncio.to_thread(apply_lora_request, req, model_id, settings)
     params = resolve(req, info, has_image=image is not None)
     if loras:
         params = params.model_copy(update={"loras": loras})
