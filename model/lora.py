@@ -399,6 +399,7 @@ def apply_loras(
         for name, items in per_module.items():
             mod = model.get_submodule(name)
             hook = not fuse and isinstance(mod, nn.Linear) and _HOOKABLE.match(name) is not None
+            dev = _weight(mod).device  # merge where the weight lives (a GPU merges 100x faster)
             dw: Tensor | None = None  # merged weight delta (fp32)
             db: Tensor | None = None  # merged bias delta (fp32)
             downs, ups = [], []
@@ -409,13 +410,13 @@ def apply_loras(
                         downs.append(t.down.float())
                         ups.append(up)
                     else:
-                        d = up @ t.down.float()
+                        d = up.to(dev) @ t.down.to(dev).float()
                         dw = d if dw is None else dw + d
                 if t.diff is not None:
-                    d = t.diff.float().reshape(_weight(mod).shape) * s
+                    d = t.diff.to(dev).float().reshape(_weight(mod).shape) * s
                     dw = d if dw is None else dw + d
                 if t.diff_b is not None:
-                    d = t.diff_b.float().reshape(-1) * s
+                    d = t.diff_b.to(dev).float().reshape(-1) * s
                     db = d if db is None else db + d
             if hook and (downs or db is not None):
                 branch = _Branch(
