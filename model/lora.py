@@ -12,6 +12,8 @@ Formats (shared/reference/acceleration.md §1), all normalised to our (official)
 Numerics (those of diffusers' ``load_lora_weights`` and of the official Lightning merge): with user
 scale ``s``, a layer ``y = W x + b`` becomes ``y + s * (alpha / rank) * up @ (down @ x) + s * diff_b``,
 and a ``.diff`` adds ``s * diff`` to the weight. Without ``.alpha`` the factor alpha/rank is 1.
+(diffusers 0.42.1 drops ``.diff`` on norm layers, which the released files set to zeros, and on
+linear layers other than ``head.head``; we apply every ``.diff``, as the official merge and ComfyUI do.)
 
 Application never changes a resident tensor in place, so removing restores the model bit for bit:
 
@@ -312,13 +314,17 @@ class AppliedLoras:
 
     def __init__(self) -> None:
         self._hooks: list[RemovableHandle] = []
-        self._swapped: list[tuple[nn.Module, str, nn.Parameter]] = []
+        # (module, parameter name, the original, or its CPU copy and the device it came from)
+        self._swapped: list[tuple[nn.Module, str, nn.Parameter | Tensor, torch.device | None]] = []
 
     def remove(self) -> None:
         for h in self._hooks:
             h.remove()
-        for module, pname, original in reversed(self._swapped):
-            module._parameters[pname] = original
+        for module, pname, original, device in reversed(self._swapped):
+            if device is None:
+                module._parameters[pname] = original  # type: ignore[assignment]
+            else:  # a copy there and back is exact
+                module._parameters[pname] = nn.Parameter(original.to(device), requires_grad=False)
         self._hooks, self._swapped = [], []
 
     def __enter__(self) -> AppliedLoras:
@@ -371,9 +377,17 @@ def check_fits(model: nn.Module, weights: LoraWeights) -> None:
 
 
 def apply_loras(
-    model: nn.Module, loras: Iterable[tuple[LoraWeights, float]], *, fuse: bool = False
+    model: nn.Module,
+    loras: Iterable[tuple[LoraWeights, float]],
+    *,
+    fuse: bool = False,
+    stash_on_cpu: bool = False,
 ) -> AppliedLoras:
-    """Apply LoRAs (weights, user scale) to a DiT; all checks run before anything changes."""
+    """Apply LoRAs (weights, user scale) to a DiT; all checks run before anything changes.
+
+    `stash_on_cpu`: replaced originals that live on an accelerator wait in CPU memory until
+    removal, so fusing does not double the device memory of the targeted weights.
+    """
     per_module: dict[str, list[tuple[LoraTarget, float]]] = {}
     for weights, scale in loras:
         for name, t in weights.targets.items():
@@ -385,6 +399,7 @@ def apply_loras(
         for name, items in per_module.items():
             mod = model.get_submodule(name)
             hook = not fuse and isinstance(mod, nn.Linear) and _HOOKABLE.match(name) is not None
+            dev = _weight(mod).device  # merge where the weight lives (a GPU merges 100x faster)
             dw: Tensor | None = None  # merged weight delta (fp32)
             db: Tensor | None = None  # merged bias delta (fp32)
             downs, ups = [], []
@@ -395,13 +410,13 @@ def apply_loras(
                         downs.append(t.down.float())
                         ups.append(up)
                     else:
-                        d = up @ t.down.float()
+                        d = up.to(dev) @ t.down.to(dev).float()
                         dw = d if dw is None else dw + d
                 if t.diff is not None:
-                    d = t.diff.float().reshape(_weight(mod).shape) * s
+                    d = t.diff.to(dev).float().reshape(_weight(mod).shape) * s
                     dw = d if dw is None else dw + d
                 if t.diff_b is not None:
-                    d = t.diff_b.float().reshape(-1) * s
+                    d = t.diff_b.to(dev).float().reshape(-1) * s
                     db = d if db is None else db + d
             if hook and (downs or db is not None):
                 branch = _Branch(
@@ -415,8 +430,12 @@ def apply_loras(
                 original = mod._parameters[pname]
                 assert original is not None
                 merged = (original.detach().float() + delta.to(original.device)).to(original.dtype)
-                handle._swapped.append((mod, pname, original))
+                if stash_on_cpu and original.device.type != "cpu":
+                    handle._swapped.append((mod, pname, original.detach().to("cpu"), original.device))
+                else:
+                    handle._swapped.append((mod, pname, original, None))
                 mod._parameters[pname] = nn.Parameter(merged, requires_grad=False)
+                del original
     except BaseException:
         handle.remove()
         raise
@@ -436,7 +455,8 @@ def apply_to_experts(
     """Apply (path or LoraSpec, scale) pairs to a pipeline's experts (0 = high noise).
 
     A single-file LoRA goes to every expert; a Lightning folder's files to their own expert.
-    Everything is removed again if any LoRA fails to load or fit.
+    Everything is removed again if any LoRA fails to load or fit. Fused, the originals of
+    accelerator-resident weights wait on the CPU (see `apply_loras`).
     """
     specs: list[tuple[LoraSpec, float]] = []
     for i, pair in enumerate(loras):
@@ -450,7 +470,7 @@ def apply_to_experts(
     try:
         for i, expert in enumerate(experts):
             chosen = [(w, s) for spec, s in specs if (w := spec.for_expert(i, len(experts))) is not None]
-            handles.append(apply_loras(expert, chosen, fuse=fuse))
+            handles.append(apply_loras(expert, chosen, fuse=fuse, stash_on_cpu=fuse))
     except BaseException:
         for h in handles:
             h.remove()

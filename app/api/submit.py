@@ -22,7 +22,7 @@ from app.core.lora_request import apply_lora_request
 from app.core.output import apply_output, split_size
 from app.core.params import resolve
 from app.core.registry import recent_model, served_models
-from app.core.schemas import JobRecord, ModelInfo, ResolvedParams, VideoCreate
+from app.core.schemas import JobRecord, LoraRef, ModelInfo, ResolvedParams, VideoCreate
 from app.core.status import JobStatus
 from app.core.storage import Storage, job_key, job_prefix
 from app.core.styles import style_job_fields
@@ -73,7 +73,9 @@ async def submit(
         extend_available=await extension_available(redis, settings, workers),
         model_id=model_id,
     )
-    req, loras = await asyncio.to_thread(apply_lora_request, req, model_id, settings)  # issue 14
+    loras: list[LoraRef] = []
+    if req.loras:  # issue 14: names checked against WANSERVE_LORA_DIR, sidecar defaults filled in
+        req, loras = await asyncio.to_thread(apply_lora_request, req, model_id, settings)
     req, out_size = split_size(req, info)  # issue 17: sizes above native are upscaled
     params = resolve(req, info, has_image=image is not None)
     params = apply_output(req, info, params, out_size)  # issue 17: fps above native is interpolated
