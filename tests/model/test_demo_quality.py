@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.demo import evaluate as E
-from model.demo.world import (
+from training.demo import evaluate as E
+from training.demo.world import (
     BACKGROUNDS,
     COLOR_NAMES,
     COLORS,
