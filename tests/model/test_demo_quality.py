@@ -1,4 +1,4 @@
-"""Quality bar of the built-in `wanserve-demo` model (issue 7).
+"""Quality bar of the built-in `wanserve-demo` model.
 
 * text mode: 24 fixed prompt x seed clips (every colour, shape and direction); the dominant
   non-background colour matches the prompt's colour AND the centroid moves in the prompt's direction
