@@ -47,7 +47,7 @@ SAMPLERS: tuple[str, ...] = ("unipc", "dpm++", "euler")
 
 @dataclass(frozen=True)
 class ModelPreset:
-    """Defaults and constraints of one model id (see docs/CONTRACTS.md)."""
+    """Defaults and constraints of one model id (see docs/architecture.md)."""
 
     model_id: str
     task: str  # "t2v" | "i2v" | "ti2v"

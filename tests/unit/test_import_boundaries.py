@@ -1,4 +1,4 @@
-"""Import boundaries (CONTRACTS.md, house style §1): ``app.api → app.core ← worker → model``.
+"""Import boundaries (docs/architecture.md, "The arrows"): ``app.api → app.core ← worker → model``.
 
 Each rule is checked twice:
 
