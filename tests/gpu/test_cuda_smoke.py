@@ -53,7 +53,9 @@ def test_fp32_cuda_matches_cpu_for_the_same_seed() -> None:
     saved = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     try:
-        gpu = load_pipeline("tiny-ti2v", device="cuda", dtype=torch.float32).generate("a blue square", **kwargs)
+        gpu = load_pipeline("tiny-ti2v", device="cuda", dtype=torch.float32).generate(
+            "a blue square", **kwargs
+        )
     finally:
         torch.backends.cudnn.allow_tf32 = saved
     assert (cpu - gpu.cpu()).abs().max() < 1e-3

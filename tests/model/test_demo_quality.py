@@ -35,6 +35,7 @@ TEXT_PASS = 0.8
 IMAGE_PASS = 0.8
 MIN_PSNR = 25.0
 
+
 @pytest.fixture(scope="module")
 def pipe():  # type: ignore[no-untyped-def]
     from model import load_pipeline
@@ -110,7 +111,6 @@ def test_text_mode_follows_prompt(pipe) -> None:  # type: ignore[no-untyped-def]
         for s in scores
     )
     assert passed >= TEXT_PASS * len(cases), f"{passed}/{len(cases)} clips follow the prompt\n{report}"
-
 
 
 def test_image_mode_reproduces_first_frame_and_moves(pipe) -> None:  # type: ignore[no-untyped-def]
