@@ -7,6 +7,8 @@ PY          := $(VENV)/bin/python
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+# every Python folder: `make lint` and `make format` cover the same ones
+PY_DIRS     := app worker model training tests bench scripts
 
 RUNTIME_STAMP := $(VENV)/.wanserve-runtime
 DEV_STAMP     := $(VENV)/.wanserve-dev
@@ -40,11 +42,11 @@ test-model: $(DEV_STAMP)
 	$(PY) -m pytest -q tests/model $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
-	$(VENV)/bin/ruff check app worker model tests bench scripts
+	$(VENV)/bin/ruff check $(PY_DIRS)
 
 format: $(DEV_STAMP)
-	$(VENV)/bin/ruff format app worker
-	$(VENV)/bin/ruff check --fix app worker
+	$(VENV)/bin/ruff format $(PY_DIRS)
+	$(VENV)/bin/ruff check --fix $(PY_DIRS)
 
 typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy

@@ -1,4 +1,4 @@
-"""Wall time of one default `wanserve-demo` clip on CPU (issue 7: < 10 s on 2 cores).
+"""Wall time of one default `wanserve-demo` clip on CPU (target: < 10 s on 2 cores).
 
     .venv/bin/python bench/bench_demo.py                 # 2 threads, text mode and image mode
     .venv/bin/python bench/bench_demo.py --threads 1 --repeats 5

@@ -12,8 +12,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from model.demo import finetune as F
-from model.demo import train as T
+from training.demo import finetune as F
+from training.demo import train as T
 
 
 def one_step(dit, t5, opt, b, world):

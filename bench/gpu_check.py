@@ -230,8 +230,18 @@ def run_case_variants(
 def run_gpu_tests(smoke: bool) -> dict[str, Any]:
     if smoke:
         return {"skipped": "smoke run"}
-    cmd = [sys.executable, "-m", "pytest", "-q", "--noconftest", "-p", "no:cacheprovider", "-o", "addopts=",
-           "tests/gpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "--noconftest",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "addopts=",
+        "tests/gpu",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
     lines = (proc.stdout + proc.stderr).strip().splitlines()

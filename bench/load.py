@@ -1,4 +1,4 @@
-"""Load test (issue 5): N submissions from C concurrent clients against a real gateway + Redis with
+"""Load test: N submissions from C concurrent clients against a real gateway + Redis with
 tiny-model workers; every job must reach ``completed`` with zero 5xx. Measures p50/p99 latency of
 ``POST /v1/videos`` and of status polls (``GET /v1/videos/{id}``), next to a bare FastAPI + Redis
 baseline (bench/baseline_app.py) driven with the same request mix in the same run.
@@ -178,7 +178,7 @@ def main() -> int:
         ok = completed == args.jobs and ours.n5xx == 0
         lines = [
             "",
-            f"## Load test (reliability, issue 5) — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+            f"## Load test (reliability) — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
             "",
             f"Command: `.venv/bin/python bench/load.py --jobs {args.jobs} --clients {args.clients} "
             f"--workers {args.workers}` — a private redis-server, {args.workers} real `tiny-ti2v` Celery "

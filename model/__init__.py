@@ -1,6 +1,6 @@
 """wanserve's Wan2.2 model package (pure PyTorch; imports nothing from `app` or `worker`).
 
-Public interface (docs/CONTRACTS.md):
+Public interface (docs/architecture.md):
 
     from model import load_pipeline, PRESETS, ModelPreset
     pipe = load_pipeline("tiny-ti2v")            # or a checkpoint dir (official / diffusers layout)

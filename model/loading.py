@@ -514,7 +514,7 @@ def load_pipeline(
         return build_tiny_pipeline(name, device=dev, dtype=dt, offload=offload)
     root = Path(path_or_preset_name)
     if name in BUILTIN_CHECKPOINTS and not root.is_dir():  # e.g. wanserve-demo: weights in the package
-        root = Path(__file__).resolve().parent / BUILTIN_CHECKPOINTS[name]
+        root = BUILTIN_CHECKPOINTS[name]
     if not root.is_dir():
         if name in PRESETS:
             raise CheckpointError(

@@ -41,6 +41,16 @@ StepCallback = Callable[[int, int, float], None]
 NUM_TRAIN_TIMESTEPS = 1000
 
 
+def _cover_box(iw: int, ih: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """Smallest resize of an (iw, ih) image covering (width, height), and its centred crop origin.
+
+    -> (new_w, new_h, left, top), as the official TI2V preprocessing computes them.
+    """
+    scale = max(width / iw, height / ih)
+    nw, nh = max(width, round(iw * scale)), max(height, round(ih * scale))
+    return nw, nh, (nw - width) // 2, (nh - height) // 2
+
+
 def _module_device(m: nn.Module) -> torch.device:
     return next(m.parameters()).device
 
@@ -217,35 +227,31 @@ class WanPipeline:
         return x.sub_(0.5).div_(0.5)
 
     def _prepare_image(self, image: Any, height: int, width: int) -> torch.Tensor:
-        """-> [3, height, width] float32 in [-1, 1] on CPU.
+        """-> [3, height, width] float32 on CPU, in [-1, 1] up to resampling overshoot.
 
-        I2V-A14B: bicubic stretch of the image tensor to the target size (no crop), as upstream.
-        TI2V: cover-resize (LANCZOS for PIL, bicubic+antialias for tensors) and centre crop.
+        The overshoot of a bicubic resize is kept: the official I2V path hands the resized image to the
+        VAE unclamped (clamping moves a sharp-edged image's latent by ~1e-1).
+        I2V-A14B: bicubic stretch to the target size (no crop), as upstream.
+        TI2V: cover-resize, then centre crop (one geometry, `_cover_box`); a PIL image is resized with
+        LANCZOS in 8 bits as upstream, a tensor with bicubic + antialias (no upstream tensor path).
         """
-        if self.preset.task == "ti2v" and not isinstance(image, torch.Tensor):
-            iw, ih = image.size
-            if (iw, ih) != (width, height):
-                from PIL import Image
+        ti2v = self.preset.task == "ti2v"
+        if not isinstance(image, torch.Tensor):
+            if ti2v:
+                iw, ih = image.size
+                nw, nh, left, top = _cover_box(iw, ih, width, height)
+                if (iw, ih) != (nw, nh):
+                    from PIL import Image
 
-                scale = max(width / iw, height / ih)
-                nw, nh = max(width, round(iw * scale)), max(height, round(ih * scale))
-                image = image.convert("RGB").resize((nw, nh), Image.Resampling.LANCZOS)
-                left, top = (nw - width) // 2, (nh - height) // 2
-                image = image.crop((left, top, left + width, top + height))
-            return self._pil_to_tensor(image)
-        x = image.detach().float().cpu() if isinstance(image, torch.Tensor) else self._pil_to_tensor(image)
+                    image = image.convert("RGB").resize((nw, nh), Image.Resampling.LANCZOS)
+                return self._pil_to_tensor(image.crop((left, top, left + width, top + height)))
+            image = self._pil_to_tensor(image)
+        x = image.detach().float().cpu()  # [3, ih, iw]
         _, ih, iw = x.shape
-        if (ih, iw) == (height, width):
-            return x.clamp(-1.0, 1.0)
-        if self.preset.task == "ti2v":
-            scale = max(width / iw, height / ih)
-            nh, nw = max(height, round(ih * scale)), max(width, round(iw * scale))
-            x = F.interpolate(x[None], size=(nh, nw), mode="bicubic", antialias=True)[0]
-            top, left = (nh - height) // 2, (nw - width) // 2
-            x = x[:, top : top + height, left : left + width]
-        else:
-            x = F.interpolate(x[None], size=(height, width), mode="bicubic")[0]
-        return x.clamp(-1.0, 1.0)
+        nw, nh, left, top = _cover_box(iw, ih, width, height) if ti2v else (width, height, 0, 0)
+        if (ih, iw) != (nh, nw):
+            x = F.interpolate(x[None], size=(nh, nw), mode="bicubic", antialias=ti2v)[0]
+        return x[:, top : top + height, left : left + width]
 
     # -- 1. text ---------------------------------------------------------------------------------
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:

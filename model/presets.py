@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = [
     "BUILTIN_CHECKPOINTS",
+    "DEMO_WEIGHTS_DIR",
     "OFFICIAL_NEGATIVE_PROMPT",
     "PRESETS",
     "TINY_SPECS",
@@ -45,7 +47,7 @@ SAMPLERS: tuple[str, ...] = ("unipc", "dpm++", "euler", "distill")
 
 @dataclass(frozen=True)
 class ModelPreset:
-    """Defaults and constraints of one model id (see docs/CONTRACTS.md)."""
+    """Defaults and constraints of one model id (see docs/architecture.md)."""
 
     model_id: str
     task: str  # "t2v" | "i2v" | "ti2v"
@@ -217,8 +219,9 @@ TINY_SPECS: dict[str, TinySpec] = {
     "tiny-ti2v": TinySpec("wan2.2", _tiny_dit("ti2v", 48, 48), _TINY_VAE22, seed=3),
 }
 
-# The built-in demo model (issue 7): a tiny TI2V model trained on a procedural world of coloured
-# shapes by `scripts/train_demo.py`; its weights ship inside the package (see BUILTIN_CHECKPOINTS).
+# The built-in demo model, so a fresh install serves real videos without a 20 GB download: a tiny
+# TI2V model trained on a procedural world of coloured shapes by `training/train_demo.py`; its
+# weights ship inside the package (see BUILTIN_CHECKPOINTS).
 WANSERVE_DEMO = ModelPreset(
     model_id="wanserve-demo",
     task="ti2v",
@@ -239,8 +242,11 @@ WANSERVE_DEMO = ModelPreset(
     patch_size=(1, 2, 2),
 )
 
-# Presets whose checkpoint folder ships inside the `model` package (path relative to it).
-BUILTIN_CHECKPOINTS: dict[str, str] = {"wanserve-demo": "demo/weights"}
+# The one place the demo's shipped checkpoint is located: the loader reads it, training writes it.
+DEMO_WEIGHTS_DIR = Path(__file__).resolve().parent / "demo" / "weights"
+
+# Presets whose checkpoint folder ships inside the `model` package.
+BUILTIN_CHECKPOINTS: dict[str, Path] = {"wanserve-demo": DEMO_WEIGHTS_DIR}
 
 PRESETS: dict[str, ModelPreset] = {
     p.model_id: p

@@ -713,12 +713,27 @@ class Wan22VAE(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# diffusers -> official key names
+# key names: one table per renamed part (diffusers -> official), inverted for the other direction
 # --------------------------------------------------------------------------------------------
 
 # Copied from model.vae21._RES_INNER
 _RES_INNER = {"norm1.gamma": "residual.0.gamma", "conv1": "residual.2", "norm2.gamma": "residual.3.gamma",
               "conv2": "residual.6", "conv_shortcut": "shortcut"}  # fmt: skip
+
+
+# diffusers -> official names of the first/last layers of the encoder and decoder, and of the quant convs
+# Copied from model.vae21._ENDS
+_ENDS = {"conv_in": "conv1", "norm_out": "head.0", "conv_out": "head.2"}
+
+
+# Copied from model.vae21._QUANT
+_QUANT = {"quant_conv": "conv1", "post_quant_conv": "conv2"}
+
+
+# Copied from model.vae21._alternatives
+def _alternatives(table: Mapping[str, str]) -> str:
+    """A regex group body matching any key of `table` literally."""
+    return "|".join(re.escape(k) for k in table)
 
 
 # Copied from model.vae21._resnet_inner
@@ -732,10 +747,10 @@ def _resnet_inner(rest: str) -> str:
 # Copied from model.vae21._common_vae_key
 def _common_vae_key(key: str) -> str | None:
     """Keys laid out the same way in both Wan VAEs; None when the key is stage-specific."""
-    m = re.fullmatch(r"(encoder|decoder)\.(conv_in|norm_out|conv_out)\.(.+)", key)
+    m = re.fullmatch(rf"(encoder|decoder)\.({_alternatives(_ENDS)})\.(.+)", key)
     if m:
         part, name, rest = m.groups()
-        return f"{part}.{ {'conv_in': 'conv1', 'norm_out': 'head.0', 'conv_out': 'head.2'}[name] }.{rest}"
+        return f"{part}.{_ENDS[name]}.{rest}"
     m = re.fullmatch(r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.+)", key)
     if m:
         part, idx, rest = m.groups()
@@ -743,9 +758,9 @@ def _common_vae_key(key: str) -> str | None:
     m = re.fullmatch(r"(encoder|decoder)\.mid_block\.attentions\.0\.(.+)", key)
     if m:
         return f"{m.group(1)}.middle.1.{m.group(2)}"
-    m = re.fullmatch(r"(quant_conv|post_quant_conv)\.(.+)", key)
+    m = re.fullmatch(rf"({_alternatives(_QUANT)})\.(.+)", key)
     if m:
-        return f"{'conv1' if m.group(1) == 'quant_conv' else 'conv2'}.{m.group(2)}"
+        return f"{_QUANT[m.group(1)]}.{m.group(2)}"
     return None
 
 
@@ -783,6 +798,14 @@ def diffusers_to_official_vae22_keys(sd: Mapping[str, Any]) -> dict[str, Any]:
 _RES_INNER_INV = {ours: theirs for theirs, ours in _RES_INNER.items()}
 
 
+# Copied from model.vae21._ENDS_INV
+_ENDS_INV = {ours: theirs for theirs, ours in _ENDS.items()}
+
+
+# Copied from model.vae21._QUANT_INV
+_QUANT_INV = {ours: theirs for theirs, ours in _QUANT.items()}
+
+
 # Copied from model.vae21._resnet_inner_inv
 def _resnet_inner_inv(rest: str) -> str:
     for ours, theirs in _RES_INNER_INV.items():
@@ -794,19 +817,19 @@ def _resnet_inner_inv(rest: str) -> str:
 # Copied from model.vae21._common_vae_key_inv
 def _common_vae_key_inv(key: str) -> str | None:
     """Inverse of ``_common_vae_key``."""
-    m = re.fullmatch(r"(encoder|decoder)\.(conv1|head\.0|head\.2)\.(.+)", key)
+    m = re.fullmatch(rf"(encoder|decoder)\.({_alternatives(_ENDS_INV)})\.(.+)", key)
     if m:
         part, name, rest = m.groups()
-        return f"{part}.{ {'conv1': 'conv_in', 'head.0': 'norm_out', 'head.2': 'conv_out'}[name] }.{rest}"
+        return f"{part}.{_ENDS_INV[name]}.{rest}"
     m = re.fullmatch(r"(encoder|decoder)\.middle\.([012])\.(.+)", key)
     if m:
         part, idx, rest = m.groups()
         if idx == "1":
             return f"{part}.mid_block.attentions.0.{rest}"
         return f"{part}.mid_block.resnets.{int(idx) // 2}.{_resnet_inner_inv(rest)}"
-    m = re.fullmatch(r"(conv1|conv2)\.(.+)", key)
+    m = re.fullmatch(rf"({_alternatives(_QUANT_INV)})\.(.+)", key)
     if m:
-        return f"{'quant_conv' if m.group(1) == 'conv1' else 'post_quant_conv'}.{m.group(2)}"
+        return f"{_QUANT_INV[m.group(1)]}.{m.group(2)}"
     return None
 
 

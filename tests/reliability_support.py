@@ -1,4 +1,4 @@
-"""A private wanserve stack for the reliability tests (issue 5): its own redis-server, a gateway
+"""A private wanserve stack for the reliability tests: its own redis-server, a gateway
 with a fast reaper, and workers started and killed at will — so killing, stopping and restarting
 never disturbs the session fixtures other tests share.
 """

@@ -16,7 +16,7 @@ from app.core.jobstore_async import AsyncJobStore
 from app.core.schemas import JobRecord
 from app.core.storage import Storage
 
-# Set by the auth feature (issue 4): ``app.state.authenticate(request) -> owner id | None``.
+# Set by the auth feature (`app.api.security`): ``app.state.authenticate(request) -> owner id | None``.
 Authenticator = Callable[[Request], Awaitable[str | None]]
 
 

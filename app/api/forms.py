@@ -88,4 +88,3 @@ def normalise_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> bytes:
     buf = io.BytesIO()
     rgb.save(buf, format="PNG")
     return buf.getvalue()
-

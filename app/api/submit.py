@@ -51,7 +51,7 @@ async def submit(
     admit: Callable[[str], Awaitable[None]] | None = None,
     adjust: Adjust | None = None,
 ) -> JobRecord:
-    """``admit(job_id)`` (issue 4) enforces the active-job and queue limits before anything is stored."""
+    """``admit(job_id)`` (quotas) enforces the active-job and queue limits before anything is stored."""
     req = VideoCreate.model_validate(body)
     if req.metadata is not None and len(str(req.metadata)) > MAX_METADATA_CHARS:
         raise InvalidInput.field("metadata", f"larger than {MAX_METADATA_CHARS} characters")

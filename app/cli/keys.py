@@ -1,7 +1,7 @@
 """`wanserve keys create --name NAME | revoke NAME | list`: manage Bearer API keys in Redis.
 
-The new key is printed once (stdout) and stored only as its SHA-256 hash. Also
-`wanserve webhooks`: run the webhook delivery worker (Celery queue ``webhooks``).
+The new key is printed once (stdout) and stored only as its SHA-256 hash. `app.cli.main` mounts
+`build_parser` under `wanserve keys`.
 """
 
 from __future__ import annotations
@@ -53,24 +53,6 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         await r.aclose()
-
-
-COMMANDS = ("keys", "webhooks")
-
-
-def main(argv: Sequence[str]) -> int:
-    """Entry from `app.cli.main`: ``argv`` starts with the command name."""
-    args = list(argv)
-    if args and args[0] == "webhooks":
-        wp = argparse.ArgumentParser(prog="wanserve webhooks", description="Run the webhook delivery worker")
-        wp.add_argument("--concurrency", type=int, default=8)
-        ns = wp.parse_args(args[1:])
-        from worker.webhooks import run_webhook_worker
-
-        settings = Settings()
-        run_webhook_worker(settings, concurrency=ns.concurrency, loglevel=settings.log_level)
-        return 0
-    return run_keys(args[1:] if args and args[0] == "keys" else args)
 
 
 def run_keys(argv: Sequence[str], settings: Settings | None = None) -> int:

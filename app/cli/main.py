@@ -1,76 +1,88 @@
-"""The ``wanserve`` console script: a dispatcher.
+"""The ``wanserve`` console script: one parser, one function per verb.
 
-Own commands: ``serve`` (everything on one machine), ``gateway``, ``worker``. Other modules add
-commands without editing this file's logic: each module in `COMMAND_MODULES` exposes ``COMMANDS``
-(a collection of command names) and ``main(argv) -> int``; ``wanserve NAME ...`` hands the whole
-argv (starting with NAME) to the first module whose ``COMMANDS`` holds NAME.
+Service verbs: ``serve`` (everything on one machine), ``gateway``, ``worker``, ``webhooks``.
+Admin: ``keys`` (`app.cli.keys`). Client of a running gateway: ``generate``, ``status``, ``list``,
+``cancel``, ``models`` (`app.cli.client`). Each verb's subparser sets ``func``; `main` parses once
+and calls it. Worker-side code is imported lazily, only by the verbs that start a worker.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
-from types import ModuleType
 
-COMMAND_MODULES = ("app.cli.client", "app.cli.keys")
-
-
-def _modules() -> list[ModuleType]:
-    out = []
-    for name in COMMAND_MODULES:
-        try:
-            out.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return out
+from app.cli import keys
+from app.cli.client.parser import add_commands as add_client_commands
+from app.core.config import Settings
 
 
-def _parser(extra: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wanserve",
-        description="Wan2.2 video generation service.",
-        epilog="more commands: " + ", ".join(extra) if extra else None,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_serve(args: argparse.Namespace) -> int:
+    from app.cli.serve import serve
+
+    return serve(Settings(), worker=not args.no_worker)
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from app.cli.serve import run_gateway
+
+    run_gateway(Settings())
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.main import run_worker  # the worker side; app.api is never imported there
+
+    run_worker(Settings(), pool=args.pool, extra_queues=args.extra_queue)
+    return 0
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    from worker.webhooks import run_webhook_worker
+
+    settings = Settings()
+    run_webhook_worker(settings, concurrency=args.concurrency, loglevel=settings.log_level)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    import asyncio
+
+    code: int = asyncio.run(keys._run(args, Settings()))
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wanserve", description="Wan2.2 video generation service.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     s = sub.add_parser("serve", help="run redis (if needed), a worker and the gateway on this machine")
     s.add_argument("--no-worker", action="store_true", help="do not start a worker")
-    sub.add_parser("gateway", help="run the HTTP gateway")
+    s.set_defaults(func=cmd_serve)
+
+    sub.add_parser("gateway", help="run the HTTP gateway").set_defaults(func=cmd_gateway)
+
     w = sub.add_parser("worker", help="run one Celery worker for WANSERVE_MODEL")
     w.add_argument("--pool", choices=("prefork", "solo"), default="prefork")
     w.add_argument("--extra-queue", action="append", default=[], help="also consume this queue")
+    w.set_defaults(func=cmd_worker)
+
+    h = sub.add_parser("webhooks", help="run the webhook delivery worker (Celery queue `webhooks`)")
+    h.add_argument("--concurrency", type=int, default=8)
+    h.set_defaults(func=cmd_webhooks)
+
+    k = sub.add_parser("keys", help="manage API keys (create, revoke, list)")
+    keys.build_parser(k)
+    k.set_defaults(func=cmd_keys)
+
+    add_client_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    modules = _modules()
-    if args_list:
-        for mod in modules:
-            if args_list[0] in getattr(mod, "COMMANDS", ()):
-                code: int = mod.main(args_list)
-                return code
-    extra = sorted(c for m in modules for c in getattr(m, "COMMANDS", ()))
-    args = _parser(extra).parse_args(args_list)
-
-    from app.core.config import Settings
-
-    settings = Settings()
-    if args.command == "serve":
-        from app.cli.serve import serve
-
-        return serve(settings, worker=not args.no_worker)
-    if args.command == "gateway":
-        from app.cli.serve import run_gateway
-
-        run_gateway(settings)
-        return 0
-    from worker.main import run_worker  # the worker side; app.api is never imported there
-
-    run_worker(settings, pool=args.pool, extra_queues=args.extra_queue)
-    return 0
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    code: int = args.func(args)
+    return code
 
 
 if __name__ == "__main__":

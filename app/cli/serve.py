@@ -109,7 +109,7 @@ def serve(settings: Settings, *, worker: bool = True) -> int:
             env = {**os.environ, "WANSERVE_LOG_FORMAT": fmt}  # the worker reads its own Settings
             worker_proc = subprocess.Popen([sys.executable, "-m", "worker"], start_new_session=True, env=env)
             log.info("started worker (pid %d) for %s on %s", worker_proc.pid, settings.model, settings.device)
-        if settings.webhook_secret is not None:  # webhook delivery worker (issue 4), queue `webhooks`
+        if settings.webhook_secret is not None:  # signed webhooks need a delivery worker (queue `webhooks`)
             cmd = [sys.executable, "-m", "worker.webhooks_main"]
             webhook_proc = subprocess.Popen(cmd, start_new_session=True)
         threading.Thread(target=_announce_ready, args=(settings,), daemon=True).start()

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(6 * 3600, ge=60)  # must exceed the longest queue wait + run
     max_attempts: int = Field(3, ge=1)  # deliveries of one job before it fails as `worker_lost`
     debug_step_delay_s: float = Field(0.0, ge=0)  # testing aid: sleep after each denoising step
-    # --- reliability (issue 5; README "Reliability and observability settings") ---------------
+    # --- reliability (README "Reliability and observability settings") ---------------
     job_lease_ttl_s: float = Field(30.0, gt=0)  # a running job's worker silent this long is presumed dead
     reaper_interval_s: float = Field(5.0, gt=0)  # gateway: how often expired leases are reaped
     shutdown_grace_s: float = Field(60.0, ge=0)  # SIGTERM: the job may finish this long, else requeued
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"  # json: one object per line with request_id / job_id
     debug_oom_marker: str | None = None  # testing aid: prompts containing it raise a simulated OOM at step 2
 
-    # --- security, S3, webhooks, limits (issue 4; README "Security and delivery settings") ----
+    # --- security, S3, webhooks, limits (README "Security and delivery settings") ----
     auth: bool | None = None  # Bearer API keys; default: on when env=prod, off (loud warning) in dev
     s3_endpoint_url: str | None = None  # non-AWS S3 endpoint (MinIO, R2, moto) for storage_url=s3://
     s3_region: str | None = None  # default: the boto3 chain (AWS_DEFAULT_REGION, config files)
@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     # --- long videos and video sources (issue 17; README "Long videos, extend, edit, remix") ---
     max_video_seconds: float = Field(60.0, gt=0)  # longest video a request may ask for (segments chained)
 
-    # --- prompt extension (issue 8; docs/styles.md) -------------------------------------------
+    # --- prompt extension (docs/styles.md) -------------------------------------------
     prompt_extend_model_path: str | None = None  # local chat-model folder; unset: extension unavailable
     prompt_extend_device: str = "cpu"  # where the LLM runs (in the model worker, before text encoding)
     prompt_extend_dtype: str = "auto"  # auto | float32 | bfloat16 | float16

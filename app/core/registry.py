@@ -29,7 +29,7 @@ class WorkerInfo:
     current_job: str | None
     heartbeat: float
     preset: ModelInfo
-    prompt_extend: bool = False  # the worker has a prompt extension LLM (heartbeat extra, issue 8)
+    prompt_extend: bool = False  # the worker has a prompt extension LLM (heartbeat extra)
 
 
 def publish_heartbeat(

@@ -174,7 +174,7 @@ class JobRecord(BaseModel):
     revised_prompt: str | None = None  # what the model is given (style woven in, maybe extended)
     prompt_extend: bool = False
     prompt_extension: PromptExtensionInfo | None = None  # set when prompt_extend was requested
-    request_id: str | None = None  # X-Request-ID of the submission; in the worker's log lines (issue 5)
+    request_id: str | None = None  # X-Request-ID of the submission; in worker logs, to follow a request
     # video sources (issue 17): extensions, edits and remixes
     operation: Literal["extend", "edit", "remix"] | None = None
     source_video_id: str | None = None  # the referenced source video (None for an uploaded file)

@@ -1,6 +1,6 @@
 """The real `openai` package (sync and async clients) against a real running wanserve.
 
-Covers what issue 6 promises to SDK users: videos.create (multipart, with an input_reference file
+Covers what the OpenAI-style API promises SDK users: videos.create (multipart, with an input_reference file
 and extra_body fields), retrieve, list with auto-pagination, delete, download_content (video and
 thumbnail), create_and_poll honouring `openai-poll-after-ms`, and problem+json errors surfacing as
 the SDK's typed exceptions.

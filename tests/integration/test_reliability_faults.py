@@ -1,4 +1,4 @@
-"""Failures inside a running job, with one real worker that must keep serving after each (issue 5):
+"""Failures inside a running job, with one real worker that must keep serving after each:
 a simulated device out-of-memory raised inside the pipeline, the per-job time limit, cancellation
 (queued never starts, running stops within one step) — and retention of finished jobs and assets.
 """

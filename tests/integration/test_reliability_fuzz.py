@@ -1,5 +1,5 @@
 """Property-based fuzzing of the real gateway from the committed OpenAPI spec (schemathesis):
-no 5xx, and every response conforms to the documented schema (issue 5).
+no 5xx, and every response conforms to the documented schema.
 
 The gateway runs against a private Redis in which a worker for ``tiny-ti2v`` is *announced*
 (its preset + a long-lived heartbeat) but none runs, so generated submissions are validated and

@@ -1,6 +1,6 @@
 """Leases and the reaper against a real redis-server: each loss is settled exactly once, a job
 the worker finished first is left alone, a slow worker is fenced off, the attempt cap holds, and
-the Prometheus counters follow the transitions (issue 5)."""
+the Prometheus counters follow the transitions."""
 
 from __future__ import annotations
 

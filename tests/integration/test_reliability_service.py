@@ -1,5 +1,5 @@
 """Observability and Redis outages against a real gateway + worker on a private, append-only Redis
-(issue 5): `/metrics` reflects the worker's events (counters kept in Redis), JSON logs carry the
+`/metrics` reflects the worker's events (counters kept in Redis), JSON logs carry the
 request id (returned as ``X-Request-ID``) and the job id, the admin view lists live workers; and a
 Redis stopped and restarted under the live gateway gives 503s, then recovery with nothing lost.
 """

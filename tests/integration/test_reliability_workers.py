@@ -1,4 +1,4 @@
-"""Lost workers and shutdown, with real processes (issue 5).
+"""Lost workers and shutdown, with real processes.
 
 - SIGKILL of a whole worker (parent + pool child, like power loss) at step k of n: the gateway's
   reaper notices the silent lease within lease TTL + reaper interval, requeues the job, a second

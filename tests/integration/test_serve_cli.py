@@ -19,9 +19,7 @@ pytestmark = pytest.mark.integration
 
 def test_serve_runs_everything_and_stops_cleanly(tmp_path) -> None:
     rport, port = free_port(), free_port()
-    env = service_env(
-        f"redis://127.0.0.1:{rport}/0", tmp_path, port=port, host="127.0.0.1", model=None
-    )
+    env = service_env(f"redis://127.0.0.1:{rport}/0", tmp_path, port=port, host="127.0.0.1", model=None)
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli.main", "serve"],

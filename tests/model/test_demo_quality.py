@@ -1,4 +1,4 @@
-"""Quality bar of the built-in `wanserve-demo` model (issue 7).
+"""Quality bar of the built-in `wanserve-demo` model.
 
 * text mode: 24 fixed prompt x seed clips (every colour, shape and direction); the dominant
   non-background colour matches the prompt's colour AND the centroid moves in the prompt's direction
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.demo import evaluate as E
-from model.demo.world import (
+from training.demo import evaluate as E
+from training.demo.world import (
     BACKGROUNDS,
     COLOR_NAMES,
     COLORS,
@@ -34,6 +34,7 @@ from model.demo.world import (
 TEXT_PASS = 0.8
 IMAGE_PASS = 0.8
 MIN_PSNR = 25.0
+
 
 @pytest.fixture(scope="module")
 def pipe():  # type: ignore[no-untyped-def]
@@ -110,7 +111,6 @@ def test_text_mode_follows_prompt(pipe) -> None:  # type: ignore[no-untyped-def]
         for s in scores
     )
     assert passed >= TEXT_PASS * len(cases), f"{passed}/{len(cases)} clips follow the prompt\n{report}"
-
 
 
 def test_image_mode_reproduces_first_frame_and_moves(pipe) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _train(work: Path, out: Path) -> None:
     cmd = [
-        sys.executable, str(ROOT / "scripts/train_demo.py"),
+        sys.executable, str(ROOT / "training/train_demo.py"),
         "--work-dir", str(work), "--out", str(out), "--threads", "1",
         "--vae-steps", "2", "--num-clips", "24", "--dit-steps", "2",
         "--dit2-steps", "1", "--dit3-steps", "1", "--ft-steps", "1,1,2", "--ft-clips", "16",
@@ -54,7 +54,7 @@ def test_training_script_runs_every_stage_and_exports_a_loadable_checkpoint(tmp_
 def test_a_stale_checkpoint_from_another_configuration_is_refused(tmp_path: Path) -> None:
     work = tmp_path / "work"
     base = [
-        sys.executable, str(ROOT / "scripts/train_demo.py"), "--work-dir", str(work),
+        sys.executable, str(ROOT / "training/train_demo.py"), "--work-dir", str(work),
         "--out", str(tmp_path / "weights"), "--threads", "1", "--vae-steps", "1", "--num-clips", "8",
     ]  # fmt: skip
     first = subprocess.run(

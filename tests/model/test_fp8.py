@@ -57,7 +57,10 @@ def test_gpu_check_smoke_run_writes_its_summary(tmp_path: Path) -> None:
     out = tmp_path / "gpu_check.json"
     proc = subprocess.run(
         [sys.executable, "bench/gpu_check.py", "--smoke", "--repeats", "1", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(out.read_text())

@@ -193,6 +193,35 @@ def test_i2v_a14b_matches_diffusers(tmp_path):
 
 
 @pytest.mark.parity
+def test_i2v_a14b_resized_sharp_image_is_not_clamped(tmp_path):
+    """A sharp-edged 160x96 image stretched to 80x48: the official I2V path hands the bicubic result,
+    overshoot included, to the VAE. The reference gets the image resized that way (diffusers itself
+    would resize with nearest), we get the full-size image; clamping after the resize misses by ~1e-1."""
+    ys, xs = torch.meshgrid(torch.arange(96), torch.arange(160), indexing="ij")
+    board = (((ys // 6) + (xs // 10)) % 2).float() * 2 - 1  # [96, 160] hard +-1 squares
+    image = torch.stack([board, -board, board * 0.5])  # [3, 96, 160]
+    official = torch.nn.functional.interpolate(image[None], size=(48, 80), mode="bicubic")[0]
+    assert official.abs().max() > 1.05  # the case only tests something if the resize overshoots
+    ref_pipe = _build("i2v-a14b")
+    folder = tmp_path / "i2v-sharp"
+    ref_pipe.save_pretrained(str(folder))
+    ours = load_pipeline(str(folder))
+    common = dict(height=48, width=80, num_frames=5)
+    with torch.no_grad():
+        ref = ref_pipe(
+            prompt=PROMPT, negative_prompt=NEGATIVE, image=official[None], num_inference_steps=4,
+            guidance_scale=2.5, guidance_scale_2=3.5, generator=torch.Generator().manual_seed(7),
+            output_type="pt", max_sequence_length=512, **common,
+        ).frames[0]  # fmt: skip
+    ref = ref.permute(1, 0, 2, 3) * 2.0 - 1.0  # [3, F, H, W]
+    got = ours.generate(
+        PROMPT, negative_prompt=NEGATIVE, image=image, num_steps=4, guidance_scale=(3.5, 2.5), shift=5.0,
+        seed=7, **common,
+    )  # fmt: skip
+    assert (got - ref).abs().max().item() < TOL
+
+
+@pytest.mark.parity
 def test_ti2v_text_mode_matches_diffusers(tmp_path):
     got, ref, _ = _run_both(
         tmp_path, "ti2v-t2v", height=64, width=64, num_frames=9, steps=8, guidance=(5.0, 5.0), shift=5.0

@@ -1,4 +1,4 @@
-"""Import boundaries (CONTRACTS.md, house style §1): ``app.api → app.core ← worker → model``.
+"""Import boundaries (docs/architecture.md, "The arrows"): ``app.api → app.core ← worker → model``.
 
 Each rule is checked twice:
 
@@ -157,14 +157,16 @@ def _hits(name: str, forbidden: tuple[str, ...]) -> bool:
     return any(name == f or name.startswith(f + ".") for f in forbidden)
 
 
+# Serving code never imports training code (`training/` builds checkpoints, `model/` loads them).
 # app/cli may start the worker processes (`wanserve worker`, `wanserve webhooks`), lazily; the
 # gateway and the shared core never import the worker side.
 RULES = [
-    ("app", ("torch", "diffusers", "model")),
+    ("app", ("torch", "diffusers", "model", "training")),
     ("app/api", ("worker",)),
     ("app/core", ("fastapi", "starlette", "app.api", "app.cli", "worker")),
-    ("model", ("app", "worker")),
-    ("worker", ("app.api", "app.cli", "fastapi", "starlette")),
+    ("model", ("app", "worker", "training")),
+    ("worker", ("app.api", "app.cli", "fastapi", "starlette", "training")),
+    ("training", ("app", "worker")),
 ]
 
 

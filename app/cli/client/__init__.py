@@ -5,8 +5,8 @@ The server URL and API key come from ``--url`` / ``--api-key`` or from ``WANSERV
 (``GET /v1/videos/{id}/events``); when that stream is unavailable the client polls
 ``GET /v1/videos/{id}`` honouring ``openai-poll-after-ms``.
 
-The dispatcher in ``app/cli/main.py`` hands ``argv`` to :func:`main` for the commands in
-:data:`COMMANDS`.
+``app/cli/main.py`` mounts these verbs (:data:`COMMANDS`) on the one ``wanserve`` parser through
+:func:`app.cli.client.parser.add_commands`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 
@@ -39,8 +39,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def build_parser(prog: str = "wanserve") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="wanserve API client")
-    sub = parser.add_subparsers(dest="command", required=True)
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    return parser
 
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the client verbs to the `wanserve` parser; each verb's ``func`` is its guarded ``cmd_*``."""
     g = sub.add_parser("generate", help="submit a prompt, show progress, download the MP4")
     _common(g)
     g.add_argument("prompt")
@@ -93,19 +97,30 @@ def build_parser(prog: str = "wanserve") -> argparse.ArgumentParser:
     _common(m)
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
-    return parser
+    for verb in (g, s, ls, c, m):
+        verb.set_defaults(func=_guarded(verb.get_default("func")))
+
+
+def _guarded(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``cmd`` with the client's errors turned into an exit code and one line on stderr."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return cmd(args)
+        except ApiError as exc:
+            warn(f"error: {exc.message}")
+            return EXIT_FAILED
+        except httpx.TransportError as exc:
+            warn(f"error: cannot reach {args.url}: {exc}")
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The client verbs alone (``python -m app.cli.client``); `wanserve` adds them to its own parser."""
     args = build_parser().parse_args(argv)
-    try:
-        code: int = args.func(args)
-        return code
-    except ApiError as exc:
-        warn(f"error: {exc.message}")
-        return EXIT_FAILED
-    except httpx.TransportError as exc:
-        warn(f"error: cannot reach {args.url}: {exc}")
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    code: int = args.func(args)
+    return code

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from model.demo.world import COLORS, DIRECTIONS
+from training.demo.world import COLORS, DIRECTIONS
 
 
 def _to_numpy(video: Any) -> np.ndarray:
@@ -115,8 +115,9 @@ def direction_error_deg(disp: np.ndarray, direction: str) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
 
 
-def moves_in_direction(video: Any, direction: str, *, min_pixels: float | None = None,
-                       max_angle_deg: float = 30.0) -> bool:
+def moves_in_direction(
+    video: Any, direction: str, *, min_pixels: float | None = None, max_angle_deg: float = 30.0
+) -> bool:
     """The centroid moves at least ``min_pixels`` (default 8 % of the width) within ``max_angle_deg``
     of the named direction."""
     v = _to_numpy(video)
@@ -152,8 +153,13 @@ class ClipScore:
 def score_clip(video: Any, prompt: str, color: str, direction: str) -> ClipScore:
     got = dominant_color(video)
     disp = displacement(video)
-    return ClipScore(prompt=prompt, color=got, displacement=(float(disp[0]), float(disp[1])),
-                     color_ok=got == color, direction_ok=moves_in_direction(video, direction))
+    return ClipScore(
+        prompt=prompt,
+        color=got,
+        displacement=(float(disp[0]), float(disp[1])),
+        color_ok=got == color,
+        direction_ok=moves_in_direction(video, direction),
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -164,24 +170,39 @@ TEXT_BACKGROUNDS = ("black", "gray", "navy")
 
 def text_cases(n: int = 24) -> list[tuple[str, str, str, str, int]]:
     """(colour, shape, direction, background, seed): every colour, shape and direction is covered."""
-    from model.demo.world import COLOR_NAMES, DIRECTION_NAMES, SHAPES
+    from training.demo.world import COLOR_NAMES, DIRECTION_NAMES, SHAPES
 
     out = []
     for i in range(n):
-        out.append((COLOR_NAMES[i % 8], SHAPES[i % 3], DIRECTION_NAMES[(3 * i + i // 8) % 8],
-                    TEXT_BACKGROUNDS[(i // 8) % 3], 1000 + i))
+        out.append(
+            (
+                COLOR_NAMES[i % 8],
+                SHAPES[i % 3],
+                DIRECTION_NAMES[(3 * i + i // 8) % 8],
+                TEXT_BACKGROUNDS[(i // 8) % 3],
+                1000 + i,
+            )
+        )
     return out
 
 
 def image_cases(n: int = 8) -> list[tuple[str, str, str, str, int]]:
-    from model.demo.world import COLOR_NAMES, DIRECTION_NAMES, SHAPES
+    from training.demo.world import COLOR_NAMES, DIRECTION_NAMES, SHAPES
 
-    return [(COLOR_NAMES[(5 * i + 2) % 8], SHAPES[(i + 1) % 3], DIRECTION_NAMES[(5 * i + 1) % 8],
-             ("black", "gray")[i % 2], 2000 + i) for i in range(n)]
+    return [
+        (
+            COLOR_NAMES[(5 * i + 2) % 8],
+            SHAPES[(i + 1) % 3],
+            DIRECTION_NAMES[(5 * i + 1) % 8],
+            ("black", "gray")[i % 2],
+            2000 + i,
+        )
+        for i in range(n)
+    ]
 
 
 def evaluate_text_mode(pipe: Any, cases: list[tuple[str, str, str, str, int]], **gen: Any) -> list[ClipScore]:
-    from model.demo.world import simple_caption
+    from training.demo.world import simple_caption
 
     scores = []
     for color, shape, direction, background, seed in cases:
@@ -202,7 +223,7 @@ def evaluate_image_mode(
 ) -> list[ImageScore]:
     import torch
 
-    from model.demo.world import make_single_clip
+    from training.demo.world import make_single_clip
 
     scores = []
     for color, shape, direction, background, seed in cases:

@@ -1,4 +1,4 @@
-"""Text-following fine-tune of the demo DiT (stages ``ft1``-``ft3`` of scripts/train_demo.py).
+"""Text-following fine-tune of the demo DiT (stages ``ft1``-``ft3`` of training/train_demo.py).
 
 After phases 1-3 the DiT drew the right kind of clip but barely read the caption (loss with the
 right and with shuffled captions differed by ~3 %). What made it read the text:
@@ -11,7 +11,7 @@ right and with shuffled captions differed by ~3 %). What made it read the text:
   than on the rest of the DiT, plus the caption-attribute loss on the pooled text features.
 
 The flow-matching objective, the image-mode pinning (frame 0 clean at timestep 0) and caption
-dropout are those of `model.demo.train`.
+dropout are those of `training.demo.train`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.demo import train as T
-from model.demo.world import (
+from training.demo import train as T
+from training.demo.world import (
     BACKGROUNDS,
     COLOR_NAMES,
     COLORS,

@@ -228,8 +228,16 @@ def _noun(count: int, color: str | None, shape: str) -> str:
     return " ".join(words)
 
 
-def _clause(count: int, color: str | None, shape: str, direction: str, speed: str,
-            rng: np.random.Generator, *, ing: bool) -> str:
+def _clause(
+    count: int,
+    color: str | None,
+    shape: str,
+    direction: str,
+    speed: str,
+    rng: np.random.Generator,
+    *,
+    ing: bool,
+) -> str:
     noun = _noun(count, color, shape)
     dphrase = direction_phrase(direction, rng)
     sp = _pick(rng, _SPEED_WORDS[speed])
@@ -246,8 +254,13 @@ def _clause(count: int, color: str | None, shape: str, direction: str, speed: st
     return " ".join(parts)
 
 
-def make_caption(groups: list[tuple[int, str | None, str, str, str]], background: str,
-                 rng: np.random.Generator, *, mention_background: bool) -> str:
+def make_caption(
+    groups: list[tuple[int, str | None, str, str, str]],
+    background: str,
+    rng: np.random.Generator,
+    *,
+    mention_background: bool,
+) -> str:
     """Caption for groups of identical objects: (count, colour or None, shape, direction, speed)."""
     ing = bool(rng.random() < 0.3)
     clauses = [_clause(*g, rng, ing=ing) for g in groups]
@@ -280,8 +293,9 @@ def _contrasting_colors(background: str) -> list[str]:
     return [c for c in COLOR_NAMES if float(np.linalg.norm(np.asarray(COLORS[c]) - bg)) >= _MIN_CONTRAST]
 
 
-def _place(rng: np.random.Generator, direction: str, speed: str, size: float, cfg: WorldConfig
-           ) -> tuple[float, float]:
+def _place(
+    rng: np.random.Generator, direction: str, speed: str, size: float, cfg: WorldConfig
+) -> tuple[float, float]:
     """Start position so that the whole trajectory stays inside the frame."""
     dx, dy = DIRECTIONS[direction]
     travel = SPEEDS[speed] * cfg.width * (cfg.num_frames - 1)
@@ -328,8 +342,9 @@ def sample_scene(rng: np.random.Generator, cfg: WorldConfig) -> tuple[list[World
             # avoid overlapping starts (a few tries, then accept)
             for _try in range(20):
                 pos = _place(rng, direction, speed, size, cfg)
-                if all(math.hypot(pos[0] - o.start[0], pos[1] - o.start[1]) > size + o.size + 1
-                       for o in objects):
+                if all(
+                    math.hypot(pos[0] - o.start[0], pos[1] - o.start[1]) > size + o.size + 1 for o in objects
+                ):
                     break
             objects.append(WorldObject(shape, color, direction, speed, size, pos))
         # Colour is occasionally left out of multi-object captions ("two squares drifting upward").
@@ -352,16 +367,28 @@ def make_clip(seed: int, cfg: WorldConfig | None = None) -> Clip:
     return Clip(video=video, caption=caption, objects=objects, background=background)
 
 
-def make_single_clip(color: str, shape: str, direction: str, *, background: str = "black",
-                     speed: str = "medium", seed: int = 0, cfg: WorldConfig | None = None) -> Clip:
+def make_single_clip(
+    color: str,
+    shape: str,
+    direction: str,
+    *,
+    background: str = "black",
+    speed: str = "medium",
+    seed: int = 0,
+    cfg: WorldConfig | None = None,
+) -> Clip:
     """One object with fixed attributes at a deterministic position (for tests / image mode)."""
     cfg = cfg or WorldConfig()
     rng = np.random.default_rng(np.random.SeedSequence([777, int(seed)]))
     size = float(rng.uniform(3.5, 5.5)) * cfg.width / 32.0
     obj = WorldObject(shape, color, direction, speed, size, _place(rng, direction, speed, size, cfg))
     video = render_clip([obj], background, height=cfg.height, width=cfg.width, num_frames=cfg.num_frames)
-    return Clip(video=video, caption=simple_caption(color, shape, direction, background), objects=[obj],
-                background=background)
+    return Clip(
+        video=video,
+        caption=simple_caption(color, shape, direction, background),
+        objects=[obj],
+        background=background,
+    )
 
 
 def make_dataset(n: int, cfg: WorldConfig | None = None, *, offset: int = 0) -> tuple[np.ndarray, list[str]]:

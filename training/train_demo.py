@@ -1,18 +1,18 @@
 """Train the built-in ``wanserve-demo`` model from scratch, on CPU, reproducibly.
 
-    .venv/bin/python scripts/train_demo.py                 # everything: VAE, latents, DiT, text-following
+    .venv/bin/python training/train_demo.py                 # everything: VAE, latents, DiT, text-following
                                                            # fine-tune, export to model/demo/weights, eval
-    .venv/bin/python scripts/train_demo.py --stage dit     # one stage at a time, reusing --work-dir:
+    .venv/bin/python training/train_demo.py --stage dit     # one stage at a time, reusing --work-dir:
                                                            # vae (incl. latents) | latents | dit | dit2
                                                            # | dit3 | ft1 | ft2 | ft3
-    .venv/bin/python scripts/train_demo.py --stage export  # re-export the latest DiT checkpoint + eval
+    .venv/bin/python training/train_demo.py --stage export  # re-export the latest DiT checkpoint + eval
 
 The DiT trains as a chain of stages, each continuing from the previous one's EMA weights:
 
-- ``dit``: flow matching on multi-object clips of the procedural world (``model.demo.train``);
+- ``dit``: flow matching on multi-object clips of the procedural world (``training.demo.train``);
 - ``dit2``, ``dit3``: the same plus a caption-attribute loss on the text encoder (dit3: a fresh
   optimiser, a new data order and a lower learning rate);
-- ``ft1``-``ft3``: the text-following fine-tune of ``model.demo.finetune`` (single-object clips,
+- ``ft1``-``ft3``: the text-following fine-tune of ``training.demo.finetune`` (single-object clips,
   64 text positions, a faster learning rate on the text path, three text-mode samples for every
   image-mode one), restarted with a lower learning rate. ``ft3`` has 0 steps by default: it made
   text mode worse (bench/RESULTS.md).
@@ -21,7 +21,7 @@ A stage with 0 steps is skipped. Wall time and quality of a from-scratch run wit
 recorded in bench/RESULTS.md ("wanserve-demo training from scratch"): 47.5 min at 2 threads on the
 2-core development VM; the run reproduces the shipped weights bit for bit.
 
-Writes the checkpoint folder (official Wan2.2 TI2V layout) to ``model/demo/weights/`` by default.
+Writes the checkpoint folder (official Wan2.2 TI2V layout) to ``model.presets.DEMO_WEIGHTS_DIR`` by default.
 Intermediate files (VAE, latents, DiT checkpoints, log) go to ``--work-dir``.
 """
 
@@ -43,9 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from model.demo import finetune as F  # noqa: E402
-from model.demo import train as T  # noqa: E402
-from model.demo.export import export_checkpoint  # noqa: E402
+from model.presets import DEMO_WEIGHTS_DIR  # noqa: E402
+from training.demo import finetune as F  # noqa: E402
+from training.demo import train as T  # noqa: E402
+from training.demo.export import export_checkpoint  # noqa: E402
 
 CHAIN = ("dit", "dit2", "dit3", "ft1", "ft2", "ft3")
 # text-following fine-tune restarts: (learning rate of the text path, of the rest, data seed)
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     stages = ["all", "vae", "latents", *CHAIN, "export", "eval"]
     ap.add_argument("--stage", choices=stages, default="all")
-    ap.add_argument("--out", default=str(ROOT / "model/demo/weights"))
+    ap.add_argument("--out", default=str(DEMO_WEIGHTS_DIR))
     ap.add_argument("--work-dir", default="/tmp/wanserve-demo-train")
     ap.add_argument("--vae-steps", type=int, default=T.TrainConfig.vae_steps)
     ap.add_argument("--num-clips", type=int, default=T.TrainConfig.num_clips)
@@ -268,7 +269,7 @@ def finetune_data(vae_path: str, lat_path: str, n: int) -> tuple[torch.Tensor, l
 def evaluate(folder: Path, log: Callable[[str], None], **gen: object) -> None:
     """The quality bar of tests/model/test_demo_quality.py, on the exported folder."""
     from model import load_pipeline
-    from model.demo import evaluate as E
+    from training.demo import evaluate as E
 
     pipe = load_pipeline(str(folder))
     text = E.evaluate_text_mode(pipe, E.text_cases(24), **gen)

@@ -1,6 +1,6 @@
 """Training of the ``wanserve-demo`` model: a small Wan2.2 VAE, then a small TI2V DiT + tiny UMT5.
 
-Everything is deterministic (fixed seeds, data from ``model.demo.world``) and runs on one CPU thread
+Everything is deterministic (fixed seeds, data from ``training.demo.world``) and runs on one CPU thread
 (on a busy machine one thread is much faster than several that wait for each other).
 
 Stage 1, VAE: ``Wan22VAE`` with a 2x2 pixel patch and one 3-D downsampling stage (compression
@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.demo.world import WorldConfig, make_clip, make_dataset, render_background
+from model.presets import DEMO_WEIGHTS_DIR
+from training.demo.world import WorldConfig, make_clip, make_dataset, render_background
 
 # ------------------------------------------------------------------------------------------------
 # Architecture of the demo model
@@ -117,7 +118,7 @@ class TrainConfig:
     dit3_lr: float = 3e-4
     log_every: int = 50
     save_every: int = 500
-    out_dir: str = "model/demo/weights"
+    out_dir: str = str(DEMO_WEIGHTS_DIR)
     work_dir: str = "/tmp/wanserve-demo-train"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -370,7 +371,7 @@ AUX_SIZES = (8, 3, 8, 8)  # colour, shape, direction, background of the caption'
 
 def caption_labels(n: int, captions: list[str]) -> torch.Tensor:
     """[n, 4] class labels of the first object named in each caption (-100 = not stated)."""
-    from model.demo.world import BACKGROUNDS, COLOR_NAMES, DIRECTION_NAMES, GRADIENTS, SHAPES
+    from training.demo.world import BACKGROUNDS, COLOR_NAMES, DIRECTION_NAMES, GRADIENTS, SHAPES
 
     bgs = list(BACKGROUNDS) + [g[0] for g in GRADIENTS]
     out = torch.full((n, 4), -100, dtype=torch.long)
@@ -389,7 +390,7 @@ def caption_labels(n: int, captions: list[str]) -> torch.Tensor:
 
 
 def _scene(seed: int) -> tuple[list[Any], str, str]:
-    from model.demo.world import sample_scene
+    from training.demo.world import sample_scene
 
     rng = np.random.default_rng(np.random.SeedSequence([20260, int(seed)]))
     return sample_scene(rng, DEMO_WORLD)
@@ -460,8 +461,11 @@ def train_dit_phase2(
         fm = se.sum() / frame_mask.expand_as(se).sum()
         logits = heads(pooled).split(AUX_SIZES, dim=1)
         aux = sum(
-            (F.cross_entropy(lg, labels[:, k], ignore_index=-100) for k, lg in enumerate(logits)
-             if bool((labels[:, k] >= 0).any())),
+            (
+                F.cross_entropy(lg, labels[:, k], ignore_index=-100)
+                for k, lg in enumerate(logits)
+                if bool((labels[:, k] >= 0).any())
+            ),
             torch.zeros(()),
         )
         loss = fm + cfg.aux_weight * aux
@@ -485,8 +489,9 @@ def train_dit_phase2(
 # Data helpers
 
 
-def build_latent_dataset(vae: nn.Module, cfg: TrainConfig, log: Callable[[str], None] | None = None
-                         ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+def build_latent_dataset(
+    vae: nn.Module, cfg: TrainConfig, log: Callable[[str], None] | None = None
+) -> tuple[torch.Tensor, list[str], torch.Tensor]:
     """Encode ``num_clips`` world clips: raw latent means [N, z, f, h, w], captions, (mean, std)."""
     t0 = time.time()
     vids, caps = make_dataset(cfg.num_clips, DEMO_WORLD)

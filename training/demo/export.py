@@ -107,7 +107,7 @@ def dit_config_json(dit: nn.Module) -> dict[str, Any]:
 def export_checkpoint(out: Path, *, dit: nn.Module, vae: nn.Module, t5: nn.Module) -> None:
     from safetensors.torch import save_file
 
-    from model.demo.preset import WANSERVE_DEMO
+    from model.presets import WANSERVE_DEMO
     from model.tokenizer import ByteTokenizer
 
     out = Path(out)
