@@ -21,10 +21,12 @@ does any step after ``max_skips`` consecutive skips.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +34,7 @@ from torch import Tensor
 
 __all__ = [
     "CACHE_TYPES",
+    "CALIBRATION_FILE",
     "CacheError",
     "CacheSpec",
     "StepCache",
@@ -43,6 +46,7 @@ CACHE_TYPES: tuple[str, ...] = ("first_block", "teacache", "magcache", "easycach
 # Types that need per-model numbers (polynomial / ratios) before they can run.
 NEEDS_CALIBRATION = frozenset({"teacache", "magcache"})
 GENERIC_THRESHOLDS: dict[str, float] = {"first_block": 0.05, "easycache": 0.05}
+CALIBRATION_FILE = "cache_calibration.json"  # beside the weights, written by model.cache_calibrate
 THRESHOLD_RANGE = (0.0, 2.0)  # exclusive low, inclusive high
 REFUSING_SAMPLERS = frozenset({"distill"})  # few-step samplers: nothing to skip at 4 steps
 
@@ -99,6 +103,14 @@ class CacheSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "threshold": self.threshold}
+
+
+def load_calibration(folder: Path | None) -> dict[str, Any] | None:
+    """The calibration record in a weights folder, or None when there is none."""
+    if folder is None or not (folder / CALIBRATION_FILE).is_file():
+        return None
+    record: dict[str, Any] = json.loads((folder / CALIBRATION_FILE).read_text())
+    return record
 
 
 def supported_types(model_id: str, calibration: Mapping[str, Any] | None) -> dict[str, float]:
@@ -242,7 +254,17 @@ class StepCache:
 
     @property
     def steps_skipped(self) -> int:
+        """Steps on which no branch ran the cached blocks."""
         return len(self._step_ran) - self.steps_computed
+
+    @property
+    def passes_computed(self) -> int:
+        """Branch passes (one CFG branch at one step) that ran the blocks."""
+        return sum(sum(d.values()) for d in self.decisions)
+
+    @property
+    def passes_skipped(self) -> int:
+        return sum(len(d) for d in self.decisions) - self.passes_computed
 
     # -- the decision -----------------------------------------------------------------------------
     def _forced(self, st: BranchState) -> bool:
@@ -278,7 +300,7 @@ class StepCache:
                 return True
             return False
         if s.type == "magcache":
-            ratios = _interp(s.ratios[branch], self.num_steps)
+            ratios = _interp(s.ratios.get(branch) or s.ratios["cond"], self.num_steps)
             st.acc_ratio *= ratios[self._step]
             st.acc += abs(1.0 - st.acc_ratio)
             st.trace.append(st.acc)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -99,7 +99,7 @@ class WanPipeline:
         # Step-cache calibration found beside the weights (`model.cache_calibrate`), and the cache
         # state of the last request (steps computed / skipped).
         self.cache_calibration: dict[str, Any] | None = None
-        self.last_cache: StepCache | None = None
+        self.last_cache: Any = None  # a StepCache, or the object given as `cache`
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -299,7 +299,7 @@ class WanPipeline:
         ctx_null: torch.Tensor,
         y: torch.Tensor | None,
         g: float,
-        cache: StepCache | None = None,
+        cache: Any = None,
         step: tuple[int, int, int, int] = (0, 0, 0, 0),
     ) -> torch.Tensor:
         """CFG velocity (float32, like x). x: [1, C, T', h, w]; t: [1] or [1, L].
@@ -350,7 +350,7 @@ class WanPipeline:
         sampler: str = "unipc",
         seed: int = 0,
         callback: StepCallback | None = None,
-        cache: dict[str, Any] | None = None,
+        cache: Mapping[str, Any] | Any = None,
     ) -> torch.Tensor:
         """Generate one video -> [3, F, H, W] float32 in [-1, 1] (on CPU).
 
@@ -374,8 +374,11 @@ class WanPipeline:
             guidance_scale, shift, sampler, seed, callback,
         )  # fmt: skip
         g_low, g_high = self._guidance_pair(guidance_scale)
-        spec = resolve_cache(cache, p.model_id, self.cache_calibration, sampler)
-        self.last_cache = None if spec is None else StepCache(spec, num_steps)
+        if cache is None or isinstance(cache, Mapping):
+            spec = resolve_cache(cache, p.model_id, self.cache_calibration, sampler)
+            self.last_cache = None if spec is None else StepCache(spec, num_steps)
+        else:  # a ready cache-like object (begin_step / run_blocks), e.g. the calibration recorder
+            self.last_cache = cache
         if negative_prompt is None:
             negative_prompt = p.negative_prompt
         try:
@@ -400,7 +403,7 @@ class WanPipeline:
         sampler_name: str,
         seed: int,
         callback: StepCallback | None,
-        cache: StepCache | None = None,
+        cache: Any = None,
     ) -> torch.Tensor:
         p = self.preset
         st, sh, sw = p.vae_stride

@@ -91,8 +91,12 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
         sampler=p.sampler,
         seed=p.seed,
         callback=clock,
+        cache=p.cache,
     )
     timings = {**prompt_timings, **clock.timings(time.monotonic())}
+    if p.cache is not None and rt.pipe.last_cache is not None:  # what step caching saved
+        timings["steps_computed"] = rt.pipe.last_cache.steps_computed
+        timings["steps_skipped"] = rt.pipe.last_cache.steps_skipped
     t = time.monotonic()
     frames = _to_frames(video)
     tmp_root = s.data_dir / "tmp"

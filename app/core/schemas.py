@@ -5,9 +5,10 @@ The public video object is OpenAI's `/v1/videos` object plus wanserve's fields; 
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.status import JobStatus
 from app.core.styles import PromptExtensionInfo, StyleSelection
@@ -38,10 +39,32 @@ class ModelInfo(BaseModel):
     default_sampler: str = "unipc"
     samplers: list[str] = ["unipc", "dpm++", "euler"]
     negative_prompt: str = ""
+    # step-cache types this worker's model can run -> calibrated default threshold
+    cache_types: dict[str, float] = {}
 
     @property
     def num_experts(self) -> int:
         return 2 if self.boundary is not None else 1
+
+
+class CacheRequest(BaseModel):
+    """Step caching: skip the transformer on denoising steps that change little (README "Step caching")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="first_block | teacache | magcache | easycache")
+    threshold: float | None = Field(None, description="in (0, 2]; default: the model's calibrated value")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_json_text(cls, value: Any) -> Any:
+        """Multipart may carry the object as JSON text (or as cache[type]=..., cache[threshold]=...)."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return {"type": value}  # a bare type name
+        return value
 
 
 class VideoCreate(BaseModel):
@@ -71,6 +94,7 @@ class VideoCreate(BaseModel):
     )
     style: StyleSelection | None = Field(None, description="cinematic style controls; see GET /v1/styles")
     prompt_extend: bool = Field(False, description="rewrite the prompt with the worker's local LLM first")
+    cache: CacheRequest | None = Field(None, description="step caching {type, threshold}; default: off")
     prompt_extend_language: Literal["auto", "en", "zh"] = Field(
         "auto", description="language of the rewritten prompt; auto: the prompt's own"
     )
@@ -90,6 +114,7 @@ class ResolvedParams(BaseModel):
     seed: int
     negative_prompt: str | None = None  # None: the model's default negative prompt
     has_image: bool = False
+    cache: dict[str, Any] | None = None  # resolved {"type", "threshold"}; None: every step computed
 
 
 class JobErrorInfo(BaseModel):
