@@ -330,7 +330,7 @@ class StepCache:
             start = 1
         else:
             base, start = x, 0
-        tic = time.perf_counter()
+        tic = time.thread_time()
         states = [self.state(b) for b in branches]
         need: list[bool] = []
         for i, (b, st) in enumerate(zip(branches, states, strict=True)):
@@ -343,7 +343,7 @@ class StepCache:
             else:
                 sig = None
             need.append(self._decide(st, b, sig))
-        self.decision_seconds += time.perf_counter() - tic
+        self.decision_seconds += time.thread_time() - tic
         rows = [i for i, n in enumerate(need) if n]
         out_rows: dict[int, Tensor] = {}
         if rows:

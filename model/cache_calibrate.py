@@ -10,8 +10,9 @@ recording per CFG branch and step:
   averaged over the prompts (step 0 has ratio 1);
 
 then picks, per type, the smallest threshold of a grid that skips at least ``target_skip`` of the
-branch passes (one CFG branch through the blocks at one step) on the same prompts. The result goes
-to ``cache_calibration.json`` beside the weights, where `model.loading.load_pipeline` finds it.
+block work on the same prompts (branch passes skipped; first_block always runs block 0, so it
+needs ``target_skip / (1 - 1/num_layers)`` of the passes). The result goes to
+``cache_calibration.json`` beside the weights, where `load_pipeline` finds it.
 """
 
 from __future__ import annotations
@@ -75,17 +76,18 @@ class Recorder:
         return out
 
 
-def _skip_fraction(pipe: Any, prompts: Sequence[str], cache: dict[str, Any], gen: dict[str, Any]) -> float:
+def _skip_fraction(pipe: Any, prompts: Sequence[str], cache: Any, gen: dict[str, Any]) -> float:
+    """Fraction of branch passes skipped over the prompts."""
     skipped = total = 0
     for k, prompt in enumerate(prompts):
         pipe.generate(prompt, seed=k, cache=cache, **gen)
         skipped += pipe.last_cache.passes_skipped
         total += pipe.last_cache.passes_skipped + pipe.last_cache.passes_computed
-    return skipped / total
+    return skipped / max(total, 1)
 
 
 def calibrate(
-    pipe: Any, prompts: Sequence[str] = DEFAULT_PROMPTS, *, target_skip: float = 0.4
+    pipe: Any, prompts: Sequence[str] = DEFAULT_PROMPTS, *, target_skip: float = 0.5
 ) -> dict[str, Any]:
     """-> the calibration record (also installed as ``pipe.cache_calibration``)."""
     p = pipe.preset
@@ -112,15 +114,15 @@ def calibrate(
     for kind in CACHE_TYPES:
         record[kind]["threshold"] = THRESHOLD_GRID[kind][-1]  # provisional, so that the type resolves
     pipe.cache_calibration = record
+    num_layers = len(pipe.transformer.blocks)
     for kind in CACHE_TYPES:
+        # first_block always runs block 0, so it must skip more passes for the same saving
+        target = min(0.9, target_skip / (1 - 1 / num_layers)) if kind == "first_block" else target_skip
         for thr in THRESHOLD_GRID[kind]:
             frac = _skip_fraction(pipe, prompts, {"type": kind, "threshold": thr}, gen)
-            if frac >= target_skip:
-                record[kind]["threshold"] = thr
-                record[kind]["skip_fraction"] = round(frac, 4)
+            record[kind].update(threshold=thr, skip_fraction=round(frac, 4))
+            if frac >= target:
                 break
-        else:
-            record[kind]["skip_fraction"] = round(frac, 4)
     return record
 
 
@@ -135,16 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--model", required=True, help="checkpoint folder or built-in preset (wanserve-demo)")
     ap.add_argument("--out", type=Path, default=None, help="folder to write to (default: the weights)")
     ap.add_argument("--prompt", action="append", default=None, help="calibration prompt (repeatable)")
-    ap.add_argument("--target-skip", type=float, default=0.4, help="skip fraction the thresholds aim at")
+    ap.add_argument("--target-skip", type=float, default=0.5, help="skipped share of the block work")
     args = ap.parse_args(argv)
     from model.loading import checkpoint_dir, load_pipeline
 
-    torch.manual_seed(0)
-    pipe = load_pipeline(args.model)
-    record = calibrate(pipe, args.prompt or DEFAULT_PROMPTS, target_skip=args.target_skip)
     folder = args.out or checkpoint_dir(args.model)
     if folder is None:
         raise SystemExit(f"{args.model!r} has no weights folder; pass --out")
+    torch.manual_seed(0)
+    pipe = load_pipeline(args.model)
+    record = calibrate(pipe, args.prompt or DEFAULT_PROMPTS, target_skip=args.target_skip)
     path = write_calibration(record, folder)
     thr = {k: record[k]["threshold"] for k in CACHE_TYPES}
     print(f"wrote {path}: thresholds {thr}")  # noqa: T201  (a command-line tool's report)
