@@ -62,3 +62,15 @@ def test_distill_sampler_refuses_caching() -> None:
     errors: list[FieldError] = []
     assert _cache(req, INFO, "distill", errors) is None
     assert [e.field for e in errors] == ["cache"]
+
+
+def test_cli_cache_option_builds_the_field() -> None:
+    from app.cli.client.commands import _request_fields
+    from app.cli.client.parser import build_parser
+
+    def fields(*argv: str) -> dict[str, object]:
+        return _request_fields(build_parser().parse_args(["generate", "x", *argv]))
+
+    assert fields("--cache", "teacache:0.2")["cache"] == {"type": "teacache", "threshold": 0.2}
+    assert fields("--cache", "easycache")["cache"] == {"type": "easycache"}
+    assert "cache" not in fields()

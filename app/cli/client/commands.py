@@ -62,7 +62,18 @@ def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
         "sampler": args.sampler,
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
+    if getattr(args, "cache", None):
+        kind, _, thr = args.cache.partition(":")
+        fields["cache"] = {"type": kind} if not thr else {"type": kind, "threshold": _number(thr)}
     return fields
+
+
+def _number(text: str) -> float | str:
+    """A threshold as a number, or the text itself so that the server names the bad value."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

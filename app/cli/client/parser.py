@@ -58,6 +58,11 @@ def build_parser(prog: str = "wanserve") -> argparse.ArgumentParser:
     g.add_argument("--guidance-low-noise", type=float, help="A14B: guidance of the low-noise expert")
     g.add_argument("--shift", type=float)
     g.add_argument("--sampler", choices=("unipc", "dpm++", "euler"))
+    g.add_argument(
+        "--cache",
+        metavar="TYPE[:THRESHOLD]",
+        help="step caching: first_block, teacache, magcache or easycache (default threshold: the model's)",
+    )
     g.add_argument("--negative-prompt")
     g.add_argument("--out", "-o", help="where to save the MP4 (default ID.mp4)")
     g.add_argument("--thumbnail", help="also save the thumbnail image here")
