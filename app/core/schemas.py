@@ -232,6 +232,7 @@ class ModelPublic(BaseModel):
     workers: int
     ready_workers: int
     prompt_extend_available: bool = False  # a live worker of this model has an extension LLM
+    cache_types: dict[str, float] = {}  # step-cache type -> default threshold (see the `cache` field)
 
 
 class ModelList(BaseModel):

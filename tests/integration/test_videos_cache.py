@@ -55,3 +55,8 @@ def test_bad_cache_is_a_422_naming_the_field(
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), r.text
     [err] = r.json()["errors"]
     assert err["field"] == field and needle in err["reason"], err
+
+
+def test_models_list_the_cache_types_and_defaults(client: httpx.Client) -> None:
+    models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    assert models["tiny-ti2v"]["cache_types"] == {"first_block": 0.05, "easycache": 0.05}
