@@ -1,13 +1,14 @@
 """Step caching on the demo model: denoising time, fidelity and prompt-following per type and threshold.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/bench_cache.py [--overhead-only]
+    PYTHONPATH=$PWD .venv/bin/python bench/bench_cache.py [--overhead-only] [--extra TYPE:THR ...]
 
 1. `wanserve-demo` at its defaults (20 steps, unipc, shift 2, guidance 3), the fixed 24-clip text
    test set of `model.demo.evaluate`: for no cache and each type at 3 thresholds (half, 1x and 1.5x
    the calibrated default), the DiT time summed over all steps of all clips (the denoising time:
    the sampler update itself is microseconds) as a ratio to no cache (the uncached reference is run
    before and after and averaged), PSNR / SSIM of each video against the uncached one at the same
-   seed, and how many clips follow the prompt (colour and direction).
+   seed, and how many clips follow the prompt (colour and direction). ``--extra TYPE:THRESHOLD``
+   adds rows.
 2. The decision overhead on a mid-size random DiT (dim 1024, 8 blocks, 2x1024 tokens): time spent
    deciding (signals, norms, bookkeeping) per step over the full step time.
 """
@@ -74,7 +75,7 @@ def run_set(pipe: Any, timer: DitTimer, cache: dict[str, Any] | None) -> tuple[f
     return timer.seconds, videos, ok, skipped
 
 
-def demo_table() -> None:
+def demo_table(extra: list[tuple[str, float]]) -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)  # steadier timings on a shared machine
     pipe = load_pipeline("wanserve-demo")
@@ -82,16 +83,18 @@ def demo_table() -> None:
     run_set(pipe, timer, None)  # warm-up
     t_a, ref, ok_ref, _ = run_set(pipe, timer, None)
     rows = []
+    points: list[tuple[str, float, bool]] = []
     for kind in CACHE_TYPES:
         default = resolve_cache({"type": kind}, pipe.preset.model_id, pipe.cache_calibration)
         assert default is not None
-        for mult in (0.5, 1.0, 1.5):
-            thr = round(default.threshold * mult, 4)
-            secs, videos, ok, skipped = run_set(pipe, timer, {"type": kind, "threshold": thr})
-            psnrs = [E.psnr(v, r) for v, r in zip(videos, ref, strict=True)]
-            ssims = [ssim(v, r) for v, r in zip(videos, ref, strict=True)]
-            fid = float(np.mean(psnrs)), float(np.mean(ssims))
-            rows.append((kind, thr, mult == 1.0, secs, skipped, *fid, ok))
+        points += [(kind, round(default.threshold * m, 4), m == 1.0) for m in (0.5, 1.0, 1.5)]
+    points += [(kind, thr, False) for kind, thr in extra]
+    for kind, thr, is_default in points:
+        secs, videos, ok, skipped = run_set(pipe, timer, {"type": kind, "threshold": thr})
+        psnrs = [E.psnr(v, r) for v, r in zip(videos, ref, strict=True)]
+        ssims = [ssim(v, r) for v, r in zip(videos, ref, strict=True)]
+        fid = float(np.mean(psnrs)), float(np.mean(ssims))
+        rows.append((kind, thr, is_default, secs, skipped, *fid, ok))
     t_b, _, _, _ = run_set(pipe, timer, None)
     t_ref = (t_a + t_b) / 2
     passes = len(ref) * pipe.preset.default_num_steps * 2
@@ -141,9 +144,11 @@ def overhead() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--overhead-only", action="store_true")
+    ap.add_argument("--extra", action="append", default=[], metavar="TYPE:THRESHOLD", help="more rows")
     args = ap.parse_args()
     if not args.overhead_only:
-        demo_table()
+        extra = [(e.split(":")[0], float(e.split(":")[1])) for e in args.extra]
+        demo_table(extra)
     overhead()
 
 
