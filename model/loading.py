@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from model.cache import load_calibration
 from model.pipeline import WanPipeline
 from model.presets import BUILTIN_CHECKPOINTS, OFFICIAL_BY_TASK, PRESETS, TINY_SPECS, ModelPreset, TinySpec
 from model.text_encoder import (
@@ -524,5 +525,19 @@ def load_pipeline(
     layout = detect_layout(root)
     with torch.no_grad():
         if layout == "diffusers":
-            return load_diffusers(root, device=dev, dtype=dt, offload=offload)
-        return load_official(root, device=dev, dtype=dt, offload=offload)
+            pipe = load_diffusers(root, device=dev, dtype=dt, offload=offload)
+        else:
+            pipe = load_official(root, device=dev, dtype=dt, offload=offload)
+    pipe.cache_calibration = load_calibration(root)  # step-cache numbers beside the weights, if any
+    return pipe
+
+
+def checkpoint_dir(path_or_preset_name: str | Path) -> Path | None:
+    """The weights folder `load_pipeline` would read (None for tiny random presets)."""
+    name = str(path_or_preset_name)
+    if name in TINY_SPECS:
+        return None
+    root = Path(path_or_preset_name)
+    if name in BUILTIN_CHECKPOINTS and not root.is_dir():
+        root = Path(__file__).resolve().parent / BUILTIN_CHECKPOINTS[name]
+    return root if root.is_dir() else None

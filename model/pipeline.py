@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.cache import StepCache, resolve_cache
 from model.presets import ModelPreset
 from model.scheduler import make_sampler
 from model.text_encoder import TextEncoder, pad_embeddings
@@ -106,6 +107,10 @@ class WanPipeline:
         self.text_cache_size = 16
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.lora_fuse = False  # per-request LoRAs: unfused branch (False) or merged weights (True)
+        # Step-cache calibration found beside the weights (`model.cache_calibrate`), and the cache
+        # state of the last request (steps computed / skipped).
+        self.cache_calibration: dict[str, Any] | None = None
+        self.last_cache: Any = None  # a StepCache, or the object given as `cache`
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -301,12 +306,25 @@ class WanPipeline:
         ctx_null: torch.Tensor,
         y: torch.Tensor | None,
         g: float,
+        cache: Any = None,
+        step: tuple[int, int, int, int] = (0, 0, 0, 0),
     ) -> torch.Tensor:
-        """CFG velocity (float32, like x). x: [1, C, T', h, w]; t: [1] or [1, L]."""
+        """CFG velocity (float32, like x). x: [1, C, T', h, w]; t: [1] or [1, L].
+
+        With a step cache, ``step`` is (step, expert, step within the expert, the expert's steps).
+        """
         xin = x.to(self.dtype)
         yin = None if y is None else y.to(self.dtype)
+        kw: dict[str, Any] = {}
+
+        def declare(*branches: str) -> dict[str, Any]:
+            if cache is None:
+                return kw
+            cache.begin_step(step[0], step[1], branches, step[2], step[3])
+            return {"cache": cache}
+
         if g == 1.0:  # uncond + 1 * (cond - uncond) == cond: skip the unconditional pass
-            single: torch.Tensor = dit(xin, t, ctx, y=yin).float()
+            single: torch.Tensor = dit(xin, t, ctx, y=yin, **declare("cond")).float()
             return single
         if self.cfg_batch:
             out: torch.Tensor = dit(
@@ -314,11 +332,12 @@ class WanPipeline:
                 torch.cat([t, t]),
                 torch.cat([ctx, ctx_null]),
                 y=None if yin is None else torch.cat([yin, yin]),
+                **declare("cond", "uncond"),
             ).float()
             cond, uncond = out[:1], out[1:]
         else:
-            cond = dit(xin, t, ctx, y=yin).float()
-            uncond = dit(xin, t, ctx_null, y=yin).float()
+            cond = dit(xin, t, ctx, y=yin, **declare("cond")).float()
+            uncond = dit(xin, t, ctx_null, y=yin, **declare("uncond")).float()
         guided: torch.Tensor = uncond + g * (cond - uncond)
         return guided
 
@@ -339,6 +358,7 @@ class WanPipeline:
         seed: int = 0,
         callback: StepCallback | None = None,
         loras: Sequence[tuple[Any, float]] | None = None,
+        cache: Mapping[str, Any] | Any = None,
     ) -> torch.Tensor:
         """Generate one video -> [3, F, H, W] float32 in [-1, 1] (on CPU).
 
@@ -348,6 +368,8 @@ class WanPipeline:
         `callback(step, total_steps, timestep)` runs after every step (1-based); an exception
         raised in it stops generation and propagates. `loras`: (path or `model.lora.LoraSpec`,
         scale) pairs applied for this call only (`model.lora`); `self.lora_fuse` merges them instead.
+        `cache={"type": T, "threshold": x}` skips transformer blocks on steps that change little
+        (`model.cache`; a `CacheError` for a bad request); None runs every block of every step.
         """
         p = self.preset
         width = p.default_size[0] if width is None else width
@@ -361,6 +383,11 @@ class WanPipeline:
             guidance_scale, shift, sampler, seed, callback,
         )  # fmt: skip
         g_low, g_high = self._guidance_pair(guidance_scale)
+        if cache is None or isinstance(cache, Mapping):
+            spec = resolve_cache(cache, p.model_id, self.cache_calibration, sampler)
+            self.last_cache = None if spec is None else StepCache(spec, num_steps)
+        else:  # a ready cache-like object (begin_step / run_blocks), e.g. the calibration recorder
+            self.last_cache = cache
         if negative_prompt is None:
             negative_prompt = p.negative_prompt
         applied = []
@@ -371,7 +398,7 @@ class WanPipeline:
         try:
             return self._generate(
                 prompt, negative_prompt, image, height, width, num_frames, num_steps,
-                (g_low, g_high), float(shift), sampler, seed, callback,
+                (g_low, g_high), float(shift), sampler, seed, callback, self.last_cache,
             )  # fmt: skip
         finally:
             for handle in applied:  # restores the resident weights exactly
@@ -392,6 +419,7 @@ class WanPipeline:
         sampler_name: str,
         seed: int,
         callback: StepCallback | None,
+        cache: Any = None,
     ) -> torch.Tensor:
         p = self.preset
         st, sh, sw = p.vae_stride
@@ -426,7 +454,9 @@ class WanPipeline:
             tok_t = torch.ones(t_lat, h // ph, w // pw, device=self.device)
             tok_t[0] = 0.0
             tok_t = tok_t.flatten()[None]
-        for i, t_int in enumerate(sampler.timesteps.tolist()):
+        ts = sampler.timesteps.tolist()
+        n_high = sum(1 for v in ts if boundary is not None and v >= boundary)
+        for i, t_int in enumerate(ts):
             if boundary is not None and t_int >= boundary:
                 dit, g = self.transformer, guidance[1]  # high-noise expert
             elif boundary is not None:
@@ -442,7 +472,9 @@ class WanPipeline:
                 if tok_t is not None
                 else torch.tensor([float(t_int)], device=self.device)
             )
-            v = self._velocity(dit, latent, t, ctx, ctx_null, y, g)
+            high = boundary is not None and t_int >= boundary
+            where = (i, 0, i, n_high) if high else (i, 1, i - n_high, total - n_high)
+            v = self._velocity(dit, latent, t, ctx, ctx_null, y, g, cache, where)
             latent = sampler.step(v, latent)
             if first_frame is not None:
                 latent[:, :, :1] = first_frame  # keep frame 0 pinned to the image latent

@@ -343,6 +343,16 @@ class TimestepGroups:
             runs.append(Run(s, e, idx.to(device), k))
         return cls(values=values, runs=runs)
 
+    def take(self, rows: list[int]) -> TimestepGroups:
+        """The groups of a subset of the batch (same ``values``, so per-value tables still index)."""
+        if self.index is not None:
+            return TimestepGroups(values=self.values, index=self.index[rows])
+        runs = []
+        for r in self.runs:
+            idx = r.idx[rows]
+            runs.append(Run(r.start, r.end, idx, r.k))
+        return TimestepGroups(values=self.values, runs=runs)
+
     def _cat(self, parts: list[Tensor]) -> Tensor:
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # [B, L, dim]
 
@@ -537,13 +547,16 @@ class WanTransformer(nn.Module):
         weight = self.patch_embedding.weight.flatten(1)  # [dim, C*pt*ph*pw]
         return F.linear(x, weight, self.patch_embedding.bias)  # [B, L, dim]
 
-    def forward(self, x: Tensor, t: Tensor, context: Tensor, y: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, t: Tensor, context: Tensor, y: Tensor | None = None, *, cache: Any = None
+    ) -> Tensor:
         """Predict the flow velocity.
 
         x: [B, C_x, F, H, W] latents; y: [B, C_y, F, H, W] conditioning concatenated on channels
         (C_x + C_y = in_dim); t: [B] or [B, L] per-token timesteps (L = F/pt * H/ph * W/pw, tokens
         in (f, h, w) order), raw values 0..1000; context: [B, Lc, text_dim] zero-padded text
-        embeddings. Returns [B, out_dim, F, H, W] float32.
+        embeddings. ``cache``: a `model.cache.StepCache` that may skip blocks 1.. (or all) per sample.
+        Returns [B, out_dim, F, H, W] float32.
         """
         cfg = self.cfg
         dtype, device = self.dtype, self.device
@@ -577,8 +590,18 @@ class WanTransformer(nn.Module):
 
         # 4. transformer blocks
         rot = self.rope.table(grid, device)  # [L, head_dim/2] complex64
-        for block in self.blocks:
-            x = block(x, e0, groups, context, rot)
+        if cache is None:
+            for block in self.blocks:
+                x = block(x, e0, groups, context, rot)
+        else:
+
+            def run_blocks(h: Tensor, start: int, stop: int, rows: list[int] | None) -> Tensor:
+                g, c = (groups, context) if rows is None else (groups.take(rows), context[rows])
+                for block in self.blocks[start:stop]:
+                    h = block(h, e0, g, c, rot)
+                return h
+
+            x = cache.run_blocks(x, e, e0, len(self.blocks), run_blocks)
 
         # 5. head and unpatchify
         out: Tensor = self.head(x, e, groups)  # [B, L, pt*ph*pw*out_dim] fp32

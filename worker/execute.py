@@ -100,8 +100,12 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
         seed=p.seed,
         callback=clock,
         loras=rt.loras.job_loras(p.loras) if p.loras else None,
+        cache=p.cache,
     )
     timings = {**prompt_timings, **clock.timings(time.monotonic())}
+    if p.cache is not None and rt.pipe.last_cache is not None:  # what step caching saved
+        timings["steps_computed"] = rt.pipe.last_cache.steps_computed
+        timings["steps_skipped"] = rt.pipe.last_cache.steps_skipped
     return _encode_and_upload(rt, rec, _to_frames(video), timings)
 
 

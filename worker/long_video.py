@@ -121,5 +121,6 @@ def generate_long(
         shift=p.shift,
         sampler=p.sampler,
         loras=rt.loras.job_loras(p.loras) if p.loras else None,
+        cache=p.cache,
     )
     return frames, timings

@@ -95,6 +95,14 @@ class WorkerRuntime:
         )
         log.info("warm-up generation took %.2fs", time.perf_counter() - t0)
 
+    def cache_types(self) -> dict[str, float]:
+        """Step-cache type -> default threshold the loaded model can run (published with the preset)."""
+        if self.pipe is None or self.preset is None:
+            return {}
+        from model.cache import supported_types
+
+        return supported_types(self.preset.model_id, self.pipe.cache_calibration)
+
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -111,7 +119,7 @@ class WorkerRuntime:
         registry.publish_heartbeat(
             self.redis,
             worker_id=self.worker_id,
-            preset_json=json.dumps(self.preset.to_dict()),
+            preset_json=json.dumps({**self.preset.to_dict(), "cache_types": self.cache_types()}),
             model_id=self.preset.model_id,
             state=self.state,
             device=self.settings.device,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from typing import Any
 
 from app.core.errors import FieldError, InvalidInput
 from app.core.schemas import ModelInfo, ResolvedParams, VideoCreate
@@ -91,6 +92,37 @@ def _guidance(req: VideoCreate, info: ModelInfo, errors: list[FieldError]) -> li
     return [low, high]
 
 
+CACHE_TYPES = ("first_block", "teacache", "magcache", "easycache")  # mirrors model.cache
+CACHE_THRESHOLD_MAX = 2.0
+NO_CACHE_SAMPLERS = frozenset({"distill"})  # few-step sampling: nothing to skip
+
+
+def _cache(
+    req: VideoCreate, info: ModelInfo, sampler: str, errors: list[FieldError]
+) -> dict[str, Any] | None:
+    if req.cache is None:
+        return None
+    kind, thr = req.cache.type, req.cache.threshold
+    if kind not in CACHE_TYPES:
+        errors.append(FieldError("cache.type", f"one of: {', '.join(CACHE_TYPES)}"))
+        return None
+    if sampler in NO_CACHE_SAMPLERS:
+        errors.append(FieldError("cache", f"step caching is not available with the {sampler} sampler"))
+        return None
+    if kind not in info.cache_types:
+        errors.append(
+            FieldError("cache.type", f"{kind} is not calibrated for {info.model_id}; "
+                       f"available: {', '.join(info.cache_types) or 'none'}")
+        )  # fmt: skip
+        return None
+    if thr is None:
+        thr = info.cache_types[kind]
+    if not math.isfinite(thr) or not 0 < thr <= CACHE_THRESHOLD_MAX:
+        errors.append(FieldError("cache.threshold", f"must be in (0, {CACHE_THRESHOLD_MAX}]"))
+        return None
+    return {"type": kind, "threshold": thr}
+
+
 def resolve(req: VideoCreate, info: ModelInfo, *, has_image: bool) -> ResolvedParams:
     """Validate ``req`` against ``info``; raise `InvalidInput` listing every bad field."""
     errors: list[FieldError] = []
@@ -104,6 +136,7 @@ def resolve(req: VideoCreate, info: ModelInfo, *, has_image: bool) -> ResolvedPa
     if sampler not in info.samplers:
         errors.append(FieldError("sampler", f"one of: {', '.join(info.samplers)}"))
     guidance = _guidance(req, info, errors)
+    cache = _cache(req, info, sampler, errors)
     if info.image_input == "required" and not has_image:
         errors.append(FieldError("input_reference", f"{info.model_id} needs an input image"))
     if info.image_input == "none" and has_image:
@@ -122,4 +155,5 @@ def resolve(req: VideoCreate, info: ModelInfo, *, has_image: bool) -> ResolvedPa
         seed=req.seed if req.seed is not None else secrets.randbelow(2**31),
         negative_prompt=req.negative_prompt,
         has_image=has_image,
+        cache=cache,
     )

@@ -5,9 +5,10 @@ The public video object is OpenAI's `/v1/videos` object plus wanserve's fields; 
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from app.core.status import JobStatus
 from app.core.styles import PromptExtensionInfo, StyleSelection
@@ -40,6 +41,8 @@ class ModelInfo(BaseModel):
     negative_prompt: str = ""
     vae_stride: tuple[int, int, int] = (4, 8, 8)  # (t, h, w): frame counts are vae_stride[0]*n + 1
     patch_size: tuple[int, int, int] = (1, 2, 2)
+    # step-cache types this worker's model can run -> calibrated default threshold
+    cache_types: dict[str, float] = {}
 
     @property
     def num_experts(self) -> int:
@@ -67,6 +70,24 @@ def _loras_field(value: Any) -> Any:
     if isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
         return [value[k] for k in sorted(value, key=int)]
     return value
+class CacheRequest(BaseModel):
+    """Step caching: skip the transformer on denoising steps that change little (README "Step caching")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="first_block | teacache | magcache | easycache")
+    threshold: float | None = Field(None, description="in (0, 2]; default: the model's calibrated value")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_json_text(cls, value: Any) -> Any:
+        """Multipart may carry the object as JSON text (or as cache[type]=..., cache[threshold]=...)."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return {"type": value}  # a bare type name
+        return value
 
 
 class VideoCreate(BaseModel):
@@ -96,6 +117,7 @@ class VideoCreate(BaseModel):
     )
     style: StyleSelection | None = Field(None, description="cinematic style controls; see GET /v1/styles")
     prompt_extend: bool = Field(False, description="rewrite the prompt with the worker's local LLM first")
+    cache: CacheRequest | None = Field(None, description="step caching {type, threshold}; default: off")
     prompt_extend_language: Literal["auto", "en", "zh"] = Field(
         "auto", description="language of the rewritten prompt; auto: the prompt's own"
     )
@@ -133,6 +155,7 @@ class ResolvedParams(BaseModel):
     output_height: int | None = Field(None, description="height of the MP4 when upscaled")
     upscaler: Literal["lanczos"] | None = Field(None, description="how frames were upscaled")
     refine_strength: float | None = Field(None, description="strength of the refine pass after upscaling")
+    cache: dict[str, Any] | None = None  # resolved {"type", "threshold"}; None: every step computed
 
 
 class JobErrorInfo(BaseModel):
@@ -258,6 +281,7 @@ class ModelPublic(BaseModel):
     workers: int
     ready_workers: int
     prompt_extend_available: bool = False  # a live worker of this model has an extension LLM
+    cache_types: dict[str, float] = {}  # step-cache type -> default threshold (see the `cache` field)
 
 
 class ModelList(BaseModel):

@@ -136,6 +136,13 @@ function applyModel() {
     opt.value = opt.textContent = s;
     samplerSel.appendChild(opt);
   }
+  const cacheSel = $("#cache_type");
+  cacheSel.innerHTML = '<option value="">off</option>';
+  for (const [type, thr] of Object.entries(m.cache_types || {})) {
+    const opt = document.createElement("option");
+    opt.value = type; opt.textContent = `${type} (default ${thr})`;
+    cacheSel.appendChild(opt);
+  }
   const imageInput = m.image_input || "optional";
   $("#image").disabled = imageInput === "none";
   $("#image").required = imageInput === "required";
@@ -156,6 +163,12 @@ function collectFields() {
   }
   const lora = $("#lora").value;
   if (lora) fields.loras = [{ name: lora, scale: Number($("#lora_scale").value || 1) }];
+  const cacheType = $("#cache_type").value;
+  if (cacheType) {
+    fields.cache = { type: cacheType };
+    const thr = $("#cache_threshold").value.trim();
+    if (thr !== "") fields.cache.threshold = Number(thr);
+  }
   return fields;
 }
 
@@ -170,7 +183,9 @@ async function submit(ev) {
     let opts;
     if (file && !$("#image").disabled) {
       const form = new FormData();
-      for (const [k, v] of Object.entries(fields)) form.append(k, typeof v === "object" ? JSON.stringify(v) : String(v));
+      for (const [k, v] of Object.entries(fields)) {
+        form.append(k, typeof v === "object" ? JSON.stringify(v) : String(v));
+      }
       form.append("input_reference", file, file.name);
       opts = { method: "POST", body: form };
     } else {

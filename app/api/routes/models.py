@@ -39,6 +39,7 @@ def _public(info: ModelInfo, workers: list[WorkerInfo]) -> ModelPublic:
         workers=len(workers),
         ready_workers=sum(w.state in ("ready", "busy") for w in workers),
         prompt_extend_available=any(w.prompt_extend for w in workers),
+        cache_types=info.cache_types,
     )
 
 

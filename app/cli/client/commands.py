@@ -64,6 +64,9 @@ def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
     fields.update({k: v for k, v in optional.items() if v is not None})
     if getattr(args, "lora", None):
         fields["loras"] = [_lora_ref(item) for item in args.lora]
+    if getattr(args, "cache", None):
+        kind, _, thr = args.cache.partition(":")
+        fields["cache"] = {"type": kind} if not thr else {"type": kind, "threshold": _number(thr)}
     return fields
 
 
@@ -76,6 +79,14 @@ def _lora_ref(item: str) -> dict[str, Any]:
         return {"name": name, "scale": float(scale)}
     except ValueError:
         return {"name": item, "scale": 1.0}
+
+
+def _number(text: str) -> float | str:
+    """A threshold as a number, or the text itself so that the server names the bad value."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

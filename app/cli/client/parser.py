@@ -62,6 +62,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     g.add_argument("--guidance-low-noise", type=float, help="A14B: guidance of the low-noise expert")
     g.add_argument("--shift", type=float)
     g.add_argument("--sampler", choices=("unipc", "dpm++", "euler", "distill"))
+    g.add_argument(
+        "--cache",
+        metavar="TYPE[:THRESHOLD]",
+        help="step caching: first_block, teacache, magcache or easycache (default threshold: the model's)",
+    )
     g.add_argument("--negative-prompt")
     g.add_argument(
         "--lora",
