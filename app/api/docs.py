@@ -62,6 +62,8 @@ def _document_operation(op: dict[str, Any], doc: RouteDoc | None) -> None:
             responses[status] = _merge(responses.get(status, {}), spec)
         if doc.openapi_extra:
             op.update(_merge(op, doc.openapi_extra))
+    if responses.pop("422", None) is not None:  # validation errors answer 400 (OpenAI's BadRequestError)
+        responses.setdefault("400", {})
     errors = {int(s) for s in responses if s[:1] in "45" and s not in success}
     errors |= set(doc.errors if doc else ())
     for code, problem in problem_responses(*sorted(e for e in errors if e in PROBLEM_EXAMPLES)).items():

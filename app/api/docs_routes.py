@@ -55,7 +55,7 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "`multipart/form-data` (what the OpenAI SDK sends, with `input_reference` as a file and extra "
         "fields flattened into form fields). `seconds` maps to frames with the model's fps "
         "(`num_frames = 4*round(seconds*fps/4)+1`); `num_frames` wins when both are given.",
-        (*_AUTH, 400, 409, 413, 422, 429, 503),
+        (*_AUTH, 400, 409, 413, 429, 503),
         {202: _ok("Queued", queued=("Queued job", VIDEO_QUEUED))},
         {
             "requestBody": {
@@ -82,7 +82,7 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "List video jobs",
         "Cursor pagination: `after` (an id), `limit`, `order` (`desc`, newest first, by default). "
         "`last_id` and `has_more` drive the OpenAI SDK's auto-pagination.",
-        (*_AUTH, 422, 503),
+        (*_AUTH, 400, 503),
         {
             200: _ok(
                 "A page of video objects",
@@ -136,7 +136,7 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "`variant=video` (MP4, default) or `thumbnail` (WebP image of the first frame). Streams the "
         "bytes with `Content-Length` and `Range` support, or redirects to a signed URL where the "
         "storage serves files itself.",
-        (*_AUTH, 404, 409, 416, 422, 502),
+        (*_AUTH, 400, 404, 409, 416, 502),
         {
             200: {
                 "description": "The file",

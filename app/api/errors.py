@@ -1,7 +1,9 @@
 """Exception → `application/problem+json`, registered once; routes never catch errors themselves.
 
-Body: ``{type, title, status, detail, errors: [{field, reason}]}``. Redis or broker outages map to
-503 with ``Retry-After``; anything unexpected is a 500 whose detail hides internals.
+Body: ``{type, title, status, detail, errors: [{field, reason}], message, error}`` where ``error`` is
+OpenAI's ``{message, type, param, code}`` (so OpenAI SDKs raise ``BadRequestError`` etc. with ``param``
+and ``code`` set). Redis or broker outages map to 503 with ``Retry-After``; anything unexpected is a 500
+whose detail hides internals. Answers a retry cannot change carry ``x-should-retry: false``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,31 @@ from app.core.errors import FieldError, QueueUnavailable, ServiceError
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
+# OpenAI's `error.type` per status (what openai-python exposes as `e.type`)
+OPENAI_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    416: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_type(status: int) -> str:
+    if status >= 500:
+        return "server_error"
+    return OPENAI_TYPES.get(status, "invalid_request_error")
+
+
+def _should_retry(status: int, retryable: bool | None) -> bool:
+    if retryable is not None:
+        return retryable
+    return status >= 500 or status in (408, 429)
+
 
 def problem(
     status: int,
@@ -29,7 +56,10 @@ def problem(
     slug: str,
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
+    retryable: bool | None = None,
 ) -> JSONResponse:
+    message = f"{title}: {detail}" if detail and detail != title else title
+    first = (errors or [None])[0]
     body: dict[str, Any] = {
         "type": f"/problems/{slug}",
         "title": title,
@@ -37,8 +67,17 @@ def problem(
         "detail": detail,
         "errors": [{"field": e.field, "reason": e.reason} for e in errors or []],
         # extension member: the OpenAI SDK puts a body's `message` into its exception text
-        "message": f"{title}: {detail}" if detail and detail != title else title,
+        "message": message,
+        "error": {
+            "message": message,
+            "type": openai_type(status),
+            "param": first.field if first is not None and first.field != "body" else None,
+            "code": slug.replace("-", "_"),
+        },
     }
+    headers = dict(headers or {})
+    if not _should_retry(status, retryable):
+        headers["x-should-retry"] = "false"
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -54,14 +93,14 @@ async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     headers = {"Retry-After": "1"} if isinstance(exc, QueueUnavailable) else {}
     headers.update(getattr(exc, "headers", None) or {})  # 401 WWW-Authenticate, 429 Retry-After + RateLimit
-    return problem(exc.status, exc.title, exc.detail, exc.type_slug, exc.errors, headers)
+    return problem(exc.status, exc.title, exc.detail, exc.type_slug, exc.errors, headers, exc.retryable)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError | ValidationError)
     errors = _field_errors(list(exc.errors()))
     detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
-    return problem(422, "Invalid request", detail, "invalid-request", errors)
+    return problem(400, "Invalid request", detail, "invalid-request", errors)
 
 
 async def _redis_error(_: Request, exc: Exception) -> JSONResponse:

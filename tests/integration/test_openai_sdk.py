@@ -142,14 +142,48 @@ def test_errors_surface_as_sdk_exceptions(service: Service) -> None:
     client = _client(service)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        with pytest.raises(openai.UnprocessableEntityError) as bad_size:
+        with pytest.raises(openai.BadRequestError) as bad_size:
             client.videos.create(model=MODEL, prompt="x", size="1280x720")
-        with pytest.raises(openai.UnprocessableEntityError) as bad_model:
+        with pytest.raises(openai.BadRequestError) as bad_model:
             client.videos.create(model="sora-2", prompt="x")
-        with pytest.raises(openai.NotFoundError):
+        with pytest.raises(openai.NotFoundError) as missing:
             client.videos.download_content("video_doesnotexist")
     assert "1280x720" in str(bad_size.value) and "size" in str(bad_size.value.body)
+    err = bad_size.value
+    assert (err.status_code, err.type, err.param, err.code) == (
+        400,
+        "invalid_request_error",
+        "size",
+        "invalid_request",
+    )
+    assert bad_model.value.param == "model"
     assert MODEL in str(bad_model.value)  # names the served models
+    assert (missing.value.type, missing.value.code) == ("not_found_error", "not_found")
+    bad_key = openai.OpenAI(base_url=service.url + "/v1", api_key="wsk_not_a_key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as unauth:
+        bad_key.videos.list()
+    assert unauth.value.type == "authentication_error"
+
+
+def test_conflict_is_not_retried(service: Service) -> None:
+    """download_content of an unfinished video: one request, not the SDK's default three (409 retries)."""
+    sent: list[str] = []
+    http = httpx.Client(event_hooks={"request": [lambda req: sent.append(req.url.path)]})
+    client = openai.OpenAI(
+        base_url=service.url + "/v1", api_key=service.api_key, http_client=http
+    )  # retries on
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        video = client.videos.create(model=MODEL, prompt="still rendering", extra_body=FAST)
+        # cancel it first so that it can never complete while we ask for its content
+        httpx.post(f"{service.url}/v1/videos/{video.id}/cancel", headers=service.headers)
+        sent.clear()
+        with pytest.raises(openai.ConflictError) as conflict:
+            client.videos.download_content(video.id)
+    assert conflict.value.response.headers["x-should-retry"] == "false"
+    assert conflict.value.type == "conflict_error"
+    assert sent == [f"/v1/videos/{video.id}/content"], sent
+    client.videos.delete(video.id)
 
 
 def test_async_client(service: Service) -> None:

@@ -68,7 +68,7 @@ def test_list_pagination(client: httpx.Client) -> None:
     asc = client.get("/v1/videos", params={"order": "asc", "limit": 100}).json()["data"]
     assert [v["id"] for v in asc if v["id"] in mine] == mine
     bad = client.get("/v1/videos", params={"after": "video_missing"})
-    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "after"
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "after"
     for vid in mine:
         wait_status(client, vid, {"completed", "failed"})
 
@@ -99,10 +99,10 @@ def test_list_pagination(client: httpx.Client) -> None:
 def test_validation_errors(client: httpx.Client, body: dict, field: str, needle: str) -> None:
     before = client.get("/v1/videos", params={"limit": 1}).json()["first_id"]
     r = client.post("/v1/videos", json=body)
-    assert r.status_code == 422, r.text
+    assert r.status_code == 400, r.text
     assert r.headers["content-type"] == "application/problem+json"
     problem = r.json()
-    assert {"type", "title", "status", "detail", "errors"} <= set(problem) and problem["status"] == 422
+    assert {"type", "title", "status", "detail", "errors"} <= set(problem) and problem["status"] == 400
     assert any(e["field"] == field and needle in e["reason"] for e in problem["errors"]), problem
     assert client.get("/v1/videos", params={"limit": 1}).json()["first_id"] == before  # nothing changed
 
