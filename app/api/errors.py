@@ -59,7 +59,7 @@ def problem(
     retryable: bool | None = None,
 ) -> JSONResponse:
     message = f"{title}: {detail}" if detail and detail != title else title
-    first = (errors or [None])[0]
+    first = errors[0] if errors else None
     body: dict[str, Any] = {
         "type": f"/problems/{slug}",
         "title": title,

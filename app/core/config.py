@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     cors_origins: str = ""  # comma-separated allowed origins for browser frontends elsewhere
     max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024)  # larger request bodies → 413
     max_image_pixels: int = Field(4096 * 4096, ge=1)
+    # input_reference {"image_url": "https://..."}: fetched through the SSRF guard (off: such URLs → 400)
+    image_url_fetch: bool = False
+    image_url_timeout_s: float = Field(10.0, gt=0, le=60)
+    image_url_allow_insecure: bool = False  # http:// and private/loopback hosts; development and tests only
 
     # --- prompt extension (issue 8; docs/styles.md) -------------------------------------------
     prompt_extend_model_path: str | None = None  # local chat-model folder; unset: extension unavailable

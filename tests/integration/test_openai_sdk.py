@@ -112,6 +112,55 @@ def test_create_and_poll_with_input_reference(service: Service) -> None:
     client.videos.delete(video.id)
 
 
+def _serve_once(body: bytes) -> tuple[str, Any]:
+    """A local HTTP server answering every GET with ``body`` as image/png (a stand-in image host)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/start.png", server
+
+
+def test_input_reference_image_url_is_honoured_and_file_id_refused(service: Service) -> None:
+    """OpenAI's reference object, as JSON and flattened into multipart (`input_reference[image_url]`).
+
+    openai 3.60's `videos.create` accepts only files for `input_reference` at run time, so this speaks
+    HTTP directly, in both encodings an OpenAI-style client uses."""
+    import base64
+
+    url, server = _serve_once(_png((20, 200, 20)))
+    data_url = "data:image/png;base64," + base64.b64encode(_png((20, 20, 200))).decode()
+    fields = {"model": MODEL, "prompt": "from an image url", "num_frames": "9", "num_inference_steps": "2"}
+    try:
+        with httpx.Client(base_url=service.url, headers=service.headers, timeout=30) as http:
+            for ref in (url, data_url):
+                parts = {k: (None, v) for k, v in {**fields, "input_reference[image_url]": ref}.items()}
+                multipart = http.post("/v1/videos", files=parts)  # multipart/form-data, no file part
+                as_json = http.post("/v1/videos", json={**fields, "input_reference": {"image_url": ref}})
+                for resp in (multipart, as_json):
+                    assert resp.status_code == 202, resp.text
+                    assert resp.json()["parameters"]["has_image"] is True, ref[:30]
+                    http.delete(f"/v1/videos/{resp.json()['id']}")
+            parts = {k: (None, v) for k, v in {**fields, "input_reference[file_id]": "file_abc"}.items()}
+            refused = http.post("/v1/videos", files=parts)
+    finally:
+        server.shutdown()
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "input_reference.file_id"
+
+
 def test_list_auto_pagination_walks_every_page(service: Service) -> None:
     client = _client(service)
     ids = []

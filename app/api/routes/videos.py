@@ -56,7 +56,7 @@ async def create_video(
     redis: RedisDep,
     owner: OwnerDep,
 ) -> VideoPublic:
-    body, image = await read_create_body(request)
+    body, image = await read_create_body(request, settings)
     gate = await admit_create(request, body, image, owner)  # webhook SSRF check, Idempotency-Key, limits
     if gate.replay is not None:
         response.headers["Idempotent-Replayed"] = "true"
