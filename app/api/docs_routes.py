@@ -54,7 +54,8 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "Queue a generation job and answer 202 with the video object at once. Accepts JSON or "
         "`multipart/form-data` (what the OpenAI SDK sends, with `input_reference` as a file and extra "
         "fields flattened into form fields). `seconds` maps to frames with the model's fps "
-        "(`num_frames = 4*round(seconds*fps/4)+1`); `num_frames` wins when both are given.",
+        "(`num_frames = 4*round(seconds*fps/4)+1`); a duration the model cannot make is a 400 naming "
+        "`seconds` (never clamped). Give `seconds` or `num_frames`, not both.",
         (*_AUTH, 400, 409, 413, 429, 503),
         {202: _ok("Queued", queued=("Queued job", VIDEO_QUEUED))},
         {

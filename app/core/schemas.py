@@ -52,7 +52,9 @@ class VideoCreate(BaseModel):
     prompt: str = Field(min_length=1, max_length=4000)
     model: str | None = None
     size: str | None = Field(None, description="WIDTHxHEIGHT, one of the model's sizes")
-    seconds: float | str | None = Field(None, description="duration; frames = 4*round(seconds*fps/4)+1")
+    seconds: float | str | None = Field(
+        None, description="duration; frames = 4*round(seconds*fps/4)+1; outside the model's range → 400"
+    )
     num_frames: int | None = Field(None, description="4n+1 within the model's bounds")
     fps: int | None = Field(None, ge=1, le=60)
     negative_prompt: str | None = Field(None, max_length=4000)
@@ -152,7 +154,7 @@ class VideoPublic(BaseModel):
     completed_at: int | None = None
     expires_at: int | None = None
     size: str
-    seconds: str
+    seconds: str = Field(description='real duration frames/fps, a short decimal string ("5.06", "4")')
     prompt: str
     error: JobErrorInfo | None = None
     remixed_from_video_id: str | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from app.core.params import size_str
+from app.core.params import seconds_str, size_str
 from app.core.schemas import JobRecord, VideoPublic, VideoUrls
 from app.core.status import JobStatus
 from app.core.storage import Storage
@@ -40,7 +40,7 @@ def public_video(
         completed_at=int(rec.completed_at) if rec.completed_at else None,
         expires_at=int(rec.expires_at) if rec.expires_at else None,
         size=size_str(p.width, p.height),
-        seconds=f"{p.num_frames / p.fps:g}",
+        seconds=seconds_str(p.num_frames, p.fps),
         prompt=rec.prompt,
         error=rec.error,
         queue_position=queue_position,
