@@ -26,6 +26,7 @@ from worker.encode import encode_mp4, write_thumbnail
 from worker.prompt_extend import prepare_job_prompt
 from worker.reliability import LeaseLost, is_oom, lease_lost, maybe_simulate_oom, oom_message
 from worker.runtime import WorkerRuntime
+from worker.spritesheet import write_spritesheet
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +102,14 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
         mp4, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumbnail.webp"
         encode_mp4(frames, mp4, fps=p.fps)
         write_thumbnail(frames[0], thumb)
+        sheet = Path(tmp) / "spritesheet.webp"
+        write_spritesheet(frames, sheet)
         timings["encoding"] = round(time.monotonic() - t, 4)
         t = time.monotonic()
         assets = {"video": job_key(rec.id, "video"), "thumbnail": job_key(rec.id, "thumbnail")}
+        assets["spritesheet"] = job_key(rec.id, "spritesheet")
         rt.storage.put_file(assets["thumbnail"], thumb, "image/webp")
+        rt.storage.put_file(assets["spritesheet"], sheet, "image/webp")
         rt.storage.put_file(assets["video"], mp4, "video/mp4")  # last: its presence means "all stored"
         timings["upload"] = round(time.monotonic() - t, 4)
     return assets, timings
@@ -159,6 +164,8 @@ def _run_started(rt: WorkerRuntime, rec: JobRecord) -> str:
     try:
         if rt.storage.exists(video_key):  # a previous delivery stored everything, then was lost
             assets = {"video": video_key, "thumbnail": thumb_key}
+            if rt.storage.exists(job_key(rec.id, "spritesheet")):
+                assets["spritesheet"] = job_key(rec.id, "spritesheet")
             timings: dict[str, float] = {}
         else:
             if rt.store.cancel_requested(rec.id):

@@ -134,7 +134,8 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ),
     ("GET", "/v1/videos/{}/content"): RouteDoc(
         "Download the video or its thumbnail",
-        "`variant=video` (MP4, default) or `thumbnail` (WebP image of the first frame). Streams the "
+        "`variant=video` (MP4, default), `thumbnail` (WebP image of the first frame) or `spritesheet` "
+        "(WebP grid of up to 16 evenly spaced frames, read left to right, top to bottom). Streams the "
         "bytes with `Content-Length` and `Range` support, or redirects to a signed URL where the "
         "storage serves files itself.",
         (*_AUTH, 400, 404, 409, 416, 502),
@@ -144,7 +145,7 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
                 "headers": FILE_HEADERS,
                 "content": {
                     "video/mp4": {"schema": {"type": "string", "format": "binary"}},
-                    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                    "image/webp": {"schema": {"type": "string", "format": "binary"}},
                 },
             },
             206: {"description": "Partial content (Range request)"},

@@ -13,7 +13,7 @@ from app.core.status import JobStatus
 from app.core.styles import PromptExtensionInfo, StyleSelection
 
 Sampler = Literal["unipc", "dpm++", "euler"]
-Variant = Literal["video", "thumbnail"]
+Variant = Literal["video", "thumbnail", "spritesheet"]
 
 
 class ModelInfo(BaseModel):

@@ -87,6 +87,10 @@ def test_create_retrieve_poll_download_sync(service: Service) -> None:
     with Image.open(io.BytesIO(thumb)) as im:
         assert im.size == (32, 32)
 
+    sheet = client.videos.download_content(done.id, variant="spritesheet").read()
+    with Image.open(io.BytesIO(sheet)) as im:
+        assert im.format == "WEBP" and im.size == (3 * 32, 3 * 32)  # 9 frames → a 3x3 grid
+
     deleted = client.videos.delete(done.id)
     assert (deleted.id, deleted.deleted, deleted.object) == (done.id, True, "video.deleted")
     with pytest.raises(openai.NotFoundError):
