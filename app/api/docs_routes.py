@@ -166,8 +166,9 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ),
     ("GET", "/v1/models"): RouteDoc(
         "List served models",
-        "The models that live workers serve, with their sizes, frame and step bounds and defaults.",
-        (*_AUTH, 503),
+        "The models that live workers serve, with their sizes, frame and step bounds and defaults. "
+        "Public: needs no API key.",
+        (503,),
         {200: _ok("The served models", models=("One model", {"object": "list", "data": [MODEL_EXAMPLE]}))},
     ),
     ("GET", "/v1/videos/{}/webhooks"): RouteDoc(

@@ -9,6 +9,7 @@ whose detail hides internals. Answers a retry cannot change carry ``x-should-ret
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -114,9 +115,24 @@ async def _redis_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str | None:
+    """Every documented method at this path (Starlette's 405 names only the first route's methods)."""
+    path = request.url.path
+    for template, ops in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template)), path):
+            return ", ".join(sorted(m.upper() for m in ops if m in _METHODS))
+    return None
+
+
+_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, str(exc.detail), str(exc.detail), "http", headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return problem(exc.status_code, str(exc.detail), str(exc.detail), "http", headers=headers)
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -69,6 +69,8 @@ def test_list_pagination(client: httpx.Client) -> None:
     assert [v["id"] for v in asc if v["id"] in mine] == mine
     bad = client.get("/v1/videos", params={"after": "video_missing"})
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "after"
+    first = client.get("/v1/videos", params={"after": "", "limit": 100})  # an empty cursor is the first page
+    assert first.status_code == 200 and first.json()["data"][0]["id"] == seen[0]
     for vid in mine:
         wait_status(client, vid, {"completed", "failed"})
 
