@@ -86,7 +86,7 @@ def test_list_pagination(client: httpx.Client) -> None:
         ({"prompt": "x", "num_frames": 5, "seconds": "1"}, "seconds", "not both"),
         ({"prompt": "x", "seconds": "-1"}, "seconds", "(0, 3600]"),
         ({"prompt": "x", "seconds": "4"}, "seconds", "1-17 frames"),  # never silently clamped
-        ({"prompt": "x", "input_reference": {"file_id": "file_1"}}, "input_reference.file_id", "not supported"),
+        ({"prompt": "x", "input_reference": {"file_id": "f"}}, "input_reference.file_id", "not supported"),
         ({"prompt": "x", "num_inference_steps": 999}, "num_inference_steps", "[1, 50]"),
         ({"prompt": "x", "guidance_scale_high_noise": 3}, "guidance_scale_high_noise", "one expert"),
         ({"prompt": "x", "sampler": "ddim"}, "sampler", ""),
