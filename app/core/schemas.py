@@ -38,6 +38,7 @@ class ModelInfo(BaseModel):
     default_sampler: str = "unipc"
     samplers: list[str] = ["unipc", "dpm++", "euler"]
     negative_prompt: str = ""
+    example_prompts: list[str] = []
 
     @property
     def num_experts(self) -> int:
@@ -209,6 +210,7 @@ class ModelPublic(BaseModel):
     workers: int
     ready_workers: int
     prompt_extend_available: bool = False  # a live worker of this model has an extension LLM
+    example_prompts: list[str] = []  # prompts the served model renders well (the web page offers them)
 
 
 class ModelList(BaseModel):
