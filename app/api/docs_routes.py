@@ -204,6 +204,45 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
             )
         },
     ),
+    ("GET", "/v1/videos/{}/logs"): RouteDoc(
+        "The job's log lines",
+        "Oldest first: each stage and denoising step of the job (from its event stream), warnings such as "
+        "a requeue or a prompt-extension fallback, stage timings once it is finished, and the reason of a "
+        "failure as the last line. Only the job's owner sees it.",
+        (*_AUTH, 404, 503),
+        {
+            200: _ok(
+                "The log",
+                failed=(
+                    "A failed job",
+                    {
+                        "object": "list",
+                        "video_id": VIDEO_ID,
+                        "data": [
+                            {
+                                "at": 1767225600.0,
+                                "level": "info",
+                                "event": "video.queued",
+                                "message": "queued",
+                            },
+                            {
+                                "at": 1767225601.0,
+                                "level": "info",
+                                "event": "video.started",
+                                "message": "started (attempt 1)",
+                            },
+                            {
+                                "at": 1767225608.0,
+                                "level": "error",
+                                "event": "video.failed",
+                                "message": "failed: worker_error: CUDA out of memory",
+                            },
+                        ],
+                    },
+                ),
+            )
+        },
+    ),
     ("GET", "/healthz"): RouteDoc(
         "Liveness",
         "Answers 200 while the gateway process is up.",
