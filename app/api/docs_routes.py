@@ -243,6 +243,36 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
             )
         },
     ),
+    ("GET", "/v1/queue"): RouteDoc(
+        "The queue per model",
+        "For every served model: how many jobs run and wait (all keys), and the caller's own running "
+        "and waiting jobs with their `queue_position` (1 = next to start). Other keys' jobs are only "
+        "counted.",
+        (*_AUTH, 503),
+        {
+            200: _ok(
+                "The queue",
+                queue=(
+                    "Two of mine waiting",
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "model": "wan2.2-ti2v-5b",
+                                "running": 2,
+                                "waiting": 5,
+                                "workers": 2,
+                                "jobs": [
+                                    {"id": VIDEO_ID, "status": "queued", "queue_position": 2},
+                                    {"id": "video_fedcba9876543210", "status": "queued", "queue_position": 5},
+                                ],
+                            }
+                        ],
+                    },
+                ),
+            )
+        },
+    ),
     ("GET", "/healthz"): RouteDoc(
         "Liveness",
         "Answers 200 while the gateway process is up.",

@@ -13,7 +13,7 @@ from app.api.docs import apply_docs
 from app.api.errors import register_error_handlers
 from app.api.observability import install_observability, start_background
 from app.api.queue import JobQueue
-from app.api.routes import content, events, health, logs, models, styles, videos, web
+from app.api.routes import content, events, health, logs, models, queue_view, styles, videos, web
 from app.api.security import install_security
 from app.api.state import AppState
 from app.api.webhooks import install_gateway_hooks
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_security(app, settings)  # auth, rate limits, CORS, body-size cap (issue 4)
     install_observability(app)  # X-Request-ID, GET /metrics, GET /v1/admin/workers (issue 5)
     app.include_router(webhooks.router)  # GET /v1/videos/{id}/webhooks
-    for module in (videos, content, events, logs, models, styles, health):
+    for module in (videos, content, events, logs, queue_view, models, styles, health):
         app.include_router(module.router)
     app.include_router(web.router)  # GET /: the web page
     apply_docs(app)  # summaries, examples and problem+json errors for every route (app/api/docs.py)

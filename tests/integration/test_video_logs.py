@@ -57,3 +57,30 @@ def test_logs_of_a_completed_and_a_cancelled_job(served: tuple[Service, Any]) ->
         _wait(http, slow, {"cancelled"})
         cancelled = http.get(f"/v1/videos/{slow}/logs").json()["data"]
         assert cancelled[-1]["level"] == "warning" and cancelled[-1]["message"] == "cancelled"
+
+
+def test_queue_view_lists_mine_with_positions_and_counts_others(served: tuple[Service, Any]) -> None:
+    service, gw = served
+    other = {"Authorization": f"Bearer {create_api_key(gw.env, f'queue-other-{time.monotonic_ns()}')}"}
+    body = {"model": "tiny-ti2v", "prompt": "queue", "num_frames": 5, "num_inference_steps": 30}
+    with httpx.Client(base_url=service.url, headers=service.headers, timeout=30) as http:
+        mine = [http.post("/v1/videos", json=body).json()["id"] for _ in range(2)]
+        theirs = http.post("/v1/videos", json=body, headers=other).json()["id"]
+        mine.append(http.post("/v1/videos", json=body).json()["id"])
+        try:
+            view = http.get("/v1/queue")
+            assert view.status_code == 200, view.text
+            (tiny,) = [m for m in view.json()["data"] if m["model"] == "tiny-ti2v"]
+            listed = {j["id"]: j for j in tiny["jobs"]}
+            assert theirs not in listed and set(mine) <= set(listed)  # others only counted
+            assert tiny["running"] + tiny["waiting"] >= 4
+            waiting = [listed[j]["queue_position"] for j in mine if listed[j]["status"] == "queued"]
+            assert waiting == sorted(waiting) and len(set(waiting)) == len(waiting)
+            if listed[mine[-1]]["status"] == "queued":  # someone else's job is ahead of my last one
+                assert listed[mine[-1]]["queue_position"] >= 2
+            theirs_view = http.get("/v1/queue", headers=other).json()["data"]
+            assert [j["id"] for m in theirs_view for j in m["jobs"]] == [theirs]
+        finally:
+            for vid in mine:
+                http.post(f"/v1/videos/{vid}/cancel")
+            http.post(f"/v1/videos/{theirs}/cancel", headers=other)
