@@ -45,6 +45,13 @@ OFFICIAL_NEGATIVE_PROMPT = (
 SAMPLERS: tuple[str, ...] = ("unipc", "dpm++", "euler", "distill")
 
 
+WAN_EXAMPLE_PROMPTS: tuple[str, ...] = (
+    "A corgi running on a beach at sunset, waves rolling in, warm backlight",
+    "Two cats in boxing gloves spar on a spotlit stage, slow motion",
+    "A paper boat drifts down a rain-soaked street, close-up, reflections of neon signs",
+)
+
+
 @dataclass(frozen=True)
 class ModelPreset:
     """Defaults and constraints of one model id (see docs/architecture.md)."""
@@ -68,6 +75,8 @@ class ModelPreset:
     negative_prompt: str = OFFICIAL_NEGATIVE_PROMPT
     vae_stride: tuple[int, int, int] = (4, 8, 8)  # (t, h, w) compression
     patch_size: tuple[int, int, int] = (1, 2, 2)
+    # prompts this model renders well; `/v1/models` publishes them and the web page suggests them
+    example_prompts: tuple[str, ...] = WAN_EXAMPLE_PROMPTS
 
     @property
     def num_experts(self) -> int:
@@ -87,7 +96,14 @@ class ModelPreset:
         names = {f.name for f in dataclasses.fields(cls)}
         kw: dict[str, Any] = {k: v for k, v in d.items() if k in names}
         kw["sizes"] = tuple(tuple(s) for s in kw["sizes"])
-        for k in ("default_size", "default_guidance_scale", "samplers", "vae_stride", "patch_size"):
+        for k in (
+            "default_size",
+            "default_guidance_scale",
+            "samplers",
+            "vae_stride",
+            "patch_size",
+            "example_prompts",
+        ):
             if k in kw:
                 kw[k] = tuple(kw[k])
         return cls(**kw)
@@ -240,6 +256,12 @@ WANSERVE_DEMO = ModelPreset(
     negative_prompt="",
     vae_stride=(2, 4, 4),
     patch_size=(1, 2, 2),
+    # the demo knows coloured shapes moving in a direction (model/demo/world.py), nothing else
+    example_prompts=(
+        "a red circle moves slowly to the left",
+        "a blue square slides up",
+        "two green triangles drift to the right",
+    ),
 )
 
 # The one place the demo's shipped checkpoint is located: the loader reads it, training writes it.

@@ -28,6 +28,7 @@ from worker.postprocess import apply_output, refine
 from worker.prompt_extend import prepare_job_prompt
 from worker.reliability import LeaseLost, is_oom, lease_lost, maybe_simulate_oom, oom_message
 from worker.runtime import WorkerRuntime
+from worker.spritesheet import write_spritesheet
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,14 @@ def _encode_and_upload(
         frames, out_fps = apply_output(frames, p)  # issue 17: upscale, interpolate the frame rate
         encode_mp4(frames, mp4, fps=out_fps)
         write_thumbnail(frames[0], thumb)
+        sheet = Path(tmp) / "spritesheet.webp"
+        write_spritesheet(frames, sheet)
         timings["encoding"] = round(time.monotonic() - t, 4)
         t = time.monotonic()
         assets = {"video": job_key(rec.id, "video"), "thumbnail": job_key(rec.id, "thumbnail")}
+        assets["spritesheet"] = job_key(rec.id, "spritesheet")
         rt.storage.put_file(assets["thumbnail"], thumb, "image/webp")
+        rt.storage.put_file(assets["spritesheet"], sheet, "image/webp")
         rt.storage.put_file(assets["video"], mp4, "video/mp4")  # last: its presence means "all stored"
         timings["upload"] = round(time.monotonic() - t, 4)
     return assets, timings
@@ -181,6 +186,8 @@ def _run_started(rt: WorkerRuntime, rec: JobRecord) -> str:
     try:
         if rt.storage.exists(video_key):  # a previous delivery stored everything, then was lost
             assets = {"video": video_key, "thumbnail": thumb_key}
+            if rt.storage.exists(job_key(rec.id, "spritesheet")):
+                assets["spritesheet"] = job_key(rec.id, "spritesheet")
             timings: dict[str, float] = {}
         else:
             if rt.store.cancel_requested(rec.id):

@@ -51,7 +51,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _document_operation(op: dict[str, Any], doc: RouteDoc | None) -> None:
+def _document_operation(op: dict[str, Any], doc: RouteDoc | None, method: str = "get") -> None:
     responses: dict[str, Any] = op.setdefault("responses", {})
     success = {str(k): v for k, v in (doc.success if doc else {}).items()}
     if doc is not None:
@@ -62,8 +62,14 @@ def _document_operation(op: dict[str, Any], doc: RouteDoc | None) -> None:
             responses[status] = _merge(responses.get(status, {}), spec)
         if doc.openapi_extra:
             op.update(_merge(op, doc.openapi_extra))
+    if responses.pop("422", None) is not None:  # validation errors answer 400 (OpenAI's BadRequestError)
+        responses.setdefault("400", {})
     errors = {int(s) for s in responses if s[:1] in "45" and s not in success}
     errors |= set(doc.errors if doc else ())
+    if 401 in errors:  # every keyed route is rate limited per key, and Redis backs the limiter
+        errors |= {429, 503}
+    if method in {"post", "put", "patch"}:
+        errors.add(413)  # the body cap applies before any route runs
     for code, problem in problem_responses(*sorted(e for e in errors if e in PROBLEM_EXAMPLES)).items():
         responses[str(code)] = problem  # problem+json replaces FastAPI's default HTTPValidationError
     if "401" in responses:
@@ -89,7 +95,7 @@ def document_spec(
     for path, ops in spec.get("paths", {}).items():
         for method, op in ops.items():
             if method in {"get", "post", "put", "patch", "delete"}:
-                _document_operation(op, table.get(route_key(method, path)))
+                _document_operation(op, table.get(route_key(method, path)), method)
     components = spec.setdefault("components", {})
     components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     components.setdefault("securitySchemes", {})["bearerAuth"] = {
@@ -97,8 +103,35 @@ def document_spec(
         "scheme": "bearer",
         "description": "An API key from `wanserve keys create --name NAME` (when WANSERVE_AUTH is on).",
     }
+    _hoist_defs(spec)
     _drop_unreferenced(spec, ("HTTPValidationError", "ValidationError"))
     return spec
+
+
+def _hoist_defs(spec: dict[str, Any]) -> None:
+    """Move pydantic's nested ``$defs`` into ``components/schemas`` so every ``$ref`` resolves.
+
+    A JSON schema embedded in ``openapi_extra`` (e.g. the create body's ``style``) carries its own
+    ``$defs`` and ``#/$defs/X`` references, which are relative to a document root that OpenAPI has
+    not got; client generators fail on them."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            for name, sub in (node.pop("$defs", None) or {}).items():
+                schemas.setdefault(name, walk(sub))
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                node["$ref"] = "#/components/schemas/" + ref.removeprefix("#/$defs/")
+            for key, value in node.items():
+                node[key] = walk(value)
+        elif isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    spec["paths"] = walk(spec.get("paths", {}))
+    for name in list(schemas):
+        schemas[name] = walk(schemas[name])
 
 
 def apply_docs(app: FastAPI, docs: dict[tuple[str, str], RouteDoc] | None = None) -> None:

@@ -54,8 +54,9 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "Queue a generation job and answer 202 with the video object at once. Accepts JSON or "
         "`multipart/form-data` (what the OpenAI SDK sends, with `input_reference` as a file and extra "
         "fields flattened into form fields). `seconds` maps to frames with the model's fps "
-        "(`num_frames = 4*round(seconds*fps/4)+1`); `num_frames` wins when both are given.",
-        (*_AUTH, 400, 409, 413, 422, 429, 503),
+        "(`num_frames = 4*round(seconds*fps/4)+1`); a duration the model cannot make is a 400 naming "
+        "`seconds` (never clamped). Give `seconds` or `num_frames`, not both.",
+        (*_AUTH, 400, 409, 413, 429, 503),
         {202: _ok("Queued", queued=("Queued job", VIDEO_QUEUED))},
         {
             "requestBody": {
@@ -82,7 +83,7 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "List video jobs",
         "Cursor pagination: `after` (an id), `limit`, `order` (`desc`, newest first, by default). "
         "`last_id` and `has_more` drive the OpenAI SDK's auto-pagination.",
-        (*_AUTH, 422, 503),
+        (*_AUTH, 400, 503),
         {
             200: _ok(
                 "A page of video objects",
@@ -133,17 +134,18 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ),
     ("GET", "/v1/videos/{}/content"): RouteDoc(
         "Download the video or its thumbnail",
-        "`variant=video` (MP4, default) or `thumbnail` (WebP image of the first frame). Streams the "
+        "`variant=video` (MP4, default), `thumbnail` (WebP image of the first frame) or `spritesheet` "
+        "(WebP grid of up to 16 evenly spaced frames, read left to right, top to bottom). Streams the "
         "bytes with `Content-Length` and `Range` support, or redirects to a signed URL where the "
         "storage serves files itself.",
-        (*_AUTH, 404, 409, 416, 422, 502),
+        (*_AUTH, 400, 404, 409, 416, 502),
         {
             200: {
                 "description": "The file",
                 "headers": FILE_HEADERS,
                 "content": {
                     "video/mp4": {"schema": {"type": "string", "format": "binary"}},
-                    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                    "image/webp": {"schema": {"type": "string", "format": "binary"}},
                 },
             },
             206: {"description": "Partial content (Range request)"},
@@ -164,8 +166,9 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ),
     ("GET", "/v1/models"): RouteDoc(
         "List served models",
-        "The models that live workers serve, with their sizes, frame and step bounds and defaults.",
-        (*_AUTH, 503),
+        "The models that live workers serve, with their sizes, frame and step bounds and defaults. "
+        "Public: needs no API key.",
+        (503,),
         {200: _ok("The served models", models=("One model", {"object": "list", "data": [MODEL_EXAMPLE]}))},
     ),
     ("GET", "/v1/loras"): RouteDoc(
@@ -229,6 +232,75 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
                                 "last_status_code": 204,
                                 "last_error": None,
                                 "attempts": [{"at": 1767225960.5, "status_code": 204, "duration_ms": 212}],
+                            }
+                        ],
+                    },
+                ),
+            )
+        },
+    ),
+    ("GET", "/v1/videos/{}/logs"): RouteDoc(
+        "The job's log lines",
+        "Oldest first: each stage and denoising step of the job (from its event stream), warnings such as "
+        "a requeue or a prompt-extension fallback, stage timings once it is finished, and the reason of a "
+        "failure as the last line. Only the job's owner sees it.",
+        (*_AUTH, 404, 503),
+        {
+            200: _ok(
+                "The log",
+                failed=(
+                    "A failed job",
+                    {
+                        "object": "list",
+                        "video_id": VIDEO_ID,
+                        "data": [
+                            {
+                                "at": 1767225600.0,
+                                "level": "info",
+                                "event": "video.queued",
+                                "message": "queued",
+                            },
+                            {
+                                "at": 1767225601.0,
+                                "level": "info",
+                                "event": "video.started",
+                                "message": "started (attempt 1)",
+                            },
+                            {
+                                "at": 1767225608.0,
+                                "level": "error",
+                                "event": "video.failed",
+                                "message": "failed: worker_error: CUDA out of memory",
+                            },
+                        ],
+                    },
+                ),
+            )
+        },
+    ),
+    ("GET", "/v1/queue"): RouteDoc(
+        "The queue per model",
+        "For every served model: how many jobs run and wait (all keys), and the caller's own running "
+        "and waiting jobs with their `queue_position` (1 = next to start). Other keys' jobs are only "
+        "counted.",
+        (*_AUTH, 503),
+        {
+            200: _ok(
+                "The queue",
+                queue=(
+                    "Two of mine waiting",
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "model": "wan2.2-ti2v-5b",
+                                "running": 2,
+                                "waiting": 5,
+                                "workers": 2,
+                                "jobs": [
+                                    {"id": VIDEO_ID, "status": "queued", "queue_position": 2},
+                                    {"id": "video_fedcba9876543210", "status": "queued", "queue_position": 5},
+                                ],
                             }
                         ],
                     },

@@ -1,12 +1,15 @@
 """Exception → `application/problem+json`, registered once; routes never catch errors themselves.
 
-Body: ``{type, title, status, detail, errors: [{field, reason}]}``. Redis or broker outages map to
-503 with ``Retry-After``; anything unexpected is a 500 whose detail hides internals.
+Body: ``{type, title, status, detail, errors: [{field, reason}], message, error}`` where ``error`` is
+OpenAI's ``{message, type, param, code}`` (so OpenAI SDKs raise ``BadRequestError`` etc. with ``param``
+and ``code`` set). Redis or broker outages map to 503 with ``Retry-After``; anything unexpected is a 500
+whose detail hides internals. Answers a retry cannot change carry ``x-should-retry: false``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,6 +24,31 @@ from app.core.errors import FieldError, QueueUnavailable, ServiceError
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
+# OpenAI's `error.type` per status (what openai-python exposes as `e.type`)
+OPENAI_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    416: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_type(status: int) -> str:
+    if status >= 500:
+        return "server_error"
+    return OPENAI_TYPES.get(status, "invalid_request_error")
+
+
+def _should_retry(status: int, retryable: bool | None) -> bool:
+    if retryable is not None:
+        return retryable
+    return status >= 500 or status in (408, 429)
+
 
 def problem(
     status: int,
@@ -29,7 +57,10 @@ def problem(
     slug: str,
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
+    retryable: bool | None = None,
 ) -> JSONResponse:
+    message = f"{title}: {detail}" if detail and detail != title else title
+    first = errors[0] if errors else None
     body: dict[str, Any] = {
         "type": f"/problems/{slug}",
         "title": title,
@@ -37,8 +68,17 @@ def problem(
         "detail": detail,
         "errors": [{"field": e.field, "reason": e.reason} for e in errors or []],
         # extension member: the OpenAI SDK puts a body's `message` into its exception text
-        "message": f"{title}: {detail}" if detail and detail != title else title,
+        "message": message,
+        "error": {
+            "message": message,
+            "type": openai_type(status),
+            "param": first.field if first is not None and first.field != "body" else None,
+            "code": slug.replace("-", "_"),
+        },
     }
+    headers = dict(headers or {})
+    if not _should_retry(status, retryable):
+        headers["x-should-retry"] = "false"
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -54,14 +94,14 @@ async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     headers = {"Retry-After": "1"} if isinstance(exc, QueueUnavailable) else {}
     headers.update(getattr(exc, "headers", None) or {})  # 401 WWW-Authenticate, 429 Retry-After + RateLimit
-    return problem(exc.status, exc.title, exc.detail, exc.type_slug, exc.errors, headers)
+    return problem(exc.status, exc.title, exc.detail, exc.type_slug, exc.errors, headers, exc.retryable)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError | ValidationError)
     errors = _field_errors(list(exc.errors()))
     detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
-    return problem(422, "Invalid request", detail, "invalid-request", errors)
+    return problem(400, "Invalid request", detail, "invalid-request", errors)
 
 
 async def _redis_error(_: Request, exc: Exception) -> JSONResponse:
@@ -75,9 +115,24 @@ async def _redis_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str | None:
+    """Every documented method at this path (Starlette's 405 names only the first route's methods)."""
+    path = request.url.path
+    for template, ops in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template)), path):
+            return ", ".join(sorted(m.upper() for m in ops if m in _METHODS))
+    return None
+
+
+_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, str(exc.detail), str(exc.detail), "http", headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return problem(exc.status_code, str(exc.detail), str(exc.detail), "http", headers=headers)
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -2,13 +2,11 @@
 
 The OpenAI SDK sends `videos.create` as multipart even without a file and flattens extra fields:
 ``metadata[key]=v`` becomes a nested object, ``webhook_events[]=a`` a list. JSON may carry the
-image as ``input_reference: {"image_url": "data:image/...;base64,..."}`` (or the bare data URL).
+image as ``input_reference: {"image_url": ...}`` (or the bare URL); `app.api.image_ref` resolves it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import re
 from typing import Any
@@ -16,6 +14,8 @@ from typing import Any
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
+from app.api.image_ref import resolve_reference
+from app.core.config import Settings
 from app.core.errors import InvalidInput
 
 _BRACKETS = re.compile(r"\[([^\]]*)\]")
@@ -44,7 +44,9 @@ def _put(out: dict[str, Any], name: str, value: Any) -> None:
             node = child
 
 
-async def read_create_body(request: Request) -> tuple[dict[str, Any], bytes | None]:
+async def read_create_body(
+    request: Request, settings: Settings | None = None
+) -> tuple[dict[str, Any], bytes | None]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     image: bytes | None = None
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
@@ -57,6 +59,11 @@ async def read_create_body(request: Request) -> tuple[dict[str, Any], bytes | No
                 image = await value.read(MAX_IMAGE_BYTES + 1)
             else:
                 _put(body, name, value)
+        ref = body.pop("input_reference", None)  # the SDK flattens {image_url} to input_reference[image_url]
+        if ref is not None:
+            if image is not None:
+                raise InvalidInput.field("input_reference", "give a file or a reference, not both")
+            image = await resolve_reference(ref, settings)
         return body, image
     try:
         data = await request.json()
@@ -66,18 +73,8 @@ async def read_create_body(request: Request) -> tuple[dict[str, Any], bytes | No
         raise InvalidInput.field("body", "expected a JSON object")
     ref = data.pop("input_reference", None)
     if ref is not None:
-        url = ref.get("image_url") if isinstance(ref, dict) else ref
-        image = _decode_data_url(url)
+        image = await resolve_reference(ref, settings)
     return data, image
-
-
-def _decode_data_url(url: object) -> bytes:
-    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
-        raise InvalidInput.field("input_reference", "JSON images must be a base64 data: URL")
-    try:
-        return base64.b64decode(url.split(";base64,", 1)[1], validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput.field("input_reference", "invalid base64 image data") from None
 
 
 def normalise_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> bytes:

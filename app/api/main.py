@@ -13,7 +13,19 @@ from app.api.docs import apply_docs
 from app.api.errors import register_error_handlers
 from app.api.observability import install_observability, start_background
 from app.api.queue import JobQueue
-from app.api.routes import content, events, health, loras, models, styles, video_sources, videos, web
+from app.api.routes import (
+    content,
+    events,
+    health,
+    logs,
+    loras,
+    models,
+    queue_view,
+    styles,
+    video_sources,
+    videos,
+    web,
+)
 from app.api.security import install_security
 from app.api.state import AppState
 from app.api.webhooks import install_gateway_hooks
@@ -63,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_observability(app)  # X-Request-ID, GET /metrics, GET /v1/admin/workers (issue 5)
     app.include_router(webhooks.router)  # GET /v1/videos/{id}/webhooks
     app.include_router(video_sources.router)  # extensions, edits, remixes (issue 17)
-    for module in (videos, content, events, models, styles, health):
+    for module in (videos, content, events, logs, queue_view, models, styles, health):
         app.include_router(module.router)
     app.include_router(loras.router)  # GET /v1/loras (issue 14)
     app.include_router(web.router)  # GET /: the web page

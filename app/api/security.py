@@ -3,7 +3,7 @@
 `install_security(app, settings)` (called once by `create_app`) sets ``app.state.authenticate``
 (read by `app.api.deps.current_owner`), adds the CORS and body-size middlewares and logs a loud
 warning when auth is off. `admit_create` runs before a job is created: webhook URL + event filter
-(SSRF guard → 422), ``Idempotency-Key`` (replay → the same job, different body → 422), and returns
+(SSRF guard → 400), ``Idempotency-Key`` (replay → the same job, different body → 400), and returns
 the per-job admission callback that enforces the active-jobs and global queue limits (429).
 """
 
@@ -120,6 +120,13 @@ async def _send_problem(send: Send, status: int, detail: str) -> None:
             "status": status,
             "detail": detail,
             "errors": [],
+            "message": f"Request body too large: {detail}",
+            "error": {
+                "message": f"Request body too large: {detail}",
+                "type": "request_too_large",  # = openai_type(413)
+                "param": None,
+                "code": "too_large",
+            },
         }
     ).encode()
     await send(
@@ -129,6 +136,7 @@ async def _send_problem(send: Send, status: int, detail: str) -> None:
             "headers": [
                 (b"content-type", b"application/problem+json"),
                 (b"content-length", str(len(body)).encode()),
+                (b"x-should-retry", b"false"),
             ],
         }
     )

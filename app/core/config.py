@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(4096 * 4096, ge=1)
     # --- long videos and video sources (issue 17; README "Long videos, extend, edit, remix") ---
     max_video_seconds: float = Field(60.0, gt=0)  # longest video a request may ask for (segments chained)
+    # input_reference {"image_url": "https://..."}: fetched through the SSRF guard (off: such URLs → 400)
+    image_url_fetch: bool = False
+    image_url_timeout_s: float = Field(10.0, gt=0, le=60)
+    image_url_allow_insecure: bool = False  # http:// and private/loopback hosts; development and tests only
 
     # --- prompt extension (docs/styles.md) -------------------------------------------
     prompt_extend_model_path: str | None = None  # local chat-model folder; unset: extension unavailable

@@ -1,7 +1,7 @@
 """One error hierarchy for the gateway and the worker, split by what the caller should do.
 
     ServiceError                      base; ``status`` is the HTTP status it maps to
-    ├── InvalidInput          422     bad request field(s); ``errors`` names each field + reason
+    ├── InvalidInput          400     bad request field(s); ``errors`` names each field + reason
     ├── NotFound              404     unknown (or not visible) job / object
     ├── Conflict              409     the request contradicts the job's state (cancel a finished job)
     ├── Forbidden             403     bad or expired signature
@@ -14,6 +14,9 @@
         └── FatalWorkerError          the worker itself is broken (OOM, device lost)
 
 `app.api.errors` maps these to ``application/problem+json`` in one place; routes do not catch them.
+Each body also carries OpenAI's ``{"error": {message, type, param, code}}`` so OpenAI clients read
+``e.type``/``e.param``/``e.code``. ``retryable`` says whether the same request could succeed if sent
+again at once; ``False`` answers carry ``x-should-retry: false`` so SDKs do not retry in vain.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class ServiceError(Exception):
     status: int = 500
     title: str = "Internal error"
     type_slug: str = "internal"
+    # None: decided from the status (4xx other than 408/429 → not retryable); set to override
+    retryable: bool | None = None
 
     def __init__(self, detail: str, *, errors: list[FieldError] | None = None) -> None:
         super().__init__(detail)
@@ -39,7 +44,7 @@ class ServiceError(Exception):
 
 
 class InvalidInput(ServiceError):
-    status, title, type_slug = 422, "Invalid request", "invalid-request"
+    status, title, type_slug = 400, "Invalid request", "invalid-request"
 
     @classmethod
     def field(cls, field: str, reason: str) -> InvalidInput:

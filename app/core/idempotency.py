@@ -4,7 +4,7 @@
 - The stored record pairs the key with a fingerprint (SHA-256 of the canonical request fields and
   any uploaded file) and the job id it produced.
 - Same key + same fingerprint → the same job (the gateway answers with it, no new job);
-  same key + different fingerprint → 422; a retry while the first request is still being
+  same key + different fingerprint → 400; a retry while the first request is still being
   processed → 409.
 - Records expire ``ttl_s`` after creation (default 24 h, ``WANSERVE_IDEMPOTENCY_TTL_S``).
 - Keys must be 1-255 printable ASCII characters; an RFC 8941 quoted form (``"abc"``) is accepted.
@@ -41,7 +41,7 @@ class IdempotencyMismatch(InvalidInput):
 
 
 class IdempotencyInProgress(Conflict):
-    pass
+    retryable = True  # the first request finishes within seconds; a retry then replays it
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Decode and check client-uploaded images before they reach a worker.
 
-Checks, in order, each failure an ``ImageInputError`` naming the form field and a reason (→ 422):
+Checks, in order, each failure an ``ImageInputError`` naming the form field and a reason (→ 400):
 size in bytes; the format sniffed from the content (never from the file name or the client's
 content type) is one of ``allowed_formats``; the header's pixel count is within ``max_pixels``
 *before* any pixel is decoded (decompression bombs); the full decode succeeds (truncated or

@@ -7,7 +7,7 @@ module mirrors the segment count of `model.long_video.plan_for` (the gateway nev
 ``total_steps`` and ``parameters.segments`` are right from the start.
 
 Only models with an image mode (``image_input`` optional or required: I2V, TI2V) can make long
-videos; a T2V-only model is refused with 422 on ``seconds``. ``max_video_seconds`` bounds the length.
+videos; a T2V-only model is refused with 400 on ``seconds``. ``max_video_seconds`` bounds the length.
 """
 
 from __future__ import annotations

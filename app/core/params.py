@@ -1,9 +1,10 @@
 """Resolve a create request against the chosen model's published constraints.
 
 Duration mapping (documented in README.md): a request may give ``num_frames`` (must be 4n+1 within
-the model's bounds) or ``seconds``; ``seconds`` maps to ``frames = 4*round(seconds*fps/4) + 1`` and
-is then clamped into ``[min_num_frames, max_num_frames]`` so that OpenAI-style durations ("4", "8")
-work on every model; the response's ``seconds`` reports the real duration ``frames / fps``.
+the model's bounds) or ``seconds``; ``seconds`` maps to ``frames = 4*round(seconds*fps/4) + 1``; a duration
+outside ``[min_num_frames, max_num_frames]`` is a 400 naming ``seconds`` (never a silent clamp: a client must
+not pay for a video shorter than it asked for). The response's ``seconds`` reports the real duration
+``frames / fps`` as a short decimal string (at most two decimals).
 
 Guidance: ``guidance_scale`` sets every expert. For two-expert (A14B) models
 ``guidance_scale_high_noise`` applies to the high-noise expert (early steps, t >= boundary) and
@@ -27,9 +28,26 @@ def size_str(width: int, height: int) -> str:
     return f"{width}x{height}"
 
 
-def seconds_to_frames(seconds: float, fps: int, lo: int, hi: int) -> int:
+def seconds_to_frames(seconds: float, fps: int, lo: int, hi: int, *, long_videos: bool = False) -> int:
+    """Frames of one clip for ``seconds`` at ``fps``; the one place that decides whether a model can
+    make a duration. With ``long_videos`` (a model with an image mode) a duration beyond one clip is
+    accepted here and answered with one clip's frames: `app.core.long_video` turns it into segments.
+    """
     frames = 4 * math.floor(seconds * fps / 4 + 0.5) + 1
-    return max(lo, min(hi, frames))
+    if long_videos and frames > hi:
+        return hi
+    if not lo <= frames <= hi:
+        raise InvalidInput.field(
+            "seconds",
+            f"{seconds:g} s at {fps} fps is {frames} frames; this model makes {lo}-{hi} frames "
+            f"({seconds_str(lo, fps)}-{seconds_str(hi, fps)} s)",
+        )
+    return frames
+
+
+def seconds_str(frames: int, fps: int) -> str:
+    """A duration as the API answers it: a short decimal string ("5.06", "4", "0.38")."""
+    return f"{round(frames / fps, 2):g}"
 
 
 def _parse_seconds(value: float | str, errors: list[FieldError]) -> float | None:
@@ -56,7 +74,13 @@ def _frames(req: VideoCreate, info: ModelInfo, fps: int, errors: list[FieldError
         return n
     if req.seconds is not None:
         s = _parse_seconds(req.seconds, errors)
-        return info.default_num_frames if s is None else seconds_to_frames(s, fps, lo, hi)
+        if s is None:
+            return info.default_num_frames
+        try:
+            return seconds_to_frames(s, fps, lo, hi, long_videos=info.image_input != "none")
+        except InvalidInput as exc:
+            errors.extend(exc.errors)
+            return info.default_num_frames
     return info.default_num_frames
 
 

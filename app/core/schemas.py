@@ -14,7 +14,7 @@ from app.core.status import JobStatus
 from app.core.styles import PromptExtensionInfo, StyleSelection
 
 Sampler = Literal["unipc", "dpm++", "euler", "distill"]
-Variant = Literal["video", "thumbnail"]
+Variant = Literal["video", "thumbnail", "spritesheet"]
 
 
 class ModelInfo(BaseModel):
@@ -43,6 +43,7 @@ class ModelInfo(BaseModel):
     patch_size: tuple[int, int, int] = (1, 2, 2)
     # step-cache types this worker's model can run -> calibrated default threshold
     cache_types: dict[str, float] = {}
+    example_prompts: list[str] = []
 
     @property
     def num_experts(self) -> int:
@@ -98,7 +99,9 @@ class VideoCreate(BaseModel):
     prompt: str = Field(min_length=1, max_length=4000)
     model: str | None = None
     size: str | None = Field(None, description="WIDTHxHEIGHT, one of the model's sizes")
-    seconds: float | str | None = Field(None, description="duration; frames = 4*round(seconds*fps/4)+1")
+    seconds: float | str | None = Field(
+        None, description="duration; frames = 4*round(seconds*fps/4)+1; outside the model's range → 400"
+    )
     num_frames: int | None = Field(None, description="4n+1 within the model's bounds")
     fps: int | None = Field(None, ge=1, le=60)
     negative_prompt: str | None = Field(None, max_length=4000)
@@ -223,7 +226,7 @@ class VideoPublic(BaseModel):
     completed_at: int | None = None
     expires_at: int | None = None
     size: str
-    seconds: str
+    seconds: str = Field(description='real duration frames/fps, a short decimal string ("5.06", "4")')
     prompt: str
     error: JobErrorInfo | None = None
     remixed_from_video_id: str | None = None
@@ -282,6 +285,7 @@ class ModelPublic(BaseModel):
     ready_workers: int
     prompt_extend_available: bool = False  # a live worker of this model has an extension LLM
     cache_types: dict[str, float] = {}  # step-cache type -> default threshold (see the `cache` field)
+    example_prompts: list[str] = []  # prompts the served model renders well (the web page offers them)
 
 
 class ModelList(BaseModel):

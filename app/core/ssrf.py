@@ -38,7 +38,7 @@ _ULA = ipaddress.ip_network("fc00::/7")
 
 
 class SSRFError(InvalidInput):
-    """A URL the service was asked to call is not allowed (→ 422); ``reason`` is client-safe text."""
+    """A URL the service was asked to call is not allowed (→ 400); ``reason`` is client-safe text."""
 
     def __init__(self, reason: str, *, field: str = "webhook_url") -> None:
         super().__init__(f"{field}: {reason}", errors=[FieldError(field, reason)])

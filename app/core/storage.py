@@ -22,7 +22,12 @@ from app.core.config import Settings
 from app.core.errors import Forbidden, NotFound
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg"}
-ASSET_NAMES = {"video": "video.mp4", "thumbnail": "thumbnail.webp", "input": "input.png"}
+ASSET_NAMES = {
+    "video": "video.mp4",
+    "thumbnail": "thumbnail.webp",
+    "spritesheet": "spritesheet.webp",  # a grid of frames (worker/spritesheet.py)
+    "input": "input.png",
+}
 
 
 def job_key(job_id: str, asset: str) -> str:

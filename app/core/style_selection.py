@@ -163,7 +163,7 @@ class StyleSelection(BaseModel):
 
 
 class StyleError(ValueError):
-    """A bad ``style`` object; ``errors`` is ``[(field, reason), ...]`` for a 422 response."""
+    """A bad ``style`` object; ``errors`` is ``[(field, reason), ...]`` for a 400 response."""
 
     def __init__(self, errors: list[tuple[str, str]]) -> None:
         self.errors = errors

@@ -129,7 +129,7 @@ def style_job_fields(
 ) -> dict[str, Any]:
     """The job-record fields for a create request's style and extension options.
 
-    Raises ``InvalidInput`` (422, field ``prompt_extend``) when extension is asked for but no live
+    Raises ``InvalidInput`` (400, field ``prompt_extend``) when extension is asked for but no live
     worker of ``model_id`` has an extension model. ``revised_prompt`` starts as the styled prompt;
     a worker that extends the prompt overwrites it.
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from app.core.output import output_frames
-from app.core.params import size_str
+from app.core.params import seconds_str, size_str
 from app.core.schemas import JobRecord, VideoPublic, VideoUrls
 from app.core.status import JobStatus
 from app.core.storage import Storage
@@ -41,7 +41,7 @@ def public_video(
         completed_at=int(rec.completed_at) if rec.completed_at else None,
         expires_at=int(rec.expires_at) if rec.expires_at else None,
         size=size_str(p.output_width or p.width, p.output_height or p.height),
-        seconds=f"{output_frames(p) / (p.output_fps or p.fps):g}",
+        seconds=seconds_str(output_frames(p), p.output_fps or p.fps),
         prompt=rec.prompt,
         error=rec.error,
         remixed_from_video_id=rec.remixed_from_video_id,

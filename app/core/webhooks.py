@@ -7,7 +7,8 @@ that matches the filter becomes one *message*::
     {"id": "msg_…", "job_id", "url", "event": "completed", "type": "video.completed",
      "persistent": true, "created_at": <unix float>, "body": "<JSON text>"}
 
-whose body is ``{"type": "video.completed", "timestamp": "<ISO 8601>", "data": <video object>}``.
+whose body is ``{"id": "msg_…", "object": "event", "type": "video.completed", "created_at": <unix int>,
+"timestamp": "<ISO 8601>", "data": <video object>}``.
 The body is fixed when the message is created, so every retry sends the same bytes under the same
 ``webhook-id`` (only ``webhook-timestamp`` and the signatures change). Messages are handed to the
 Celery task ``wan.deliver_webhook`` on queue ``webhooks`` (``worker/webhooks.py``) by task name.
@@ -111,17 +112,27 @@ def build_message(job_id: str, url: str, event: str, data: Mapping[str, Any]) ->
     if event not in EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
     kind = f"video.{event}"
-    body = json.dumps(
-        {"type": kind, "timestamp": iso_now(), "data": data}, separators=(",", ":"), default=str
-    )
+    msg_id = new_message_id()
+    created = time.time()
+    # `id` (= the webhook-id header) and integer `created_at` are OpenAI's event fields: they let
+    # `client.webhooks.unwrap` parse the body and receivers deduplicate redeliveries by event id
+    envelope = {
+        "id": msg_id,
+        "object": "event",
+        "type": kind,
+        "created_at": int(created),
+        "timestamp": iso_now(),
+        "data": data,
+    }
+    body = json.dumps(envelope, separators=(",", ":"), default=str)
     return {
-        "id": new_message_id(),
+        "id": msg_id,
         "job_id": job_id,
         "url": url,
         "event": event,
         "type": kind,
         "persistent": event != "progress",
-        "created_at": time.time(),
+        "created_at": created,
         "body": body,
     }
 

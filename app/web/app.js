@@ -94,8 +94,25 @@ async function loadLoras() {
   if ([...sel.options].some((o) => o.value === previous)) sel.value = previous;
 }
 
+function showExamples(m) {
+  // the served model's own example prompts (`/v1/models`), so the page never suggests what it cannot draw
+  const box = $("#examples");
+  box.innerHTML = "";
+  const examples = (m && m.example_prompts) || [];
+  $("#prompt").placeholder = examples[0] || "Describe the video";
+  for (const text of examples) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "example";
+    b.textContent = text;
+    b.addEventListener("click", () => { $("#prompt").value = text; });
+    box.appendChild(b);
+  }
+}
+
 function applyModel() {
   const m = state.models.find((x) => x.id === $("#model").value);
+  showExamples(m);
   const sizeSel = $("#size");
   sizeSel.innerHTML = "";
   const samplerSel = $("#sampler");

@@ -44,7 +44,7 @@ def start_service(gateway_factory: Callable[..., Any], *, key_name: str) -> tupl
     """A gateway with auth on (behind the session's tiny worker) and a fresh API key for it.
 
     Returns the `Service` and the gateway `ServiceProcess` (stop it when done)."""
-    gw = gateway_factory(auth=True, poll_after_ms=200)
+    gw = gateway_factory(auth=True, poll_after_ms=200, image_url_fetch=True, image_url_allow_insecure=True)
     return Service(url=gw.url, api_key=create_api_key(gw.env, f"{key_name}-{gw.pid}")), gw
 
 

@@ -87,6 +87,10 @@ def test_create_retrieve_poll_download_sync(service: Service) -> None:
     with Image.open(io.BytesIO(thumb)) as im:
         assert im.size == (32, 32)
 
+    sheet = client.videos.download_content(done.id, variant="spritesheet").read()
+    with Image.open(io.BytesIO(sheet)) as im:
+        assert im.format == "WEBP" and im.size == (3 * 32, 3 * 32)  # 9 frames → a 3x3 grid
+
     deleted = client.videos.delete(done.id)
     assert (deleted.id, deleted.deleted, deleted.object) == (done.id, True, "video.deleted")
     with pytest.raises(openai.NotFoundError):
@@ -110,6 +114,55 @@ def test_create_and_poll_with_input_reference(service: Service) -> None:
     frames, *_ = decode_mp4(client.videos.download_content(video.id).read())
     assert frames == 9
     client.videos.delete(video.id)
+
+
+def _serve_once(body: bytes) -> tuple[str, Any]:
+    """A local HTTP server answering every GET with ``body`` as image/png (a stand-in image host)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/start.png", server
+
+
+def test_input_reference_image_url_is_honoured_and_file_id_refused(service: Service) -> None:
+    """OpenAI's reference object, as JSON and flattened into multipart (`input_reference[image_url]`).
+
+    openai 3.60's `videos.create` accepts only files for `input_reference` at run time, so this speaks
+    HTTP directly, in both encodings an OpenAI-style client uses."""
+    import base64
+
+    url, server = _serve_once(_png((20, 200, 20)))
+    data_url = "data:image/png;base64," + base64.b64encode(_png((20, 20, 200))).decode()
+    fields = {"model": MODEL, "prompt": "from an image url", "num_frames": "9", "num_inference_steps": "2"}
+    try:
+        with httpx.Client(base_url=service.url, headers=service.headers, timeout=30) as http:
+            for ref in (url, data_url):
+                parts = {k: (None, v) for k, v in {**fields, "input_reference[image_url]": ref}.items()}
+                multipart = http.post("/v1/videos", files=parts)  # multipart/form-data, no file part
+                as_json = http.post("/v1/videos", json={**fields, "input_reference": {"image_url": ref}})
+                for resp in (multipart, as_json):
+                    assert resp.status_code == 202, resp.text
+                    assert resp.json()["parameters"]["has_image"] is True, ref[:30]
+                    http.delete(f"/v1/videos/{resp.json()['id']}")
+            parts = {k: (None, v) for k, v in {**fields, "input_reference[file_id]": "file_abc"}.items()}
+            refused = http.post("/v1/videos", files=parts)
+    finally:
+        server.shutdown()
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "input_reference.file_id"
 
 
 def test_list_auto_pagination_walks_every_page(service: Service) -> None:
@@ -142,14 +195,48 @@ def test_errors_surface_as_sdk_exceptions(service: Service) -> None:
     client = _client(service)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        with pytest.raises(openai.UnprocessableEntityError) as bad_size:
+        with pytest.raises(openai.BadRequestError) as bad_size:
             client.videos.create(model=MODEL, prompt="x", size="1280x720")
-        with pytest.raises(openai.UnprocessableEntityError) as bad_model:
+        with pytest.raises(openai.BadRequestError) as bad_model:
             client.videos.create(model="sora-2", prompt="x")
-        with pytest.raises(openai.NotFoundError):
+        with pytest.raises(openai.NotFoundError) as missing:
             client.videos.download_content("video_doesnotexist")
     assert "1280x720" in str(bad_size.value) and "size" in str(bad_size.value.body)
+    err = bad_size.value
+    assert (err.status_code, err.type, err.param, err.code) == (
+        400,
+        "invalid_request_error",
+        "size",
+        "invalid_request",
+    )
+    assert bad_model.value.param == "model"
     assert MODEL in str(bad_model.value)  # names the served models
+    assert (missing.value.type, missing.value.code) == ("not_found_error", "not_found")
+    bad_key = openai.OpenAI(base_url=service.url + "/v1", api_key="wsk_not_a_key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as unauth:
+        bad_key.videos.list()
+    assert unauth.value.type == "authentication_error"
+
+
+def test_conflict_is_not_retried(service: Service) -> None:
+    """download_content of an unfinished video: one request, not the SDK's default three (409 retries)."""
+    sent: list[str] = []
+    http = httpx.Client(event_hooks={"request": [lambda req: sent.append(req.url.path)]})
+    client = openai.OpenAI(
+        base_url=service.url + "/v1", api_key=service.api_key, http_client=http
+    )  # retries on
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        video = client.videos.create(model=MODEL, prompt="still rendering", extra_body=FAST)
+        # cancel it first so that it can never complete while we ask for its content
+        httpx.post(f"{service.url}/v1/videos/{video.id}/cancel", headers=service.headers)
+        sent.clear()
+        with pytest.raises(openai.ConflictError) as conflict:
+            client.videos.download_content(video.id)
+    assert conflict.value.response.headers["x-should-retry"] == "false"
+    assert conflict.value.type == "conflict_error"
+    assert sent == [f"/v1/videos/{video.id}/content"], sent
+    client.videos.delete(video.id)
 
 
 def test_async_client(service: Service) -> None:

@@ -320,7 +320,7 @@ def test_idempotency_key(stack: Stack) -> None:
     assert first.status_code == again.status_code == 202
     assert first.json()["id"] == again.json()["id"] and again.headers["idempotent-replayed"] == "true"
     changed = httpx.post(f"{stack.base}/v1/videos", headers=h, json=body | {"seed": 8})
-    assert changed.status_code == 422 and changed.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert changed.status_code == 400 and changed.json()["errors"][0]["field"] == "Idempotency-Key"
     other = httpx.post(f"{stack.base}/v1/videos", headers=k2 | {"Idempotency-Key": "order-42"}, json=body)
     assert other.status_code == 202 and other.json()["id"] != first.json()["id"]
     wait_status(stack.base, first.json()["id"], k1)
@@ -376,23 +376,23 @@ def test_input_limits_and_webhook_refusals(stack: Stack) -> None:
     r = post(content=chunks, headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.headers["content-type"].startswith("application/problem+json")
     r = post(json={"prompt": "x" * 5000})
-    assert r.status_code == 422 and field_of(r) == "prompt"
+    assert r.status_code == 400 and field_of(r) == "prompt"
     r = post(json={"prompt": "ok", "metadata": {"k": "v" * 5000}})
-    assert r.status_code == 422 and field_of(r) == "metadata"
+    assert r.status_code == 400 and field_of(r) == "metadata"
     noisy = io.BytesIO()
     Image.frombytes("RGB", (64, 64), os.urandom(64 * 64 * 3)).save(noisy, format="PNG")
     truncated = noisy.getvalue()[: len(noisy.getvalue()) // 2]
     for data, reason in [(b"not an image", "recognised"), (truncated, "corrupt")]:
         r = post(data={"prompt": "img"}, files={"input_reference": ("x.png", data, "image/png")})
-        assert r.status_code == 422 and field_of(r) == "input_reference" and reason in r.text
+        assert r.status_code == 400 and field_of(r) == "input_reference" and reason in r.text
     gif = io.BytesIO()
     Image.new("RGB", (32, 32)).save(gif, format="GIF")
     r = post(data={"prompt": "img"}, files={"input_reference": ("x.gif", gif.getvalue(), "image/gif")})
-    assert r.status_code == 422 and "not allowed" in r.text
+    assert r.status_code == 400 and "not allowed" in r.text
     bomb = io.BytesIO()
     Image.new("1", (9000, 9000)).save(bomb, format="PNG")
     r = post(data={"prompt": "img"}, files={"input_reference": ("b.png", bomb.getvalue(), "image/png")})
-    assert r.status_code == 422 and "pixels" in r.text
+    assert r.status_code == 400 and "pixels" in r.text
     for url, reason in [
         ("http://example.com/hook", "https"),
         ("https://127.0.0.1/hook", "loopback"),
@@ -405,9 +405,9 @@ def test_input_limits_and_webhook_refusals(stack: Stack) -> None:
         ("https://localhost/hook", "loopback"),
     ]:
         r = post(json={"prompt": "hook", "webhook_url": url})
-        assert r.status_code == 422 and field_of(r) == "webhook_url" and reason in r.text, (url, r.text)
+        assert r.status_code == 400 and field_of(r) == "webhook_url" and reason in r.text, (url, r.text)
     r = post(json={"prompt": "hook", "webhook_url": "https://8.8.8.8/h", "webhook_events": ["exploded"]})
-    assert r.status_code == 422 and field_of(r) == "webhook_events"
+    assert r.status_code == 400 and field_of(r) == "webhook_events"
 
 
 def test_cors(stack: Stack) -> None:

@@ -146,7 +146,7 @@ def test_idempotency(redis_url: str) -> None:
         assert again.existing_job_id == "video_1"
         with pytest.raises(IdempotencyMismatch) as info:
             await st.begin("owner1", "key-123", fp2)
-        assert info.value.status == 422
+        assert info.value.status == 400
         other = await st.begin("owner2", "key-123", fp2)  # scoped per API key
         assert other.existing_job_id is None
         await st.abandon(other)

@@ -1,6 +1,6 @@
 """Style controls and prompt extension end to end: real gateway, real Celery workers, real Redis.
 
-The session gateway's tiny-ti2v worker has no extension model (so `prompt_extend` is a 422 there);
+The session gateway's tiny-ti2v worker has no extension model (so `prompt_extend` is a 400 there);
 a private stack (own redis-server, a worker with a tiny random chat model as extension LLM, and a
 gateway) shows the extension path. See docs/styles.md.
 """
@@ -34,7 +34,7 @@ STYLED = "A red fox walks through snow. Close-up shot, soft light, backlight, wa
 
 
 def _problem(resp: httpx.Response) -> dict[str, Any]:
-    assert resp.status_code == 422, resp.text
+    assert resp.status_code == 400, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
     body: dict[str, Any] = resp.json()
     return body
@@ -112,13 +112,13 @@ def test_style_in_multipart(client: httpx.Client) -> None:
         ({"lighting": ["soft", "hard"]}, "style.lighting", "cannot be combined"),
     ],
 )
-def test_bad_style_is_422(client: httpx.Client, style: dict[str, Any], field: str, needle: str) -> None:
+def test_bad_style_is_400(client: httpx.Client, style: dict[str, Any], field: str, needle: str) -> None:
     body = _problem(client.post("/v1/videos", json={"prompt": "a fox", "style": style}))
     [err] = body["errors"]
     assert err["field"] == field and needle in err["reason"]
 
 
-def test_prompt_extend_without_model_is_422(client: httpx.Client) -> None:
+def test_prompt_extend_without_model_is_400(client: httpx.Client) -> None:
     body = _problem(client.post("/v1/videos", json={"prompt": "a fox", "prompt_extend": True}))
     [err] = body["errors"]
     assert err["field"] == "prompt_extend"
@@ -239,12 +239,12 @@ def test_prompt_extension_on_its_own_queue(queue_stack: tuple[httpx.Client, Serv
     # the model worker did not extend it again (it has no LLM: it would have recorded "skipped")
     assert "prompt_extension" not in done["timings"]
 
-    # once the extension worker is gone (it deregisters on shutdown), prompt_extend is a 422 again
+    # once the extension worker is gone (it deregisters on shutdown), prompt_extend is a 400 again
     extender.stop()
 
     def refused() -> bool:
         resp = c.post("/v1/videos", json={"prompt": "a fox", "prompt_extend": True})
-        return resp.status_code == 422 and resp.json()["errors"][0]["field"] == "prompt_extend"
+        return resp.status_code == 400 and resp.json()["errors"][0]["field"] == "prompt_extend"
 
     wait_for(refused, 15, "prompt_extend refused without an extension worker", interval=0.3)
     models = {m["id"]: m for m in c.get("/v1/models").json()["data"]}

@@ -68,7 +68,9 @@ def test_list_pagination(client: httpx.Client) -> None:
     asc = client.get("/v1/videos", params={"order": "asc", "limit": 100}).json()["data"]
     assert [v["id"] for v in asc if v["id"] in mine] == mine
     bad = client.get("/v1/videos", params={"after": "video_missing"})
-    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "after"
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "after"
+    first = client.get("/v1/videos", params={"after": "", "limit": 100})  # an empty cursor is the first page
+    assert first.status_code == 200 and first.json()["data"][0]["id"] == seen[0]
     for vid in mine:
         wait_status(client, vid, {"completed", "failed"})
 
@@ -83,6 +85,8 @@ def test_list_pagination(client: httpx.Client) -> None:
         ({"prompt": "x", "num_frames": 101}, "num_frames", "4n+1"),
         ({"prompt": "x", "num_frames": 5, "seconds": "1"}, "seconds", "not both"),
         ({"prompt": "x", "seconds": "-1"}, "seconds", "(0, 3600]"),
+        ({"prompt": "x", "seconds": "4"}, "seconds", "1-17 frames"),  # never silently clamped
+        ({"prompt": "x", "input_reference": {"file_id": "f"}}, "input_reference.file_id", "not supported"),
         ({"prompt": "x", "num_inference_steps": 999}, "num_inference_steps", "[1, 50]"),
         ({"prompt": "x", "guidance_scale_high_noise": 3}, "guidance_scale_high_noise", "one expert"),
         ({"prompt": "x", "sampler": "ddim"}, "sampler", ""),
@@ -91,18 +95,18 @@ def test_list_pagination(client: httpx.Client) -> None:
         ({}, "prompt", ""),
         (
             {"prompt": "x", "input_reference": {"image_url": "https://example.com/a.png"}},
-            "input_reference",
-            "data:",
+            "input_reference.image_url",
+            "WANSERVE_IMAGE_URL_FETCH is off",
         ),
     ],
 )
 def test_validation_errors(client: httpx.Client, body: dict, field: str, needle: str) -> None:
     before = client.get("/v1/videos", params={"limit": 1}).json()["first_id"]
     r = client.post("/v1/videos", json=body)
-    assert r.status_code == 422, r.text
+    assert r.status_code == 400, r.text
     assert r.headers["content-type"] == "application/problem+json"
     problem = r.json()
-    assert {"type", "title", "status", "detail", "errors"} <= set(problem) and problem["status"] == 422
+    assert {"type", "title", "status", "detail", "errors"} <= set(problem) and problem["status"] == 400
     assert any(e["field"] == field and needle in e["reason"] for e in problem["errors"]), problem
     assert client.get("/v1/videos", params={"limit": 1}).json()["first_id"] == before  # nothing changed
 

@@ -40,7 +40,7 @@ def test_two_expert_model_on_its_own_queue(client: httpx.Client, worker_factory)
             "input_reference": {"image_url": "data:image/png;base64,AAAA"},
         },
     )
-    assert bad.status_code == 422
+    assert bad.status_code == 400
     w.stop()
     wait_for(
         lambda: "tiny-t2v-a14b" not in {m["id"] for m in client.get("/v1/models").json()["data"]}, 15, "gone"

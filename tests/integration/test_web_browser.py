@@ -118,6 +118,11 @@ def test_submit_progress_video_and_history(browser: Any, service: Service) -> No
     Select(browser.find_element(By.ID, "model")).select_by_value("tiny-ti2v")
     sizes = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "#size option")]
     assert "64x32" in sizes  # filled from the model's constraints
+    examples = browser.find_elements(By.CSS_SELECTOR, "#examples .example")
+    assert examples, "the served model's example prompts are offered"
+    first = examples[0].text
+    examples[0].click()
+    assert browser.find_element(By.ID, "prompt").get_attribute("value") == first
     Select(browser.find_element(By.ID, "size")).select_by_value("64x32")
     _fill(browser, "prompt", "a lighthouse in a storm, browser test")
     _fill(browser, "seed", "99")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.core.errors import InvalidInput
-from app.core.params import resolve, seconds_to_frames
+from app.core.params import resolve, seconds_str, seconds_to_frames
 from app.core.schemas import ModelInfo, VideoCreate
 from app.core.status import ALLOWED, JobStatus, can_transition, is_terminal
 
@@ -41,18 +41,36 @@ def test_defaults_and_random_seed() -> None:
     assert p.guidance_scale == [5.0] and p.shift == 5.0 and p.sampler == "unipc" and 0 <= p.seed < 2**31
 
 
-@pytest.mark.parametrize(
-    ("seconds", "frames"), [(1, 17), ("0.5", 9), (0.1, 1), (0.2, 5), (4, 17), ("0.01", 1)]
-)
-def test_seconds_map_to_4n_plus_1_frames_clamped(seconds: float | str, frames: int) -> None:
+@pytest.mark.parametrize(("seconds", "frames"), [(1, 17), ("0.5", 9), (0.1, 1), (0.2, 5), ("0.01", 1)])
+def test_seconds_map_to_4n_plus_1_frames(seconds: float | str, frames: int) -> None:
     p = resolve(VideoCreate(prompt="x", seconds=seconds), ONE, has_image=False)
     assert p.num_frames == frames and (p.num_frames - 1) % 4 == 0
+
+
+@pytest.mark.parametrize("seconds", [4, "8", 1.3])
+def test_seconds_the_model_cannot_make_are_a_400_not_a_clamp(seconds: float | str) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        resolve(VideoCreate(prompt="x", seconds=seconds), ONE, has_image=False)
+    assert fields(exc) == {"seconds"} and exc.value.status == 400
+    assert "1-17 frames" in exc.value.errors[0].reason
 
 
 def test_seconds_to_frames_formula() -> None:
     assert seconds_to_frames(5, 16, 1, 81) == 81
     assert seconds_to_frames(2, 24, 1, 121) == 49
-    assert seconds_to_frames(100, 16, 5, 81) == 81
+    with pytest.raises(InvalidInput):
+        seconds_to_frames(100, 16, 5, 81)
+    with pytest.raises(InvalidInput):
+        seconds_to_frames(0.01, 16, 5, 81)
+
+
+def test_seconds_in_answers_is_a_short_decimal_string() -> None:
+    assert [seconds_str(n, fps) for n, fps in [(81, 16), (121, 24), (9, 24), (96, 24)]] == [
+        "5.06",
+        "5.04",
+        "0.38",
+        "4",
+    ]
 
 
 def test_guidance_two_experts() -> None:

@@ -30,7 +30,7 @@ def test_rgba_png_converted() -> None:
 def test_other_formats_refused(fmt: str) -> None:
     with pytest.raises(ImageInputError, match="not allowed") as info:
         decode_image(encode(fmt))
-    assert info.value.status == 422
+    assert info.value.status == 400
     assert info.value.errors[0].field == "input_reference"
 
 

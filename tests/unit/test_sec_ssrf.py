@@ -61,7 +61,7 @@ def test_each_address_class_refused_as_literal_and_by_dns(addr: str, reason: str
     with pytest.raises(SSRFError) as info:
         check_url(f"https://{host}/hook", STRICT)
     assert reason in info.value.reason
-    assert info.value.status == 422 and info.value.errors[0].field == "webhook_url"
+    assert info.value.status == 400 and info.value.errors[0].field == "webhook_url"
     resolver = fake_resolver({"evil.example": [addr]})
     with pytest.raises(SSRFError):
         check_url("https://evil.example/hook", STRICT, resolver=resolver)

@@ -238,7 +238,7 @@ def test_style_job_fields():
         style_job_fields(
             "a bee", None, prompt_extend=True, language="auto", extend_available=False, model_id="m"
         )
-    assert ei.value.status == 422
+    assert ei.value.status == 400
     assert ei.value.errors[0].field == "prompt_extend"
     assert "no extension model is configured" in ei.value.errors[0].reason
 

@@ -26,7 +26,7 @@ async def get_content(
     request: Request,
     settings: SettingsDep,
     storage: StorageDep,
-    variant: Literal["video", "thumbnail"] = "video",
+    variant: Literal["video", "thumbnail", "spritesheet"] = "video",
 ) -> Response:
     """The bytes (streamed, Content-Length, Range) or a redirect to the backend's signed URL."""
     if rec.status is not JobStatus.COMPLETED:

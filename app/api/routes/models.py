@@ -22,6 +22,7 @@ def _public(info: ModelInfo, workers: list[WorkerInfo]) -> ModelPublic:
         created=int(min(w.heartbeat for w in workers)),
         task=info.task,
         image_input=info.image_input,
+        example_prompts=info.example_prompts,
         sizes=[size_str(w, h) for w, h in info.sizes],
         upscale_sizes=upscale_sizes([(int(w), int(h)) for w, h in info.sizes]),
         default_size=size_str(*info.default_size),

@@ -12,7 +12,7 @@ from app.api.forms import read_create_body
 from app.api.present import to_public
 from app.api.security import admit_create
 from app.api.submit import submit
-from app.core.errors import Conflict
+from app.core.errors import Conflict, InvalidInput
 from app.core.schemas import VideoCreate, VideoDeleted, VideoList, VideoPublic
 from app.core.status import JobStatus
 from app.core.storage import job_prefix
@@ -56,7 +56,7 @@ async def create_video(
     redis: RedisDep,
     owner: OwnerDep,
 ) -> VideoPublic:
-    body, image = await read_create_body(request)
+    body, image = await read_create_body(request, settings)
     gate = await admit_create(request, body, image, owner)  # webhook SSRF check, Idempotency-Key, limits
     if gate.replay is not None:
         response.headers["Idempotent-Replayed"] = "true"
@@ -95,6 +95,9 @@ async def list_videos(
     order: Literal["asc", "desc"] = "desc",
 ) -> VideoList:
     limit = min(limit, settings.max_list_limit)
+    if "" in request.query_params:
+        raise InvalidInput.field("query", "a query parameter has an empty name")
+    after = after or None  # `after=` (empty) is the first page, as the spec's plain string allows
     recs, has_more = await store.list(owner=owner, after=after, limit=limit, order=order)
     data = [to_public(r, request=request, storage=storage, ttl_s=settings.url_ttl_s) for r in recs]
     return VideoList(
