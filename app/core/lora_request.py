@@ -1,6 +1,6 @@
 """Check a create request's `loras` against the LoRA catalog and apply their recommended defaults.
 
-Rules (each failure is a 422 naming the field, e.g. ``loras[1].name``): at most
+Rules (each failure is a 400 naming the field, e.g. ``loras[1].name``): at most
 `max_loras_per_request` entries, each name once; the name must be in `WANSERVE_LORA_DIR` and its
 files readable; the LoRA's sidecar must list the requested base model (no list: any model); the
 scale must be finite and within ``[-lora_scale_max, lora_scale_max]``. The first LoRA's sidecar

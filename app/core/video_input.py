@@ -1,6 +1,6 @@
 """Check client-uploaded source videos (extend / edit) before they reach a worker, like images.
 
-Checks, in order, each failure an `InvalidInput` on the form field (→ 422): size in bytes; the
+Checks, in order, each failure an `InvalidInput` on the form field (→ 400): size in bytes; the
 container (sniffed by FFmpeg from the content, never from the name) is one of MP4/MOV, WebM/MKV;
 it has a video stream whose codec is allowed; the frame size is within ``max_pixels`` *before*
 any frame is decoded; the duration is within ``max_seconds``; every frame decodes (truncated or

@@ -64,7 +64,7 @@ def test_long_video_of_six_segments(client: httpx.Client, worker_factory) -> Non
 
 def test_long_video_refusals(client: httpx.Client) -> None:
     r = client.post("/v1/videos", json={"prompt": "x", "seconds": "100"})  # tiny-ti2v, over the bound
-    assert r.status_code == 422 and "WANSERVE_MAX_VIDEO_SECONDS" in r.text
+    assert r.status_code == 400 and "WANSERVE_MAX_VIDEO_SECONDS" in r.text
 
 
 def test_killed_worker_resumes_from_the_last_stored_segment(

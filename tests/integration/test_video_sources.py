@@ -93,9 +93,9 @@ def test_extend_by_multipart_reference_and_by_upload(client: httpx.Client, sourc
 @pytest.mark.parametrize(
     ("files", "status", "reason"),
     [
-        ({"video": ("x.mp4", b"\x89PNG\r\n\x1a\nnot a video", "video/mp4")}, 422, "png_pipe is not allowed"),
-        ({"video": ("x.mp4", bytes(range(256)) * 8, "video/mp4")}, 422, "not a recognised video"),
-        ({"video": ("x.mkv", b"", "video/x-matroska")}, 422, "empty"),
+        ({"video": ("x.mp4", b"\x89PNG\r\n\x1a\nnot a video", "video/mp4")}, 400, "png_pipe is not allowed"),
+        ({"video": ("x.mp4", bytes(range(256)) * 8, "video/mp4")}, 400, "not a recognised video"),
+        ({"video": ("x.mkv", b"", "video/x-matroska")}, 400, "empty"),
     ],
 )
 def test_bad_uploads_are_refused(client: httpx.Client, files: dict, status: int, reason: str) -> None:
@@ -110,7 +110,7 @@ def test_bad_sources_are_refused(client: httpx.Client, gateway_factory) -> None:
     )
     assert r.status_code == 404
     r = client.post("/v1/videos/extensions", json={"prompt": "x", "seconds": "1"})
-    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "video"
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "video"
     slow = client.post("/v1/videos", json={"prompt": "slow", "num_inference_steps": 40}).json()["id"]
     r = client.post("/v1/videos/edits", json={"prompt": "x", "video": {"id": slow}})
     assert r.status_code == 409 and "completed" in r.text
@@ -120,14 +120,14 @@ def test_bad_sources_are_refused(client: httpx.Client, gateway_factory) -> None:
     r = client.post(
         "/v1/videos/edits", data={"prompt": "x"}, files={"video": ("l.mp4", long_upload, "video/mp4")}
     )
-    assert r.status_code == 422 and "longer than" in r.text
+    assert r.status_code == 400 and "longer than" in r.text
     webm = mp4(5, 32, 32, codec="libvpx", fmt="webm")
     r = client.post(
         "/v1/videos/edits",
         data={"prompt": "x", "strength": "2"},
         files={"video": ("w.webm", webm, "video/webm")},
     )
-    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "strength"
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "strength"
 
 
 def test_edit_noises_to_strength_and_denoises(client: httpx.Client, source: dict) -> None:
@@ -186,7 +186,7 @@ def test_interpolated_fps_and_upscaled_size(client: httpx.Client) -> None:
     diffs = np.abs(np.diff(v.astype(np.int16), axis=0)).reshape(16, -1).mean(axis=1)
     assert (diffs > 0.5).all(), diffs  # no duplicated frames
     r = client.post("/v1/videos", json={"prompt": "x", "size": "66x64"})
-    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "size"
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "size"
 
 
 def test_upscale_with_a_refine_pass(client: httpx.Client) -> None:

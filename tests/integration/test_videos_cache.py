@@ -1,7 +1,7 @@
 """Step caching through the service: the create field `cache`, resolved in `parameters`, counted in `timings`.
 
 The session worker serves tiny-ti2v, which has no TeaCache / MagCache calibration: first_block and
-easycache run with their generic defaults, the calibrated types are refused with a 422.
+easycache run with their generic defaults, the calibrated types are refused with a 400.
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ def test_multipart_cache_fields_take_the_model_default(client: httpx.Client) -> 
         ({"type": "first_block", "threshold": 3}, "cache.threshold", "(0, 2.0]"),
     ],
 )
-def test_bad_cache_is_a_422_naming_the_field(
+def test_bad_cache_is_a_400_naming_the_field(
     client: httpx.Client, cache: dict, field: str, needle: str
 ) -> None:
     r = client.post("/v1/videos", json={"prompt": "a fox", "cache": cache})
-    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), r.text
+    assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem+json"), r.text
     [err] = r.json()["errors"]
     assert err["field"] == field and needle in err["reason"], err
 
