@@ -161,6 +161,7 @@ class JobRecord(BaseModel):
     error: JobErrorInfo | None = None
     attempts: int = 0
     worker_id: str | None = None
+    attempt_token: str | None = None  # fence: the running attempt's token; stale attempts are refused
     timings: dict[str, float] = {}
     assets: dict[str, str] = {}  # variant -> storage key
     input_key: str | None = None  # storage key of the input image
