@@ -207,6 +207,10 @@ async def validate_webhook(body: dict[str, Any], settings: Settings) -> None:
     """Check ``webhook_url`` with the SSRF guard and normalise ``webhook_events`` (in place)."""
     url = body.get("webhook_url")
     events = body.get("webhook_events")
+    if events is not None and not (
+        isinstance(events, str) or (isinstance(events, list) and all(isinstance(e, str) for e in events))
+    ):  # 5, true, {"a": 1}, [1], [null]: an error, never silently the defaults
+        raise InvalidInput.field("webhook_events", "must be a list of event names or a comma-separated text")
     if url is None or url == "":
         body.pop("webhook_url", None)
         if events not in (None, "", []):
@@ -220,7 +224,7 @@ async def validate_webhook(body: dict[str, Any], settings: Settings) -> None:
             "webhook_url", "webhooks are not enabled on this server (no WANSERVE_WEBHOOK_SECRET)"
         )
     try:
-        body["webhook_events"] = list(normalize_events(events if isinstance(events, list | str) else None))
+        body["webhook_events"] = list(normalize_events(events))
     except ValueError as exc:
         raise InvalidInput(
             "webhook_events: " + str(exc), errors=[FieldError("webhook_events", str(exc))]
