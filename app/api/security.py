@@ -66,6 +66,7 @@ async def authenticate(request: Request) -> str | None:
     key = await ApiKeyStore(state.redis).authenticate(token)
     if key is None:
         raise Unauthorized("invalid or revoked API key")
+    request.state.api_key_admin = key.admin
     decision = await RateLimiter(state.redis, rate_limits(state.settings)).hit(key.id)
     request.state.ratelimit_headers = decision.headers
     return key.id
