@@ -3,7 +3,7 @@
     PYTHONPATH=$PWD .venv/bin/python bench/bench_cache.py [--overhead-only] [--extra TYPE:THR ...]
 
 1. `wanserve-demo` at its defaults (20 steps, unipc, shift 2, guidance 3), the fixed 24-clip text
-   test set of `model.demo.evaluate`: for no cache and each type at 3 thresholds (half, 1x and 1.5x
+   test set of `training.demo.evaluate`: for no cache and each type at 3 thresholds (half, 1x and 1.5x
    the calibrated default), the DiT time summed over all steps of all clips (the denoising time:
    the sampler update itself is microseconds) as a ratio to no cache (the uncached reference is run
    before and after and averaged), PSNR / SSIM of each video against the uncached one at the same
@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from model.demo.world import simple_caption
 
 from model import load_pipeline
 from model.cache import CACHE_TYPES, StepCache, resolve_cache
 from model.demo import evaluate as E
 from model.transformer import TransformerConfig, WanTransformer
+from training.demo.world import simple_caption
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -2,7 +2,8 @@
 
 Takes a uint8 array ``[F, H, W, 3]`` (the worker converts the model's ``[3, F, H, W]`` tensor in
 [-1, 1]); PyAV (FFmpeg's libx264) writes the file. Every frame gets ``pts = i`` in a ``1/fps`` time
-base, so a standard decoder returns exactly ``F`` frames of ``W x H`` at ``fps``.
+base, so a standard decoder returns exactly ``F`` frames of ``W x H`` at ``fps``. Encoding is
+single-threaded so that equal frames always give an equal file (the "same seed, same video" promise).
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ def encode_mp4(frames: NDArray[np.uint8], path: Path, *, fps: int, crf: int = 18
     if h % 2 or w % 2:
         raise ValueError(f"yuv420p needs even width and height, got {w}x{h}")
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "medium"})
+        # one encoder thread: multi-threaded libx264 makes timing-dependent macroblock decisions, so
+        # the same frames encoded twice decoded differently (same seed, different video; issue 13)
+        opts = {"crf": str(crf), "preset": "medium", "threads": "1"}
+        stream = container.add_stream("libx264", rate=fps, options=opts)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.time_base = Fraction(1, fps)
         for i in range(n):

@@ -12,13 +12,14 @@ import io
 import logging
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app.core.errors import JobCancelled, JobError, JobTimeout, StorageError
-from app.core.jobstore import TransitionRejected
+from app.core.jobstore import Fence, TransitionRejected
 from app.core.schemas import JobErrorInfo, JobRecord
 from app.core.status import JobStatus
 from app.core.storage import job_key, job_prefix
@@ -36,8 +37,8 @@ log = logging.getLogger(__name__)
 class StepClock:
     """Per-step callback: publishes progress, honours cancel and deadline, times the stages."""
 
-    def __init__(self, rt: WorkerRuntime, job_id: str, deadline: float) -> None:
-        self.rt, self.job_id, self.deadline = rt, job_id, deadline
+    def __init__(self, rt: WorkerRuntime, job_id: str, deadline: float, fence: str | None = None) -> None:
+        self.rt, self.job_id, self.deadline, self.fence = rt, job_id, deadline, fence
         self.t0 = time.monotonic()
         self.step_times: list[float] = []
 
@@ -48,7 +49,9 @@ class StepClock:
         maybe_simulate_oom(self.rt, self.job_id, step)  # testing aid, off unless debug_oom_marker is set
         if lease_lost(self.job_id):  # the reaper / shutdown grace requeued the job: stop, write nothing
             raise LeaseLost("the job's lease was claimed by another")
-        res = self.rt.store.progress(self.job_id, step, total)
+        res = self.rt.store.progress(self.job_id, step, total, self.fence or False)
+        if res == -2:  # a newer attempt owns the job (this one was paused past its lease)
+            raise LeaseLost("a newer attempt took the job over")
         if res != 0:
             raise JobCancelled("cancelled" if res == 1 else "job removed")
         if time.monotonic() > self.deadline:
@@ -80,7 +83,7 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
 
         image = Image.open(io.BytesIO(rt.storage.get_bytes(rec.input_key))).convert("RGB")
     prompt, prompt_timings = prepare_job_prompt(rec, extender=rt.extender, store=rt.store)
-    clock = StepClock(rt, rec.id, time.monotonic() + s.soft_time_limit_s)
+    clock = StepClock(rt, rec.id, time.monotonic() + s.soft_time_limit_s, rec.attempt_token)
     if needs_segments(rt, rec):  # issue 17: long video / extension, chained segments
         frames, seg_timings = generate_segments(rt, rec, prompt, image, clock)
         timings = {**prompt_timings, **clock.timings(time.monotonic()), **seg_timings}
@@ -139,10 +142,29 @@ def _encode_and_upload(
 
 def _fail(rt: WorkerRuntime, rec: JobRecord, code: str, message: str) -> str:
     try:
-        rt.store.transition(rec, JobStatus.FAILED, {"error": JobErrorInfo(code=code, message=message)})
+        rt.store.transition(
+            rec, JobStatus.FAILED, {"error": JobErrorInfo(code=code, message=message)}, fence=_fence(rec)
+        )
     except TransitionRejected:
         pass
     return "failed"
+
+
+def _fence(rec: JobRecord) -> Fence:
+    """The attempt token this worker holds for ``rec`` (False before it started an attempt)."""
+    return rec.attempt_token if rec.status is JobStatus.IN_PROGRESS and rec.attempt_token else False
+
+
+def _drop_assets_if_gone(rt: WorkerRuntime, rec: JobRecord, exc: TransitionRejected) -> None:
+    """Remove the job's files only when its record no longer exists (deleted while running).
+
+    A refusal for any other reason (a newer attempt owns the job, it already finished) means the
+    files may be someone else's finished video: never touch them.
+    """
+    if exc.gone:
+        rt.storage.delete_prefix(job_prefix(rec.id))
+    else:
+        log.warning("job %s: transition refused (%s); its files are left alone", rec.id, exc)
 
 
 def run_job(rt: WorkerRuntime, job_id: str) -> str:
@@ -161,11 +183,12 @@ def run_job(rt: WorkerRuntime, job_id: str) -> str:
         "worker_id": rt.worker_id,
         "step": 0,  # a redelivered job starts over
         "progress": 0,
+        "attempt_token": uuid.uuid4().hex,  # fences this attempt: a stale one can change nothing
     }
     # the first attempt's queue wait is kept on redelivery
     fields["timings"] = {"queue_wait": round(picked_up - rec.created_at, 4), **rec.timings}
     try:
-        rec = rt.store.transition(rec, JobStatus.IN_PROGRESS, fields)
+        rec = rt.store.transition(rec, JobStatus.IN_PROGRESS, fields, fence=rec.attempt_token)
     except TransitionRejected:
         return "skipped"
     rt.set_busy(job_id)
@@ -195,20 +218,30 @@ def _run_started(rt: WorkerRuntime, rec: JobRecord) -> str:
             assets, timings = _generate_and_upload(rt, rec)
         done = {"assets": assets, "timings": {**rec.timings, **timings}, "progress": 100}
         done["step"] = rec.total_steps or rec.params.num_inference_steps
-        rt.store.transition(rec, JobStatus.COMPLETED, done)
+        try:
+            rt.store.transition(rec, JobStatus.COMPLETED, done, fence=rec.attempt_token)
+        except TransitionRejected as exc:
+            if exc.reason != "cancel":
+                raise
+            # a cancel answered 202 landed after the last step: honour it (the flag is checked in
+            # the same atomic script as the completion, so no cancel is ever answered and ignored)
+            raise JobCancelled("cancelled after the last step") from None
         return "completed"
     except LeaseLost:
         log.warning("job %s: lease lost; abandoned (requeued elsewhere)", rec.id)
         return "lost"
     except JobCancelled:
         try:
-            rt.store.transition(rec, JobStatus.CANCELLED, {"cancel_requested": True})
-        except TransitionRejected:
-            rt.storage.delete_prefix(job_prefix(rec.id))  # deleted while running: leave nothing behind
+            rt.store.transition(rec, JobStatus.CANCELLED, {"cancel_requested": True}, fence=rec.attempt_token)
+        except TransitionRejected as exc:
+            _drop_assets_if_gone(rt, rec, exc)  # deleted while running: leave nothing behind
+            return "gone" if exc.gone else "lost"
+        for variant in ("video", "thumbnail"):  # uploaded before a cancel that came after the last step
+            rt.storage.delete(job_key(rec.id, variant))
         return "cancelled"
-    except TransitionRejected:  # deleted between upload and completion
-        rt.storage.delete_prefix(job_prefix(rec.id))
-        return "gone"
+    except TransitionRejected as exc:  # deleted between upload and completion, or superseded
+        _drop_assets_if_gone(rt, rec, exc)
+        return "gone" if exc.gone else "lost"
     except (JobTimeout, SoftTimeLimitExceeded):
         return _fail(
             rt, rec, "timeout", f"the job exceeded its time limit of {rt.settings.job_time_limit_s}s"

@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from app.api.queue import JobQueue
 from app.api.state import AppState
 from app.core.config import Settings
-from app.core.errors import NotFound
+from app.core.errors import Forbidden, NotFound
 from app.core.jobstore_async import AsyncJobStore
 from app.core.schemas import JobRecord
 from app.core.storage import Storage
@@ -57,6 +57,17 @@ QueueDep = Annotated[JobQueue, Depends(get_queue)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 RedisDep = Annotated[aredis.Redis, Depends(get_redis)]
 OwnerDep = Annotated[str | None, Depends(current_owner)]
+
+
+async def require_admin(request: Request, owner: OwnerDep) -> str | None:
+    """``/v1/admin/*``: with auth on, only a key created with ``--admin`` (403 for any other key);
+    the admin views show every tenant's jobs."""
+    if owner is not None and not getattr(request.state, "api_key_admin", False):
+        raise Forbidden("this route needs an admin key (wanserve keys create --name NAME --admin)")
+    return owner
+
+
+AdminDep = Annotated[str | None, Depends(require_admin)]
 
 
 async def get_job(video_id: str, store: JobStoreDep, owner: OwnerDep) -> JobRecord:

@@ -15,6 +15,7 @@ from fastapi import Request
 from starlette.datastructures import UploadFile
 
 from app.api.image_ref import resolve_reference
+from app.core import bodycheck
 from app.core.config import Settings
 from app.core.errors import InvalidInput
 
@@ -33,9 +34,14 @@ def _put(out: dict[str, Any], name: str, value: Any) -> None:
         if last:
             if part == "":
                 raise InvalidInput.field(name, "malformed field name")
+            if isinstance(node.get(part), dict | list):  # `metadata[a]=1&metadata=2`: ambiguous
+                raise InvalidInput.field(name, "conflicting field names")
             node[part] = value
         elif nxt == "":
-            node.setdefault(part, []).append(value)
+            items = node.setdefault(part, [])
+            if not isinstance(items, list):  # `prompt=x&prompt[]=y`, `metadata[a]=1&metadata[]=2`
+                raise InvalidInput.field(name, "conflicting field names")
+            items.append(value)
             return
         else:
             child = node.setdefault(part, {})
@@ -66,7 +72,7 @@ async def read_create_body(
             image = await resolve_reference(ref, settings)
         return body, image
     try:
-        data = await request.json()
+        data = bodycheck.loads(await request.body())
     except ValueError:
         raise InvalidInput.field("body", "expected a JSON object or multipart/form-data") from None
     if not isinstance(data, dict):

@@ -23,7 +23,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.deps import OwnerDep, RedisDep, SettingsDep
+from app.api.deps import AdminDep, RedisDep, SettingsDep
 from app.api.docs import ROUTE_DOCS, RouteDoc
 from app.api.state import AppState
 from app.core import keys, metrics
@@ -90,7 +90,7 @@ def _num(v: str | None) -> int | None:
 
 
 @router.get("/v1/admin/workers", tags=["admin"])
-async def admin_workers(redis: RedisDep, settings: SettingsDep, _owner: OwnerDep) -> dict[str, Any]:
+async def admin_workers(redis: RedisDep, settings: SettingsDep, _admin: AdminDep) -> dict[str, Any]:
     """Live workers: model, device, state, current job, memory, last heartbeat (API key when auth is on)."""
     now = time.time()
     ids = cast(list[str], await redis.zrangebyscore(keys.WORKERS, now - settings.worker_ttl_s, "+inf"))

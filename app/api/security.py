@@ -66,6 +66,7 @@ async def authenticate(request: Request) -> str | None:
     key = await ApiKeyStore(state.redis).authenticate(token)
     if key is None:
         raise Unauthorized("invalid or revoked API key")
+    request.state.api_key_admin = key.admin
     decision = await RateLimiter(state.redis, rate_limits(state.settings)).hit(key.id)
     request.state.ratelimit_headers = decision.headers
     return key.id
@@ -215,6 +216,10 @@ async def validate_webhook(body: dict[str, Any], settings: Settings) -> None:
     """Check ``webhook_url`` with the SSRF guard and normalise ``webhook_events`` (in place)."""
     url = body.get("webhook_url")
     events = body.get("webhook_events")
+    if events is not None and not (
+        isinstance(events, str) or (isinstance(events, list) and all(isinstance(e, str) for e in events))
+    ):  # 5, true, {"a": 1}, [1], [null]: an error, never silently the defaults
+        raise InvalidInput.field("webhook_events", "must be a list of event names or a comma-separated text")
     if url is None or url == "":
         body.pop("webhook_url", None)
         if events not in (None, "", []):
@@ -228,7 +233,7 @@ async def validate_webhook(body: dict[str, Any], settings: Settings) -> None:
             "webhook_url", "webhooks are not enabled on this server (no WANSERVE_WEBHOOK_SECRET)"
         )
     try:
-        body["webhook_events"] = list(normalize_events(events if isinstance(events, list | str) else None))
+        body["webhook_events"] = list(normalize_events(events))
     except ValueError as exc:
         raise InvalidInput(
             "webhook_events: " + str(exc), errors=[FieldError("webhook_events", str(exc))]

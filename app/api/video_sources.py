@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 
 from app.api.forms import _put
 from app.api.submit import Adjust
+from app.core import bodycheck
 from app.core.config import Settings
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.jobstore_async import AsyncJobStore
@@ -57,7 +58,7 @@ async def read_source_body(request: Request, max_bytes: int) -> tuple[dict[str, 
                 _put(body, name, value)
         return body, upload
     try:
-        data = await request.json()
+        data = bodycheck.loads(await request.body())
     except ValueError:
         raise InvalidInput.field("body", "expected a JSON object or multipart/form-data") from None
     if not isinstance(data, dict):

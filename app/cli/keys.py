@@ -1,4 +1,4 @@
-"""`wanserve keys create --name NAME | revoke NAME | list`: manage Bearer API keys in Redis.
+"""`wanserve keys create --name NAME [--admin] | revoke NAME | list`: manage Bearer API keys in Redis.
 
 The new key is printed once (stdout) and stored only as its SHA-256 hash. `app.cli.main` mounts
 `build_parser` under `wanserve keys`.
@@ -21,6 +21,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     sub = p.add_subparsers(dest="keys_command", required=True)
     create = sub.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True, help="unique name, e.g. the customer or service")
+    create.add_argument("--admin", action="store_true", help="an operator key: may use /v1/admin/*")
     revoke = sub.add_parser("revoke", help="revoke a key by name")
     revoke.add_argument("name")
     sub.add_parser("list", help="list key names and ids (never the keys)")
@@ -33,7 +34,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         store = ApiKeyStore(r)
         if args.keys_command == "create":
             try:
-                key, token = await store.create(args.name)
+                key, token = await store.create(args.name, admin=args.admin)
             except ApiKeyError as exc:
                 print(f"error: {exc}", file=sys.stderr)  # noqa: T201
                 return 1
@@ -49,7 +50,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"error: no key named {args.name!r}", file=sys.stderr)  # noqa: T201
             return 1
         for k in await store.list():
-            print(f"{k.name}\t{k.id}\t{k.created_at}")  # noqa: T201
+            print(f"{k.name}\t{k.id}\t{k.created_at}" + ("\tadmin" if k.admin else ""))  # noqa: T201
         return 0
     finally:
         await r.aclose()

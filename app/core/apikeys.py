@@ -35,6 +35,7 @@ class ApiKey:
     id: str
     name: str
     created_at: int
+    admin: bool = False  # may use /v1/admin/* (operators); tenants' keys never can
 
 
 def hash_key(token: str) -> str:
@@ -62,17 +63,18 @@ class ApiKeyStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
-    async def create(self, name: str) -> tuple[ApiKey, str]:
+    async def create(self, name: str, *, admin: bool = False) -> tuple[ApiKey, str]:
         """Create a key; returns the record and the plaintext token (shown once)."""
         validate_name(name)
         token = KEY_PREFIX + secrets.token_urlsafe(32)
         digest = hash_key(token)
-        key = ApiKey(id="key_" + secrets.token_hex(8), name=name, created_at=int(time.time()))
+        key = ApiKey(id="key_" + secrets.token_hex(8), name=name, created_at=int(time.time()), admin=admin)
         claimed = await self.redis.set(_NAME_NS + name, digest, nx=True)
         if not claimed:
             raise ApiKeyError(f"a key named {name!r} already exists")
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(_NS + digest, mapping={"id": key.id, "name": key.name, "created_at": str(key.created_at)})
+        at, flag = str(key.created_at), "1" if admin else "0"
+        pipe.hset(_NS + digest, mapping={"id": key.id, "name": key.name, "created_at": at, "admin": flag})
         pipe.sadd(_NAMES, name)
         await pipe.execute()
         return key, token
@@ -111,7 +113,8 @@ class ApiKeyStore:
             (k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes) else str(v))
             for k, v in raw.items()
         }
-        return ApiKey(id=rec["id"], name=rec["name"], created_at=int(rec.get("created_at", "0")))
+        created = int(rec.get("created_at", "0"))
+        return ApiKey(id=rec["id"], name=rec["name"], created_at=created, admin=rec.get("admin") == "1")
 
     async def authenticate(self, token: str | None) -> ApiKey | None:
         """The key record for a presented token, or None if unknown/revoked/malformed."""

@@ -126,8 +126,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
-        if self.env != "dev" and self.signing_key.get_secret_value() == DEV_SIGNING_KEY:
-            raise ValueError("WANSERVE_SIGNING_KEY must be set to a real secret when WANSERVE_ENV != dev")
+        # the placeholder is public: with auth on, anyone could forge another tenant's signed URLs
+        placeholder = self.signing_key.get_secret_value() == DEV_SIGNING_KEY
+        if placeholder and (self.env != "dev" or self.auth_enabled):
+            raise ValueError(
+                "WANSERVE_SIGNING_KEY must be set to a real secret when auth is on or WANSERVE_ENV != dev"
+            )
         return self
 
     @property

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
@@ -28,15 +28,22 @@ from app.core.status import ALLOWED, EVENT_TYPES, PROGRESS_EVENT, JobStatus
 log = logging.getLogger(__name__)
 
 # KEYS: job, events, queued zset, cancel flag. ARGV: allowed (space separated), new status, job id,
-# event type, event data, ttl (0 = none), field/value pairs...
+# event type, event data, ttl (0 = none), fence (the attempt token the caller holds, "" = none),
+# field/value pairs... Replies {0, status, reason} when refused: reason "stale" (a newer attempt
+# owns the job: the caller must touch nothing), "cancel" (completion refused: a cancel was asked),
+# false (status not allowed, or the record is gone when status is false).
 TRANSITION_LUA = """
 local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return {0, false} end
+if not cur then return {0, false, false} end
+if ARGV[7] ~= '' and (redis.call('HGET', KEYS[1], 'attempt_token') or 'null') ~= ARGV[7] then
+  return {0, cur, 'stale'}
+end
 local ok = false
 for s in string.gmatch(ARGV[1], '%S+') do if s == cur then ok = true end end
-if not ok then return {0, cur} end
+if not ok then return {0, cur, false} end
+if ARGV[2] == 'completed' and redis.call('EXISTS', KEYS[4]) == 1 then return {0, cur, 'cancel'} end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
-if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
+if #ARGV > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 8)) end
 if cur == 'queued' then redis.call('ZREM', KEYS[3], ARGV[3]) end
 if ARGV[2] == 'completed' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
   redis.call('DEL', KEYS[4])
@@ -57,10 +64,15 @@ redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
 return redis.call('XADD', KEYS[2], '*', 'type', ARGV[3], 'data', ARGV[4])
 """
 
-# KEYS: job, events, cancel flag. ARGV: step, total, progress, event data.
-# Returns -1 when the job is gone or no longer running, 1 when a cancel was requested, else 0.
+# KEYS: job, events, cancel flag. ARGV: step, total, progress, event data, fence ("" = none).
+# Returns -2 when a newer attempt owns the job, -1 when the job is gone or no longer running,
+# 1 when a cancel was requested, else 0.
 PROGRESS_LUA = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'in_progress' then return -1 end
+local cur = redis.call('HGET', KEYS[1], 'status')
+if cur and ARGV[5] ~= '' and (redis.call('HGET', KEYS[1], 'attempt_token') or 'null') ~= ARGV[5] then
+  return -2
+end
+if cur ~= 'in_progress' then return -1 end
 redis.call('HSET', KEYS[1], 'step', ARGV[1], 'total_steps', ARGV[2], 'progress', ARGV[3])
 redis.call('XADD', KEYS[2], '*', 'type', 'video.progress', 'data', ARGV[4])
 return redis.call('EXISTS', KEYS[3])
@@ -80,6 +92,15 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
+
+
+# The attempt token a transition expects the record to carry: False = no check (gateway, reaper),
+# None = no attempt has started yet (a worker's first pickup), else the token of the caller's attempt.
+Fence = str | None | Literal[False]
+
+
+def fence_arg(fence: Fence) -> str:
+    return "" if fence is False else json.dumps(fence)
 
 
 @dataclass(frozen=True)
@@ -128,7 +149,12 @@ def event_data(job_id: str, status: JobStatus, fields: dict[str, Any]) -> dict[s
 
 
 def transition_args(
-    job_id: str, target: JobStatus, fields: dict[str, Any], ttl_s: int, allowed: frozenset[JobStatus] | None
+    job_id: str,
+    target: JobStatus,
+    fields: dict[str, Any],
+    ttl_s: int,
+    allowed: frozenset[JobStatus] | None,
+    fence: Fence = False,
 ) -> tuple[list[str], dict[str, Any]]:
     """ARGV of `TRANSITION_LUA` and the event data it publishes."""
     allowed = ALLOWED[target] if allowed is None else allowed
@@ -140,17 +166,30 @@ def transition_args(
         EVENT_TYPES[target],
         json.dumps(data),
         str(ttl_s if target.is_terminal else 0),
+        fence_arg(fence),
         *encode_fields(fields),
     ]
     return argv, data
 
 
 class TransitionRejected(Exception):
-    """The job is not in a status the transition may start from (or it does not exist)."""
+    """The job is not in a status the transition may start from (or it does not exist).
 
-    def __init__(self, job_id: str, current: JobStatus | None) -> None:
-        super().__init__(f"job {job_id} is {current.value if current else 'gone'}")
+    ``reason``: None (status not allowed, or ``current`` None: the record is gone), ``"stale"``
+    (the caller's attempt was superseded by a newer one, which owns the job and its storage) or
+    ``"cancel"`` (completion refused because a cancel was requested first).
+    """
+
+    def __init__(self, job_id: str, current: JobStatus | None, reason: str | None = None) -> None:
+        state = current.value if current else "gone"
+        super().__init__(f"job {job_id} is {state}" + (f" ({reason})" if reason else ""))
         self.current = current
+        self.reason = reason
+
+    @property
+    def gone(self) -> bool:
+        """The record no longer exists (deleted or expired): its assets are nobody's."""
+        return self.current is None
 
 
 def prepare_transition(
@@ -159,13 +198,14 @@ def prepare_transition(
     fields: dict[str, Any] | None,
     retention_s: int,
     allowed: frozenset[JobStatus] | None,
+    fence: Fence = False,
 ) -> tuple[list[str], list[str], dict[str, Any]]:
     """KEYS, ARGV and event data of one `TRANSITION_LUA` call (shared by the sync and async stores)."""
     fields = dict(fields or {})
     if target.is_terminal:
         now = fields.setdefault("completed_at", time.time())
         fields.setdefault("expires_at", now + retention_s)
-    argv, data = transition_args(rec.id, target, fields, retention_s, allowed)
+    argv, data = transition_args(rec.id, target, fields, retention_s, allowed, fence)
     ks = [keys.job(rec.id), keys.events(rec.id), keys.queued(rec.model), keys.cancel_flag(rec.id)]
     return ks, argv, data
 
@@ -173,7 +213,8 @@ def prepare_transition(
 def transition_result(rec: JobRecord, target: JobStatus, data: dict[str, Any], res: list[Any]) -> JobEvent:
     """Interpret `TRANSITION_LUA`'s reply: the event to publish, or `TransitionRejected`."""
     if not res[0]:
-        raise TransitionRejected(rec.id, JobStatus(res[1]) if res[1] else None)
+        reason = res[2] if len(res) > 2 and isinstance(res[2], str) else None
+        raise TransitionRejected(rec.id, JobStatus(res[1]) if res[1] else None, reason)
     new = decode_record(pairs_to_dict(res[3]))
     assert new is not None
     return JobEvent(rec.id, EVENT_TYPES[target], data, res[2], JobStatus(res[1]), new)
@@ -208,20 +249,26 @@ class JobStore(HookRegistry):
         fields: dict[str, Any] | None = None,
         *,
         allowed: frozenset[JobStatus] | None = None,
+        fence: Fence = False,
     ) -> JobRecord:
-        """Move ``rec`` to ``target`` atomically; raise `TransitionRejected` when not allowed."""
-        ks, argv, data = prepare_transition(rec, target, fields, self.retention_s, allowed)
+        """Move ``rec`` to ``target`` atomically; raise `TransitionRejected` when not allowed.
+
+        ``fence``: the attempt token of the caller (a worker's attempt); refused as ``stale`` when
+        the record carries another one (a newer attempt took the job over).
+        """
+        ks, argv, data = prepare_transition(rec, target, fields, self.retention_s, allowed, fence)
         event = transition_result(rec, target, data, self._transition(keys=ks, args=argv))
         self._run_hooks(event)
         assert event.record is not None
         return event.record
 
-    def progress(self, job_id: str, step: int, total: int) -> int:
-        """Record a finished denoising step; returns -1 (job gone / not running), 1 (cancel asked), 0."""
+    def progress(self, job_id: str, step: int, total: int, fence: Fence = False) -> int:
+        """Record a finished denoising step; returns -2 (a newer attempt owns the job), -1 (job gone /
+        not running), 1 (cancel asked), 0."""
         pct = min(99, int(100 * step / max(total, 1)))
         data = {"id": job_id, "status": "in_progress", "step": step, "total_steps": total, "progress": pct}
         ks = [keys.job(job_id), keys.events(job_id), keys.cancel_flag(job_id)]
-        res = int(self._progress(keys=ks, args=[step, total, pct, json.dumps(data)]))
+        res = int(self._progress(keys=ks, args=[step, total, pct, json.dumps(data), fence_arg(fence)]))
         if res >= 0:
             self._run_hooks(JobEvent(job_id, PROGRESS_EVENT, data))
         return res

@@ -13,6 +13,7 @@ from typing import Any, cast
 import redis.asyncio as aredis
 
 from app.core import keys
+from app.core.bodycheck import check_body
 from app.core.errors import InvalidInput
 from app.core.jobstore import (
     CANCEL_RUNNING_LUA,
@@ -31,6 +32,19 @@ from app.core.schemas import JobRecord
 from app.core.status import EVENT_TYPES, JobStatus
 
 log = logging.getLogger(__name__)
+
+
+def _decode_listed(job_id: str, raw: dict[str, str]) -> JobRecord | None:
+    """A record for a listing; one that cannot be decoded or rendered is logged and left out,
+    so a single poisoned record never breaks the listing for everyone."""
+    try:
+        rec = decode_record(raw)
+        if rec is not None:
+            check_body(rec.model_dump(mode="json"), field=job_id, max_depth=64)
+        return rec
+    except Exception as exc:
+        log.error("job %s: stored record cannot be rendered (%r); left out of the list", job_id, exc)
+        return None
 
 
 class AsyncJobStore(HookRegistry):
@@ -129,25 +143,35 @@ class AsyncJobStore(HookRegistry):
             if rank is None:
                 raise InvalidInput.field("after", f"unknown cursor {after!r}")
             start = cast(int, rank) + 1
-        stop = start + limit  # one extra to learn has_more
-        ids = cast(
-            list[str],
-            await (self.r.zrevrange(index, start, stop) if desc else self.r.zrange(index, start, stop)),
-        )
-        async with self.r.pipeline(transaction=False) as p:
-            for job_id in ids:
-                p.hgetall(keys.job(job_id))
-            raws = await p.execute()
         out: list[JobRecord] = []
-        gone: list[str] = []
-        for job_id, raw in zip(ids, raws, strict=True):
-            rec = decode_record(raw)
-            if rec is None:
-                gone.append(job_id)
-            else:
-                out.append(rec)
-        if gone:  # expired records: drop their index entries lazily
-            await self.r.zrem(index, *gone)
+        # expired records leave index entries behind: keep reading past them until the page (plus
+        # one, to learn has_more) is full or the index ends, so a page is never short while live
+        # jobs remain after it
+        while len(out) <= limit:
+            want = limit + 1 - len(out)
+            stop = start + max(want, 16) - 1
+            ids = cast(
+                list[str],
+                await (self.r.zrevrange(index, start, stop) if desc else self.r.zrange(index, start, stop)),
+            )
+            if not ids:
+                break
+            async with self.r.pipeline(transaction=False) as p:
+                for job_id in ids:
+                    p.hgetall(keys.job(job_id))
+                raws = await p.execute()
+            gone: list[str] = []
+            for job_id, raw in zip(ids, raws, strict=True):
+                rec = _decode_listed(job_id, raw)
+                if rec is None:
+                    if not raw:
+                        gone.append(job_id)
+                elif len(out) <= limit:
+                    out.append(rec)
+            start += len(ids)
+            if gone:  # expired records: drop their index entries lazily
+                await self.r.zrem(index, *gone)
+                start -= len(gone)  # the ranks after them moved down
         return out[:limit], len(out) > limit
 
     async def _run_hooks(self, ev: JobEvent) -> None:

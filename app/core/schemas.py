@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from app.core.bodycheck import Metadata
 from app.core.status import JobStatus
 from app.core.styles import PromptExtensionInfo, StyleSelection
 
@@ -66,7 +67,7 @@ def _loras_field(value: Any) -> Any:
 
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
     if isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
         return [value[k] for k in sorted(value, key=int)]
@@ -112,7 +113,7 @@ class VideoCreate(BaseModel):
     guidance_scale_low_noise: float | None = Field(None, ge=0, le=50, description="low-noise expert")
     shift: float | None = Field(None, gt=0, le=100)
     sampler: Sampler | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = Field(None, description="up to 16 string pairs (keys <= 64, values <= 512)")
     input_reference: Any = Field(None, description="image: multipart file, or JSON {image_url: data URL}")
     webhook_url: str | None = Field(None, max_length=2048, description="https URL for signed events")
     webhook_events: list[str] | str | None = Field(
@@ -187,6 +188,7 @@ class JobRecord(BaseModel):
     error: JobErrorInfo | None = None
     attempts: int = 0
     worker_id: str | None = None
+    attempt_token: str | None = None  # fence: the running attempt's token; stale attempts are refused
     timings: dict[str, float] = {}
     assets: dict[str, str] = {}  # variant -> storage key
     input_key: str | None = None  # storage key of the input image

@@ -6,7 +6,8 @@ Rules (``EgressPolicy``):
 - no credentials in the URL; a host name is required;
 - the host is resolved once and *every* resolved address must be public: loopback, private
   (RFC 1918), shared/CGNAT, link-local (incl. the cloud metadata address 169.254.169.254),
-  unique-local ``fc00::/7``, IPv4-mapped/compatible/NAT64/6to4 wrappers of such addresses,
+  unique-local ``fc00::/7``, site-local ``fec0::/10``, IPv4-mapped/compatible/NAT64/6to4 wrappers
+  of such addresses,
   unspecified, multicast, reserved and documentation ranges are refused unless ``allow_private``;
 - the connection goes to the address that was checked (``PinnedTransport`` rewrites the request
   to the IP and keeps ``Host`` and TLS SNI/certificate checks on the original name), so a DNS
@@ -35,6 +36,7 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _SIXTOFOUR = ipaddress.ip_network("2002::/16")
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _ULA = ipaddress.ip_network("fc00::/7")
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated (RFC 3879) but still routed internally
 
 
 class SSRFError(InvalidInput):
@@ -102,6 +104,8 @@ def classify_address(ip: IPAddress) -> str | None:
         return "multicast address"
     if isinstance(ip, ipaddress.IPv6Address) and ip in _ULA:
         return "unique-local address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip in _SITE_LOCAL:
+        return "site-local address"
     if isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED:
         return "shared (carrier-grade NAT) address"
     if ip.is_reserved:

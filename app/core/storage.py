@@ -79,7 +79,8 @@ class UrlSigner:
             exp = int(expires)
         except ValueError:
             raise Forbidden("malformed signed URL") from None
-        if not hmac.compare_digest(self.sign(key, exp), sig):
+        # compare bytes: compare_digest raises TypeError on a non-ASCII str (a 500, not a 403)
+        if not hmac.compare_digest(self.sign(key, exp).encode(), sig.encode("utf-8", "replace")):
             raise Forbidden("invalid signature")
         if (now or time.time()) > exp:
             raise Forbidden("signed URL expired")

@@ -95,6 +95,8 @@ class StyleSelection(BaseModel):
                 data = json.loads(data) if data.strip() else {}
             except json.JSONDecodeError as exc:
                 raise _invalid(f"style must be a JSON object: {exc.msg}") from None
+            except RecursionError:
+                raise _invalid("style is nested too deeply") from None
         if isinstance(data, StyleSelection):
             return data
         if not isinstance(data, Mapping):

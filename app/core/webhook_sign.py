@@ -123,6 +123,7 @@ def verify(
         version, _, value = entry.partition(",")
         if version != SIGNATURE_VERSION:
             continue
-        if any(hmac.compare_digest(value, e) for e in expected):
+        got = value.encode("utf-8", "replace")  # bytes: a non-ASCII str would raise TypeError
+        if any(hmac.compare_digest(got, e.encode()) for e in expected):
             return
     raise WebhookVerificationError("no matching signature")

@@ -151,16 +151,20 @@ def test_admin_view_needs_a_key_when_auth_is_on(stack: Stack) -> None:
     gw = start_gateway(stack.redis.url, stack.data_dir, auth=True)
     try:
 
-        async def make_key() -> str:
+        async def make_key(name: str, admin: bool) -> str:
             r = Redis.from_url(stack.redis.url, decode_responses=True)
             try:
-                return (await ApiKeyStore(r).create("reliability-admin"))[1]
+                return (await ApiKeyStore(r).create(name, admin=admin))[1]
             finally:
                 await r.aclose()
 
-        token = asyncio.run(make_key())
+        token = asyncio.run(make_key("reliability-admin", True))
+        tenant = asyncio.run(make_key("reliability-tenant", False))
         with httpx.Client(base_url=gw.url or "", timeout=10) as c:
             assert c.get("/v1/admin/workers").status_code == 401
+            # issue 13: a tenant's key must not see every worker's current job (another tenant's id)
+            denied = c.get("/v1/admin/workers", headers={"Authorization": f"Bearer {tenant}"})
+            assert denied.status_code == 403 and "admin" in denied.json()["detail"]
             auth = {"Authorization": f"Bearer {token}"}
             r = c.get("/v1/admin/workers", headers=auth)
             assert r.status_code == 200 and r.headers["x-request-id"]

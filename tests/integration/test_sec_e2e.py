@@ -108,6 +108,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "WANSERVE_WEBHOOK_ALLOW_PRIVATE": "true",
                 "WANSERVE_WEBHOOK_BACKOFF_BASE_S": "0.3",
                 "WANSERVE_AUTH": "true",
+                "WANSERVE_SIGNING_KEY": "e2e-signing-key",  # the placeholder is refused with auth on
                 "WANSERVE_HOST": "127.0.0.1",
                 "WANSERVE_PORT": str(port),
                 "WANSERVE_DEBUG_STEP_DELAY_S": "0.25",

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from model.demo.world import COLOR_NAMES, SHAPES
-
 from app.core.schemas import ModelInfo
 from model.presets import PRESETS, ModelPreset
+from training.demo.world import COLOR_NAMES, SHAPES
 
 
 def test_every_preset_has_examples_that_survive_the_registry_round_trip() -> None:
