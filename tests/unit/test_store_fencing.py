@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from tests.unit.test_spine_store import record, settings  # noqa: F401  (fixture)
+from tests.unit.test_jobstore import record, settings  # noqa: F401  (fixture)
 
 from app.core.jobstore import JobStore, TransitionRejected
 from app.core.jobstore_async import AsyncJobStore
