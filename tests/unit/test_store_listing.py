@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.unit.test_spine_store import record, settings  # noqa: F401  (fixture)
+from tests.unit.test_jobstore import record, settings  # noqa: F401  (fixture)
 
 from app.core import keys
 from app.core.jobstore_async import AsyncJobStore
