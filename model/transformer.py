@@ -217,7 +217,7 @@ class Rope3D:
     The head's ``c = head_dim / 2`` complex frequencies are split ``[c - 2(c//3), c//3, c//3]``
     (22/21/21 for head_dim 128, i.e. 44/42/42 real dims) between time, height and width; each axis
     uses ``theta^(-2j/n_axis)`` with its own width ``n_axis``. Angles ``pos * freq`` are float64 for
-    positions 0..max_pos-1; the per-grid complex table is cached per (grid, device).
+    positions 0..max_pos-1; the per-grid (cos, sin) table is cached per (grid, device).
     """
 
     def __init__(
@@ -238,7 +238,11 @@ class Rope3D:
         self._cache_size = cache_size
 
     def table(self, grid: tuple[int, int, int], device: torch.device) -> Tensor:
-        """[L, c] complex64 rotations for a (f, h, w) patch grid, tokens in (f, h, w) order."""
+        """[L, c, 2] float32 ``(cos, sin)`` pairs for a (f, h, w) patch grid, tokens in (f, h, w) order.
+
+        Real pairs instead of complex numbers so that ``torch.compile`` traces a whole block
+        (inductor has no complex kernels); the angles and their cos/sin are float64, then rounded.
+        """
         key = (*grid, str(device))
         hit = self._cache.get(key)
         if hit is not None:
@@ -252,7 +256,7 @@ class Rope3D:
         a_h = self.angles[:h, nt : nt + nh][None, :, None, :].expand(f, h, w, -1)  # [f, h, w, nh]
         a_w = self.angles[:w, nt + nh :][None, None, :, :].expand(f, h, w, -1)  # [f, h, w, nw]
         angles = torch.cat([a_t, a_h, a_w], dim=-1).reshape(f * h * w, -1)  # [L, c]
-        rot = torch.polar(torch.ones_like(angles), angles).to(torch.complex64).to(device)  # [L, c]
+        rot = torch.stack([angles.cos(), angles.sin()], dim=-1).float().to(device)  # [L, c, 2]
         self._cache[key] = rot
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -260,10 +264,15 @@ class Rope3D:
 
     @staticmethod
     def apply(x: Tensor, rot: Tensor) -> Tensor:
-        """Rotate interleaved pairs ``(x[2i], x[2i+1])`` of x [B, L, H, D] by rot [L, D/2]; float32 out."""
+        """Rotate interleaved pairs ``(x[2i], x[2i+1])`` of x [B, L, H, D] by rot [L, D/2, 2]; float32 out.
+
+        The complex product ``(a + ib)(cos + i sin)`` written out in real arithmetic.
+        """
         B, L, H, D = x.shape
-        xc = torch.view_as_complex(x.float().reshape(B, L, H, D // 2, 2))  # [B, L, H, D/2] complex
-        return torch.view_as_real(xc * rot[:, None, :]).reshape(B, L, H, D)  # [B, L, H, D]
+        xp = x.float().reshape(B, L, H, D // 2, 2)  # [B, L, H, D/2, 2]
+        a, b = xp[..., 0], xp[..., 1]  # each [B, L, H, D/2]
+        cos, sin = rot[:, None, :, 0], rot[:, None, :, 1]  # each [L, 1, D/2]
+        return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).reshape(B, L, H, D)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -576,7 +585,7 @@ class WanTransformer(nn.Module):
         context = self.text_embedding(context.to(device, dtype))  # [B, Lc, dim]
 
         # 4. transformer blocks
-        rot = self.rope.table(grid, device)  # [L, head_dim/2] complex64
+        rot = self.rope.table(grid, device)  # [L, head_dim/2, 2] float32 (cos, sin)
         for block in self.blocks:
             x = block(x, e0, groups, context, rot)
 
