@@ -62,6 +62,8 @@ class WorkerRuntime:
         self.pipe = load_pipeline(s.model_path or s.model, device=s.device, dtype=dtype, offload=s.offload)
         self.preset = self.pipe.preset
         self.pipe.lora_fuse = s.lora_fuse
+        if s.compile:
+            self.pipe.compile_blocks()
         from worker.loras import LoraCache, check_lora_dir
 
         self.loras = LoraCache(s.lora_dir, s.lora_cache_bytes)
@@ -81,19 +83,20 @@ class WorkerRuntime:
         self.heartbeat()
 
     def warmup(self) -> None:
-        """One smallest, one-step generation so the first real job pays no first-call costs."""
-        p = self.preset
-        w, h = min(p.sizes, key=lambda wh: wh[0] * wh[1])
-        image = None
-        if p.image_input == "required":
-            from PIL import Image
+        """One-step generations so the first real job pays no first-call costs.
 
-            image = Image.new("RGB", (w, h), (128, 128, 128))
+        Eager: the smallest size once. Compiled: every bucket in `warmup_buckets`, since each new
+        (size, frames, mode) shape triggers a compile the first time it is seen.
+        """
         t0 = time.perf_counter()
-        self.pipe.generate(
-            "warm-up", image=image, height=h, width=w, num_frames=p.min_num_frames, num_steps=1
-        )
-        log.info("warm-up generation took %.2fs", time.perf_counter() - t0)
+        for w, h, frames, with_image in warmup_buckets(self.preset, self.settings.compile):
+            image = None
+            if with_image:
+                from PIL import Image
+
+                image = Image.new("RGB", (w, h), (128, 128, 128))
+            self.pipe.generate("warm-up", image=image, height=h, width=w, num_frames=frames, num_steps=1)
+        log.info("warm-up took %.2fs", time.perf_counter() - t0)
 
     def close(self) -> None:
         self._stop.set()
@@ -161,6 +164,16 @@ class WorkerRuntime:
         from worker.reliability import free_device_memory  # gc + torch.cuda.empty_cache (issue 5)
 
         free_device_memory(self.settings.device, collect=collect)
+
+
+def warmup_buckets(preset: Any, compiled: bool) -> list[tuple[int, int, int, bool]]:
+    """(width, height, frames, with_image) to warm: the smallest size eagerly, else every served bucket."""
+    p = preset
+    if not compiled:
+        w, h = min(p.sizes, key=lambda wh: wh[0] * wh[1])
+        return [(w, h, p.min_num_frames, p.image_input == "required")]
+    modes = {"none": [False], "required": [True], "optional": [False, True]}[p.image_input]
+    return [(w, h, p.default_num_frames, m) for (w, h) in p.sizes for m in modes]
 
 
 _runtime: WorkerRuntime | None = None
