@@ -96,6 +96,7 @@ class WanPipeline:
         self.text_cache_size = 16
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.lora_fuse = False  # per-request LoRAs: unfused branch (False) or merged weights (True)
+        self.parallel: Any = None  # `model.parallel.ParallelState` when one generation spans processes
 
     def compile_blocks(self, **options: Any) -> None:
         """Regional compilation: `torch.compile` each repeated DiT block (idempotent).
@@ -315,7 +316,11 @@ class WanPipeline:
         if g == 1.0:  # uncond + 1 * (cond - uncond) == cond: skip the unconditional pass
             single: torch.Tensor = dit(xin, t, ctx, y=yin).float()
             return single
-        if self.cfg_batch:
+        par = self.parallel
+        if par is not None and par.cfg_size == 2:  # CFG parallel: cond on one rank group, uncond on the other
+            mine = dit(xin, t, ctx if par.cfg_rank == 0 else ctx_null, y=yin).float()
+            cond, uncond = par.exchange_cfg(mine)
+        elif self.cfg_batch:
             out: torch.Tensor = dit(
                 torch.cat([xin, xin]),
                 torch.cat([t, t]),

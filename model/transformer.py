@@ -399,6 +399,7 @@ class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float) -> None:
         super().__init__()
         self.num_heads = num_heads
+        self.sp: Any = None  # `model.parallel.Ulysses` under sequence parallelism: x holds a token slice
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(dim, dim)
         self.v = nn.Linear(dim, dim)
@@ -413,6 +414,8 @@ class SelfAttention(nn.Module):
         v = self.v(x).unflatten(2, (n, -1))  # [B, L, H, D]
         q = Rope3D.apply(q, rot).to(v.dtype)  # RoPE in fp32, attention in the compute dtype
         k = Rope3D.apply(k, rot).to(v.dtype)
+        if self.sp is not None:  # all-to-all: attend over every rank's tokens, this rank's heads
+            return self.o(self.sp.attention(q, k, v))  # type: ignore[no-any-return]  # [B, L/P, dim]
         return self.o(attention(q, k, v))  # type: ignore[no-any-return]  # [B, L, dim]
 
 
@@ -503,6 +506,7 @@ class WanTransformer(nn.Module):
         self.blocks = nn.ModuleList(WanAttentionBlock(cfg) for _ in range(cfg.num_layers))
         self.head = Head(cfg)
         self.rope = Rope3D(cfg.head_dim)  # plain attribute: float64, never cast by .to(dtype)
+        self.sp: Any = None  # `model.parallel.Ulysses`: each rank runs the blocks on a slice of the tokens
         self.init_weights()
 
     @property
@@ -573,6 +577,13 @@ class WanTransformer(nn.Module):
 
         # 1. patch embedding; the residual stream is fp32 from here on
         x = self._embed_patches(x.to(device, dtype)).float()  # [B, L, dim]
+        rot = self.rope.table(grid, device)  # [L, head_dim/2, 2] float32 (cos, sin)
+        sp = self.sp
+        if sp is not None:  # sequence parallel: keep this rank's tokens, their RoPE rows and timesteps
+            x, rot = sp.shard(x, 1), sp.shard(rot, 0)  # [B, L/P, dim], [L/P, head_dim/2, 2]
+            if t.ndim == 2:
+                t = sp.shard(t, 1)  # [B, L/P]
+            L = x.shape[1]
 
         # 2. time embedding, once per distinct timestep (fp32 island)
         groups = TimestepGroups.build(t, B, L, device)
@@ -585,12 +596,13 @@ class WanTransformer(nn.Module):
         context = self.text_embedding(context.to(device, dtype))  # [B, Lc, dim]
 
         # 4. transformer blocks
-        rot = self.rope.table(grid, device)  # [L, head_dim/2, 2] float32 (cos, sin)
         for block in self.blocks:
             x = block(x, e0, groups, context, rot)
 
         # 5. head and unpatchify
         out: Tensor = self.head(x, e, groups)  # [B, L, pt*ph*pw*out_dim] fp32
+        if sp is not None:
+            out = sp.gather(out, math.prod(grid))  # every rank's tokens -> [B, L_full, ...]
         f, h, w = grid
         out = out.reshape(B, f, h, w, pt, ph, pw, cfg.out_dim)  # [B, f, h, w, pt, ph, pw, C]
         out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)  # [B, C, f, pt, h, ph, w, pw]
