@@ -61,9 +61,7 @@ class WorkerRuntime:
         t0 = time.perf_counter()
         self.pipe = load_pipeline(s.model_path or s.model, device=s.device, dtype=dtype, offload=s.offload)
         self.preset = self.pipe.preset
-        self.pipe.lora_fuse = s.lora_fuse
-        if s.compile:
-            self.pipe.compile_blocks()
+        prepare_pipeline(self.pipe, s)
         from worker.loras import LoraCache, check_lora_dir
 
         self.loras = LoraCache(s.lora_dir, s.lora_cache_bytes)
@@ -164,6 +162,22 @@ class WorkerRuntime:
         from worker.reliability import free_device_memory  # gc + torch.cuda.empty_cache (issue 5)
 
         free_device_memory(self.settings.device, collect=collect)
+
+
+def prepare_pipeline(pipe: Any, settings: Settings) -> None:
+    """Per-worker options on a loaded pipeline: LoRA fusing, FP8 DiT layers, regional compile.
+
+    FP8 where it cannot run (CPU, a GPU older than Ada) raises `model.fp8.Fp8Unavailable` with the
+    reason, so the worker refuses to start rather than serve something else than configured.
+    """
+    pipe.lora_fuse = settings.lora_fuse
+    if settings.fp8:
+        from model.fp8 import quantize_transformer_fp8
+
+        for dit in pipe.experts:
+            quantize_transformer_fp8(dit)
+    if settings.compile:
+        pipe.compile_blocks()
 
 
 def warmup_buckets(preset: Any, compiled: bool) -> list[tuple[int, int, int, bool]]:
