@@ -111,6 +111,20 @@ class WanPipeline:
         # state of the last request (steps computed / skipped).
         self.cache_calibration: dict[str, Any] | None = None
         self.last_cache: Any = None  # a StepCache, or the object given as `cache`
+        self.parallel: Any = None  # `model.parallel.ParallelState` when one generation spans processes
+
+    def compile_blocks(self, **options: Any) -> None:
+        """Regional compilation: `torch.compile` each repeated DiT block (idempotent).
+
+        Every block has the same code and shapes, so one compiled graph serves all of them
+        (parameters are graph inputs), compiling in a fraction of the time of the whole model.
+        The first forward per (size, frames, mode) bucket compiles; warm the served buckets first.
+        `options` go to `torch.compile` (e.g. `mode="max-autotune-no-cudagraphs"`).
+        """
+        for dit in self.experts:
+            for block in dit.blocks:
+                if getattr(block, "_compiled_call_impl", None) is None:
+                    block.compile(**options)
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -326,7 +340,11 @@ class WanPipeline:
         if g == 1.0:  # uncond + 1 * (cond - uncond) == cond: skip the unconditional pass
             single: torch.Tensor = dit(xin, t, ctx, y=yin, **declare("cond")).float()
             return single
-        if self.cfg_batch:
+        par = self.parallel
+        if par is not None and par.cfg_size == 2:  # CFG parallel: cond on one rank group, uncond on the other
+            mine = dit(xin, t, ctx if par.cfg_rank == 0 else ctx_null, y=yin).float()
+            cond, uncond = par.exchange_cfg(mine)
+        elif self.cfg_batch:
             out: torch.Tensor = dit(
                 torch.cat([xin, xin]),
                 torch.cat([t, t]),

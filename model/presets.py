@@ -174,6 +174,10 @@ TINY_I2V_A14B = dataclasses.replace(
     WAN22_I2V_A14B, model_id="tiny-i2v-a14b", sizes=_TINY_SIZES_16, **_TINY_COMMON
 )
 TINY_TI2V = dataclasses.replace(WAN22_TI2V_5B, model_id="tiny-ti2v", sizes=_TINY_SIZES_32, **_TINY_COMMON)
+# Same shapes with 4 heads (head_dim 8), so sequence-parallel tests can split heads over 2 or 4 ranks.
+TINY_T2V_A14B_H4 = dataclasses.replace(TINY_T2V_A14B, model_id="tiny-t2v-a14b-h4")
+TINY_I2V_A14B_H4 = dataclasses.replace(TINY_I2V_A14B, model_id="tiny-i2v-a14b-h4")
+TINY_TI2V_H4 = dataclasses.replace(TINY_TI2V, model_id="tiny-ti2v-h4")
 
 
 @dataclass(frozen=True)
@@ -206,7 +210,7 @@ class TinySpec:
     seed: int = 0
 
 
-def _tiny_dit(model_type: str, in_dim: int, out_dim: int) -> dict[str, Any]:
+def _tiny_dit(model_type: str, in_dim: int, out_dim: int, num_heads: int = 2) -> dict[str, Any]:
     return dict(
         model_type=model_type,
         patch_size=(1, 2, 2),
@@ -217,7 +221,7 @@ def _tiny_dit(model_type: str, in_dim: int, out_dim: int) -> dict[str, Any]:
         freq_dim=256,
         text_dim=32,
         out_dim=out_dim,
-        num_heads=2,
+        num_heads=num_heads,
         num_layers=2,
         eps=1e-6,
         cross_attn_norm=True,
@@ -233,6 +237,9 @@ TINY_SPECS: dict[str, TinySpec] = {
     "tiny-t2v-a14b": TinySpec("wan2.1", _tiny_dit("t2v", 16, 16), _TINY_VAE21, seed=1),
     "tiny-i2v-a14b": TinySpec("wan2.1", _tiny_dit("i2v", 36, 16), _TINY_VAE21, seed=2),
     "tiny-ti2v": TinySpec("wan2.2", _tiny_dit("ti2v", 48, 48), _TINY_VAE22, seed=3),
+    "tiny-t2v-a14b-h4": TinySpec("wan2.1", _tiny_dit("t2v", 16, 16, 4), _TINY_VAE21, seed=1),
+    "tiny-i2v-a14b-h4": TinySpec("wan2.1", _tiny_dit("i2v", 36, 16, 4), _TINY_VAE21, seed=2),
+    "tiny-ti2v-h4": TinySpec("wan2.2", _tiny_dit("ti2v", 48, 48, 4), _TINY_VAE22, seed=3),
 }
 
 # The built-in demo model, so a fresh install serves real videos without a 20 GB download: a tiny
@@ -279,6 +286,9 @@ PRESETS: dict[str, ModelPreset] = {
         TINY_T2V_A14B,
         TINY_I2V_A14B,
         TINY_TI2V,
+        TINY_T2V_A14B_H4,
+        TINY_I2V_A14B_H4,
+        TINY_TI2V_H4,
         WANSERVE_DEMO,
     )
 }

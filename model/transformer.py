@@ -217,7 +217,7 @@ class Rope3D:
     The head's ``c = head_dim / 2`` complex frequencies are split ``[c - 2(c//3), c//3, c//3]``
     (22/21/21 for head_dim 128, i.e. 44/42/42 real dims) between time, height and width; each axis
     uses ``theta^(-2j/n_axis)`` with its own width ``n_axis``. Angles ``pos * freq`` are float64 for
-    positions 0..max_pos-1; the per-grid complex table is cached per (grid, device).
+    positions 0..max_pos-1; the per-grid (cos, sin) table is cached per (grid, device).
     """
 
     def __init__(
@@ -238,7 +238,11 @@ class Rope3D:
         self._cache_size = cache_size
 
     def table(self, grid: tuple[int, int, int], device: torch.device) -> Tensor:
-        """[L, c] complex64 rotations for a (f, h, w) patch grid, tokens in (f, h, w) order."""
+        """[L, c, 2] float32 ``(cos, sin)`` pairs for a (f, h, w) patch grid, tokens in (f, h, w) order.
+
+        Real pairs instead of complex numbers so that ``torch.compile`` traces a whole block
+        (inductor has no complex kernels); the angles and their cos/sin are float64, then rounded.
+        """
         key = (*grid, str(device))
         hit = self._cache.get(key)
         if hit is not None:
@@ -252,7 +256,7 @@ class Rope3D:
         a_h = self.angles[:h, nt : nt + nh][None, :, None, :].expand(f, h, w, -1)  # [f, h, w, nh]
         a_w = self.angles[:w, nt + nh :][None, None, :, :].expand(f, h, w, -1)  # [f, h, w, nw]
         angles = torch.cat([a_t, a_h, a_w], dim=-1).reshape(f * h * w, -1)  # [L, c]
-        rot = torch.polar(torch.ones_like(angles), angles).to(torch.complex64).to(device)  # [L, c]
+        rot = torch.stack([angles.cos(), angles.sin()], dim=-1).float().to(device)  # [L, c, 2]
         self._cache[key] = rot
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -260,10 +264,15 @@ class Rope3D:
 
     @staticmethod
     def apply(x: Tensor, rot: Tensor) -> Tensor:
-        """Rotate interleaved pairs ``(x[2i], x[2i+1])`` of x [B, L, H, D] by rot [L, D/2]; float32 out."""
+        """Rotate interleaved pairs ``(x[2i], x[2i+1])`` of x [B, L, H, D] by rot [L, D/2, 2]; float32 out.
+
+        The complex product ``(a + ib)(cos + i sin)`` written out in real arithmetic.
+        """
         B, L, H, D = x.shape
-        xc = torch.view_as_complex(x.float().reshape(B, L, H, D // 2, 2))  # [B, L, H, D/2] complex
-        return torch.view_as_real(xc * rot[:, None, :]).reshape(B, L, H, D)  # [B, L, H, D]
+        xp = x.float().reshape(B, L, H, D // 2, 2)  # [B, L, H, D/2, 2]
+        a, b = xp[..., 0], xp[..., 1]  # each [B, L, H, D/2]
+        cos, sin = rot[:, None, :, 0], rot[:, None, :, 1]  # each [L, 1, D/2]
+        return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).reshape(B, L, H, D)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -400,6 +409,7 @@ class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float) -> None:
         super().__init__()
         self.num_heads = num_heads
+        self.sp: Any = None  # `model.parallel.Ulysses` under sequence parallelism: x holds a token slice
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(dim, dim)
         self.v = nn.Linear(dim, dim)
@@ -414,6 +424,8 @@ class SelfAttention(nn.Module):
         v = self.v(x).unflatten(2, (n, -1))  # [B, L, H, D]
         q = Rope3D.apply(q, rot).to(v.dtype)  # RoPE in fp32, attention in the compute dtype
         k = Rope3D.apply(k, rot).to(v.dtype)
+        if self.sp is not None:  # all-to-all: attend over every rank's tokens, this rank's heads
+            return self.o(self.sp.attention(q, k, v))  # type: ignore[no-any-return]  # [B, L/P, dim]
         return self.o(attention(q, k, v))  # type: ignore[no-any-return]  # [B, L, dim]
 
 
@@ -504,6 +516,7 @@ class WanTransformer(nn.Module):
         self.blocks = nn.ModuleList(WanAttentionBlock(cfg) for _ in range(cfg.num_layers))
         self.head = Head(cfg)
         self.rope = Rope3D(cfg.head_dim)  # plain attribute: float64, never cast by .to(dtype)
+        self.sp: Any = None  # `model.parallel.Ulysses`: each rank runs the blocks on a slice of the tokens
         self.init_weights()
 
     @property
@@ -577,6 +590,13 @@ class WanTransformer(nn.Module):
 
         # 1. patch embedding; the residual stream is fp32 from here on
         x = self._embed_patches(x.to(device, dtype)).float()  # [B, L, dim]
+        rot = self.rope.table(grid, device)  # [L, head_dim/2, 2] float32 (cos, sin)
+        sp = self.sp
+        if sp is not None:  # sequence parallel: keep this rank's tokens, their RoPE rows and timesteps
+            x, rot = sp.shard(x, 1), sp.shard(rot, 0)  # [B, L/P, dim], [L/P, head_dim/2, 2]
+            if t.ndim == 2:
+                t = sp.shard(t, 1)  # [B, L/P]
+            L = x.shape[1]
 
         # 2. time embedding, once per distinct timestep (fp32 island)
         groups = TimestepGroups.build(t, B, L, device)
@@ -589,7 +609,9 @@ class WanTransformer(nn.Module):
         context = self.text_embedding(context.to(device, dtype))  # [B, Lc, dim]
 
         # 4. transformer blocks
-        rot = self.rope.table(grid, device)  # [L, head_dim/2] complex64
+        if cache is not None and sp is not None:
+            # each rank would judge its own token slice: ranks must take one decision, not yet wired
+            raise ValueError("step caching is not supported with sequence parallelism")
         if cache is None:
             for block in self.blocks:
                 x = block(x, e0, groups, context, rot)
@@ -605,6 +627,8 @@ class WanTransformer(nn.Module):
 
         # 5. head and unpatchify
         out: Tensor = self.head(x, e, groups)  # [B, L, pt*ph*pw*out_dim] fp32
+        if sp is not None:
+            out = sp.gather(out, math.prod(grid))  # every rank's tokens -> [B, L_full, ...]
         f, h, w = grid
         out = out.reshape(B, f, h, w, pt, ph, pw, cfg.out_dim)  # [B, f, h, w, pt, ph, pw, C]
         out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)  # [B, C, f, pt, h, ph, w, pw]

@@ -61,7 +61,7 @@ class WorkerRuntime:
         t0 = time.perf_counter()
         self.pipe = load_pipeline(s.model_path or s.model, device=s.device, dtype=dtype, offload=s.offload)
         self.preset = self.pipe.preset
-        self.pipe.lora_fuse = s.lora_fuse
+        prepare_pipeline(self.pipe, s)
         from worker.loras import LoraCache, check_lora_dir
 
         self.loras = LoraCache(s.lora_dir, s.lora_cache_bytes)
@@ -81,19 +81,20 @@ class WorkerRuntime:
         self.heartbeat()
 
     def warmup(self) -> None:
-        """One smallest, one-step generation so the first real job pays no first-call costs."""
-        p = self.preset
-        w, h = min(p.sizes, key=lambda wh: wh[0] * wh[1])
-        image = None
-        if p.image_input == "required":
-            from PIL import Image
+        """One-step generations so the first real job pays no first-call costs.
 
-            image = Image.new("RGB", (w, h), (128, 128, 128))
+        Eager: the smallest size once. Compiled: every bucket in `warmup_buckets`, since each new
+        (size, frames, mode) shape triggers a compile the first time it is seen.
+        """
         t0 = time.perf_counter()
-        self.pipe.generate(
-            "warm-up", image=image, height=h, width=w, num_frames=p.min_num_frames, num_steps=1
-        )
-        log.info("warm-up generation took %.2fs", time.perf_counter() - t0)
+        for w, h, frames, with_image in warmup_buckets(self.preset, self.settings.compile):
+            image = None
+            if with_image:
+                from PIL import Image
+
+                image = Image.new("RGB", (w, h), (128, 128, 128))
+            self.pipe.generate("warm-up", image=image, height=h, width=w, num_frames=frames, num_steps=1)
+        log.info("warm-up took %.2fs", time.perf_counter() - t0)
 
     def cache_types(self) -> dict[str, float]:
         """Step-cache type -> default threshold the loaded model can run (published with the preset)."""
@@ -169,6 +170,32 @@ class WorkerRuntime:
         from worker.reliability import free_device_memory  # gc + torch.cuda.empty_cache (issue 5)
 
         free_device_memory(self.settings.device, collect=collect)
+
+
+def prepare_pipeline(pipe: Any, settings: Settings) -> None:
+    """Per-worker options on a loaded pipeline: LoRA fusing, FP8 DiT layers, regional compile.
+
+    FP8 where it cannot run (CPU, a GPU older than Ada) raises `model.fp8.Fp8Unavailable` with the
+    reason, so the worker refuses to start rather than serve something else than configured.
+    """
+    pipe.lora_fuse = settings.lora_fuse
+    if settings.fp8:
+        from model.fp8 import quantize_transformer_fp8
+
+        for dit in pipe.experts:
+            quantize_transformer_fp8(dit)
+    if settings.compile:
+        pipe.compile_blocks()
+
+
+def warmup_buckets(preset: Any, compiled: bool) -> list[tuple[int, int, int, bool]]:
+    """(width, height, frames, with_image) to warm: the smallest size eagerly, else every served bucket."""
+    p = preset
+    if not compiled:
+        w, h = min(p.sizes, key=lambda wh: wh[0] * wh[1])
+        return [(w, h, p.min_num_frames, p.image_input == "required")]
+    modes = {"none": [False], "required": [True], "optional": [False, True]}[p.image_input]
+    return [(w, h, p.default_num_frames, m) for (w, h) in p.sizes for m in modes]
 
 
 _runtime: WorkerRuntime | None = None

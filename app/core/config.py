@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1)
     worker_id: str | None = None  # default: <hostname>-<pid>
     warmup: bool = True  # run one tiny generation before reporting ready
+    # torch.compile each DiT block (regional, one graph for all blocks); the warm-up then runs one
+    # step per served (size, default frames, text/image mode) bucket so no job pays the compile
+    compile: bool = False
+    # FP8 (e4m3, per-row scales) for the DiT blocks' linear layers (model/fp8.py); needs a CUDA GPU of
+    # compute capability >= 8.9, elsewhere the worker refuses to start and says why
+    fp8: bool = False
     heartbeat_interval_s: float = Field(2.0, gt=0)
     worker_ttl_s: float = Field(10.0, gt=0)  # a worker silent this long is considered gone
     model_grace_s: float = Field(900.0, ge=0)  # keep queueing a model's jobs this long after its last worker

@@ -182,6 +182,22 @@ def test_rope_table_is_not_state_and_stays_float64() -> None:
     assert "rope" not in dict(model.named_buffers())
 
 
+def test_rope_is_real_and_equals_the_complex_rotation() -> None:
+    """Real (cos, sin) pairs, no complex dtype (torch.compile), same numbers as the complex product."""
+    rope = transformer.Rope3D(16)
+    rot = rope.table((2, 3, 4), torch.device("cpu"))
+    assert rot.shape == (24, 8, 2) and rot.dtype == torch.float32 and not rot.is_complex()
+    x = torch.randn(2, 24, 3, 16)
+    grid = torch.cartesian_prod(torch.arange(2), torch.arange(3), torch.arange(4))  # [24, 3] (f, h, w)
+    angles = torch.cat(
+        [rope.angles[grid[:, 0], :4], rope.angles[grid[:, 1], 4:6], rope.angles[grid[:, 2], 6:]], dim=1
+    )  # [24, 8] float64
+    ref_rot = torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
+    xc = torch.view_as_complex(x.reshape(2, 24, 3, 8, 2))  # [B, L, H, D/2]
+    ref = torch.view_as_real(xc * ref_rot[:, None]).reshape(x.shape)
+    torch.testing.assert_close(transformer.Rope3D.apply(x, rot), ref, rtol=0, atol=1e-6)
+
+
 # --------------------------------------------------------------------------------------------------
 # Behaviour
 # --------------------------------------------------------------------------------------------------

@@ -6,12 +6,12 @@ import asyncio
 import time
 
 import pytest
-from tests.unit.test_jobstore import record, settings  # noqa: F401  (fixture)
 
 from app.core.jobstore import JobStore, TransitionRejected
 from app.core.jobstore_async import AsyncJobStore
 from app.core.redisconn import async_client, sync_client
 from app.core.status import JobStatus
+from tests.unit.test_jobstore import record, settings  # noqa: F401  (fixture)
 
 
 def _astore(settings) -> AsyncJobStore:  # noqa: F811

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.unit.test_jobstore import record, settings  # noqa: F401  (fixture)
-
 from app.core import keys
 from app.core.jobstore_async import AsyncJobStore
 from app.core.redisconn import async_client
+from tests.unit.test_jobstore import record, settings  # noqa: F401  (fixture)
 
 
 def test_oldest_first_page_is_filled_past_expired_and_unreadable_records(settings) -> None:  # noqa: F811
