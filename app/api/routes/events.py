@@ -10,9 +10,13 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import JobDep, RedisDep, SettingsDep
 from app.core import keys
+from app.core.apikeys import ApiKeyStore, parse_bearer
 from app.core.events import read_events, valid_event_id
 
 router = APIRouter(tags=["events"])
+
+
+KEY_RECHECK_S = 2.0
 
 
 @router.get(
@@ -34,10 +38,23 @@ async def video_events(
     """
     after = valid_event_id(last_event_id or request.query_params.get("last_event_id"))
 
+    token = parse_bearer(request.headers.get("authorization")) if settings.auth_enabled else None
+    key_checked = time.monotonic()
+
+    async def revoked() -> bool:
+        """Re-check the caller's key every couple of seconds: a revoked key's streams end."""
+        nonlocal key_checked
+        if token is None or time.monotonic() - key_checked < KEY_RECHECK_S:
+            return False
+        key_checked = time.monotonic()
+        return await ApiKeyStore(redis).authenticate(token) is None
+
     async def stream() -> AsyncIterator[str]:
         yield "retry: 1000\n\n"
         idle_since = time.monotonic()
         async for ev in read_events(redis, rec.id, after=after):
+            if await revoked():
+                return
             if ev is not None:
                 idle_since = time.monotonic()
                 yield ev.sse()
