@@ -93,7 +93,7 @@ def test_sdk_extend_edit_remix(service: tuple[Service, str]) -> None:
             )
         with pytest.raises(openai.NotFoundError):
             stranger.videos.remix(src.id, prompt="mine now")
-        with pytest.raises(openai.UnprocessableEntityError):
+        with pytest.raises(openai.BadRequestError):
             client.videos.extend(
                 prompt="x", seconds=cast(Any, "1"), video=("x.mp4", b"junk" * 100, "video/mp4")
             )
