@@ -174,8 +174,9 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/loras"): RouteDoc(
         "List LoRAs",
         "The LoRAs of the server's LoRA folder that a create request may name in `loras`, with the "
-        "base models they fit, their recommended defaults (e.g. 4 distill steps), rank and size.",
-        (*_AUTH,),
+        "base models they fit, their recommended defaults (e.g. 4 distill steps), rank and size. "
+        "Public, like `/v1/models`: needs no API key.",
+        (),
         {
             200: _ok(
                 "The LoRAs",

@@ -47,8 +47,8 @@ SOURCE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "each conditioned (through the model's image mode) on the end of the one before. The source is "
         "an uploaded file (`video`, checked: container, codec, duration, pixel count), `video[id]` in "
         'multipart, or JSON `{"video": {"id": ...}}` naming a completed video of the caller (its '
-        "model is used). Models without an image mode (T2V) answer 422.",
-        (*_AUTH, 404, 409, 413, 422, 429, 503),
+        "model is used). Models without an image mode (T2V) answer 400.",
+        (*_AUTH, 404, 409, 413, 400, 429, 503),
         {202: _ok("Queued", queued=("Queued extension", _EXTENDED))},
         _request(
             {"reference": {"prompt": "the fox keeps running", "seconds": "4", "video": {"id": VIDEO_ID}}},
@@ -60,7 +60,7 @@ SOURCE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "Video-to-video: the source is encoded, noised to `strength` (default 0.6; 1 = from pure noise) "
         "and denoised with the new prompt in `round(num_inference_steps * strength)` steps. A source "
         "longer than one clip has its first clip edited. Same source forms as extensions.",
-        (*_AUTH, 404, 409, 413, 422, 429, 503),
+        (*_AUTH, 404, 409, 413, 400, 429, 503),
         {202: _ok("Queued", queued=("Queued edit", _EDITED))},
         _request(
             {"reference": {"prompt": "the fox, in snow", "strength": 0.5, "video": {"id": VIDEO_ID}}},
@@ -71,7 +71,7 @@ SOURCE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "Remix a video",
         "A new video with the source's resolved parameters (model, size, duration, seed, steps, "
         "guidance) and a new prompt; `remixed_from_video_id` names the source, which must be completed.",
-        (*_AUTH, 404, 409, 422, 429, 503),
+        (*_AUTH, 404, 409, 400, 429, 503),
         {202: _ok("Queued", queued=("Queued remix", _REMIXED))},
         {
             "requestBody": {

@@ -159,8 +159,9 @@ ROUTE_DOCS[("GET", "/metrics")] = RouteDoc(
 ROUTE_DOCS[("GET", "/v1/admin/workers")] = RouteDoc(
     "List live workers (admin)",
     "Every worker heard from within the worker TTL: model, device, state, current job, resident and "
-    "device memory, last heartbeat. Needs an API key when auth is on.",
-    (401, 503),
+    "device memory, last heartbeat. With auth on it needs an admin key "
+    "(`wanserve keys create --name NAME --admin`); any other key answers 403.",
+    (401, 403, 503),
     {
         200: {
             "description": "The live workers",
