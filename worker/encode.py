@@ -27,9 +27,16 @@ def encode_mp4(frames: NDArray[np.uint8], path: Path, *, fps: int, crf: int = 18
     if h % 2 or w % 2:
         raise ValueError(f"yuv420p needs even width and height, got {w}x{h}")
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-        # one encoder thread: multi-threaded libx264 makes timing-dependent macroblock decisions, so
-        # the same frames encoded twice decoded differently (same seed, different video; issue 13)
-        opts = {"crf": str(crf), "preset": "medium", "threads": "1"}
+        # Same frames, same file. Multi-threaded libx264 makes timing-dependent decisions, and even
+        # with one thread its lookahead / macroblock-tree rate control gave different bitstreams for
+        # equal frames once decodes ran in between (4-5 distinct files in 8 encodes, PyAV 18.1):
+        # one thread, no lookahead, no mbtree gave 1 of 8. The cost is a few percent of bitrate.
+        opts = {
+            "crf": str(crf),
+            "preset": "medium",
+            "threads": "1",
+            "x264-params": "threads=1:rc-lookahead=0:mbtree=0",
+        }
         stream = container.add_stream("libx264", rate=fps, options=opts)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.time_base = Fraction(1, fps)

@@ -37,10 +37,11 @@ def seconds_to_frames(seconds: float, fps: int, lo: int, hi: int, *, long_videos
     if long_videos and frames > hi:
         return hi
     if not lo <= frames <= hi:
+        longer = "; longer videos need a model with an image mode (I2V, TI2V)" if frames > hi else ""
         raise InvalidInput.field(
             "seconds",
             f"{seconds:g} s at {fps} fps is {frames} frames; this model makes {lo}-{hi} frames "
-            f"({seconds_str(lo, fps)}-{seconds_str(hi, fps)} s)",
+            f"({seconds_str(lo, fps)}-{seconds_str(hi, fps)} s){longer}",
         )
     return frames
 

@@ -46,7 +46,8 @@ def test_paused_worker_never_deletes_the_video_a_newer_attempt_completed(stack: 
     assert paused.alive(), paused.log()
     after = stack.get(vid)
     assert after["status"] == "completed" and after["worker_id"] == fresh.worker_id, after
-    assert _stored_files(stack.data_dir, vid) == ["spritesheet.webp", "thumbnail.webp", "video.mp4"], paused.log()[-3000:]
+    stored = _stored_files(stack.data_dir, vid)
+    assert stored == ["spritesheet.webp", "thumbnail.webp", "video.mp4"], paused.log()[-3000:]
     r = stack.client.get(f"/v1/videos/{vid}/content")
     assert r.status_code == 200 and r.content[4:8] == b"ftyp"
     assert "a newer attempt" in paused.log() or "lease lost" in paused.log()

@@ -65,7 +65,8 @@ def test_sigkill_mid_run_is_reaped_requeued_and_completed_then_capped(stack: Sta
     assert done["status"] == "completed", done
     assert done["attempts"] == 2 and done["worker_id"] == w2.worker_id
     assert done["step"] == STEPS
-    assert _stored_files(stack.data_dir, vid) == ["spritesheet.webp", "thumbnail.webp", "video.mp4"]  # one copy, job-id keys
+    # one copy, job-id keys
+    assert _stored_files(stack.data_dir, vid) == ["spritesheet.webp", "thumbnail.webp", "video.mp4"]
     assert stack.client.get(f"/v1/videos/{vid}/content").status_code == 200
 
     # the cap: lost on w2, requeued, lost again on w3 -> failed as worker_lost (max_attempts=2)

@@ -175,7 +175,7 @@ def test_interpolated_fps_and_upscaled_size(client: httpx.Client) -> None:
         48,
         "lanczos",
     )
-    assert job["size"] == "48x48" and float(job["seconds"]) == pytest.approx(17 / 48, abs=5e-3)  # two decimals
+    assert job["size"] == "48x48" and float(job["seconds"]) == pytest.approx(17 / 48, abs=5e-3)
     done(client, r)
     data = client.get(f"/v1/videos/{job['id']}/content").content
     with av.open(io.BytesIO(data)) as c:
