@@ -78,7 +78,7 @@ def test_every_route_has_summary_examples_and_errors(served: dict[str, Any]) -> 
         if "requestBody" in op and not _has_example(op["requestBody"]):
             problems.append(f"{name}: no request example")
         errors = [s for s in responses if s[0] in "45"]
-        if path not in {"/healthz"} and not errors:
+        if path not in {"/healthz", "/v1/loras"} and not errors:  # these cannot fail: no key, no Redis
             problems.append(f"{name}: no documented error responses")
         for status in errors:
             if not _has_example(responses[status]):
