@@ -124,7 +124,7 @@ def _encode_and_upload(
         mp4, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumbnail.webp"
         if p.refine_strength:  # issue 17: upscale + a low-strength pass of the model at the target size
             frames = refine(rt, rec, frames)
-        frames, out_fps = apply_output(frames, p)  # issue 17: upscale, interpolate the frame rate
+        frames, out_fps = apply_output(frames, p, rt.interpolator)  # upscale, raise the frame rate
         encode_mp4(frames, mp4, fps=out_fps)
         write_thumbnail(frames[0], thumb)
         sheet = Path(tmp) / "spritesheet.webp"
@@ -185,6 +185,10 @@ def run_job(rt: WorkerRuntime, job_id: str) -> str:
         "progress": 0,
         "attempt_token": uuid.uuid4().hex,  # fences this attempt: a stale one can change nothing
     }
+    if rec.params.output_fps and rec.params.interpolation != rt.interpolation:
+        # the gateway chose from the model's published preset; this worker may differ (weights
+        # configured on some workers only): the record says what is really used
+        fields["params"] = rec.params.model_copy(update={"interpolation": rt.interpolation})
     # the first attempt's queue wait is kept on redelivery
     fields["timings"] = {"queue_wait": round(picked_up - rec.created_at, 4), **rec.timings}
     try:

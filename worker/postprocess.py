@@ -9,6 +9,12 @@ interpolation), applied to the generated uint8 frames before MP4 encoding.
   instants as the input: `floor((F - 1) * out_fps / fps) + 1` frames, the first and last equal to
   the generated first and last (the input is padded with copies of the last frame so the filter,
   which needs a frame of lookahead, emits up to it).
+* With `WANSERVE_INTERPOLATOR_WEIGHTS` the worker has a learned RIFE interpolator
+  (`model.interpolator`) and uses it instead (`parameters.interpolation == "rife"`): output frame
+  ``j`` lies at source position ``s = j * fps / out_fps``; a whole ``s`` is that generated frame as
+  is, otherwise the network synthesises the frame at ``t = s - floor(s)`` between its two
+  neighbours. Same count and instants as above, for whole and fractional ratios alike; one frame
+  at a time, so memory stays at one frame pair whatever the length.
 """
 
 from __future__ import annotations
@@ -82,11 +88,39 @@ def interpolate(frames: Frames, fps: int, out_fps: int) -> Frames:
     return np.stack(out)
 
 
-def apply_output(frames: Frames, p: ResolvedParams) -> tuple[Frames, int]:
-    """-> (frames to encode, their fps) after the requested upscale and frame-rate conversion."""
+def source_positions(frames: int, fps: int, out_fps: int) -> list[tuple[int, Fraction]]:
+    """(i, t) per output frame: it lies at ``t`` in [0, 1) between generated frames i and i + 1."""
+    out = []
+    for j in range(interpolated_count(frames, fps, out_fps)):
+        s = Fraction(j * fps, out_fps)
+        i = s.numerator // s.denominator
+        out.append((i, s - i))
+    return out
+
+
+def interpolate_learned(frames: Frames, fps: int, out_fps: int, interpolator: Any) -> Frames:
+    """Frame-rate conversion with a learned interpolator (`model.interpolator.RifeInterpolator`)."""
+    import torch
+
+    if len(frames) < 2 or out_fps <= fps:
+        return frames
+    src = torch.from_numpy(np.ascontiguousarray(frames))
+    out = np.empty((interpolated_count(len(frames), fps, out_fps), *frames.shape[1:]), np.uint8)
+    for j, (i, t) in enumerate(source_positions(len(frames), fps, out_fps)):
+        out[j] = frames[i] if t == 0 else interpolator.between(src[i], src[i + 1], float(t)).numpy()
+    return out
+
+
+def apply_output(frames: Frames, p: ResolvedParams, interpolator: Any = None) -> tuple[Frames, int]:
+    """-> (frames to encode, their fps) after the requested upscale and frame-rate conversion.
+
+    ``interpolator``: the worker's learned one, used when the job's parameters name it.
+    """
     if p.output_width and p.output_height:
         frames = upscale(frames, p.output_width, p.output_height)
     if p.output_fps and p.output_fps > p.fps:
+        if p.interpolation == "rife" and interpolator is not None:
+            return interpolate_learned(frames, p.fps, p.output_fps, interpolator), p.output_fps
         return interpolate(frames, p.fps, p.output_fps), p.output_fps
     return frames, p.fps
 

@@ -44,6 +44,7 @@ class WorkerRuntime:
         self.extender: Any = None  # worker.prompt_extend.PromptExtender when one is configured
         self.loras: Any = None  # worker.loras.LoraCache (issue 14)
         self.lora_problems: dict[str, str] = {}  # LoRA name -> why it cannot be used
+        self.interpolator: Any = None  # model.interpolator.RifeInterpolator when weights are configured
         self._stop = threading.Event()
         self._state_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -66,6 +67,10 @@ class WorkerRuntime:
 
         self.loras = LoraCache(s.lora_dir, s.lora_cache_bytes)
         self.lora_problems = check_lora_dir(self.loras, self.pipe)
+        if s.interpolator_weights is not None:  # a bad file stops the worker here, not in a job
+            from model.interpolator import load_interpolator
+
+            self.interpolator = load_interpolator(s.interpolator_weights, device=s.device)
         log.info("loaded %s on %s in %.1fs", self.preset.model_id, s.device, time.perf_counter() - t0)
         if s.prompt_extend_model_path:  # imported only when used (pulls in transformers)
             from worker.prompt_extend import load_extender
@@ -96,6 +101,11 @@ class WorkerRuntime:
             self.pipe.generate("warm-up", image=image, height=h, width=w, num_frames=frames, num_steps=1)
         log.info("warm-up took %.2fs", time.perf_counter() - t0)
 
+    @property
+    def interpolation(self) -> str:
+        """How this worker raises the frame rate (`ResolvedParams.interpolation`)."""
+        return "minterpolate" if self.interpolator is None else "rife"
+
     def cache_types(self) -> dict[str, float]:
         """Step-cache type -> default threshold the loaded model can run (published with the preset)."""
         if self.pipe is None or self.preset is None:
@@ -120,7 +130,13 @@ class WorkerRuntime:
         registry.publish_heartbeat(
             self.redis,
             worker_id=self.worker_id,
-            preset_json=json.dumps({**self.preset.to_dict(), "cache_types": self.cache_types()}),
+            preset_json=json.dumps(
+                {
+                    **self.preset.to_dict(),
+                    "cache_types": self.cache_types(),
+                    "interpolation": self.interpolation,
+                }
+            ),
             model_id=self.preset.model_id,
             state=self.state,
             device=self.settings.device,

@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     lora_cache_bytes: int = Field(4 * 1024**3, ge=0)  # worker: LoRA tensors kept in RAM (LRU by bytes)
     lora_fuse: bool = False  # worker: merge a job's LoRAs into the weights instead of the low-rank branch
 
+    # --- output frame rate (app/core/output.py, worker/postprocess.py) ----------------------------
+    # worker: a RIFE v4.6 `flownet.pkl` (or .safetensors of the same keys); set, `fps` above the model's
+    # rate is interpolated by it (parameters.interpolation "rife"), unset: FFmpeg's minterpolate
+    interpolator_weights: Path | None = None
+
     @property
     def auth_enabled(self) -> bool:
         return self.env == "prod" if self.auth is None else self.auth

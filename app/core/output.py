@@ -2,7 +2,8 @@
 
 * ``fps`` above the model's rate: the model generates at its own rate (``parameters.fps``; the
   ``seconds`` mapping uses it) and the worker interpolates to ``parameters.output_fps`` with FFmpeg's
-  motion-compensated ``minterpolate`` (``parameters.interpolation``). The MP4 then has
+  motion-compensated ``minterpolate``, or with the learned RIFE interpolator when the model's
+  workers publish ``interpolation: "rife"`` (``parameters.interpolation``). The MP4 then has
   ``(num_frames - 1) * output_fps // fps + 1`` frames spanning the same instants. An ``fps`` at or
   below the model's rate keeps its old meaning (the MP4's rate and the ``seconds`` mapping).
 * ``size`` above the model's sizes: 1.5x or 2x a native size per side (exact aspect ratio, even
@@ -85,7 +86,7 @@ def apply_output(
             )
         update["refine_strength"] = req.upscale_refine
     if req.fps is not None and req.fps > info.fps:
-        update.update(fps=info.fps, output_fps=req.fps, interpolation="minterpolate")
+        update.update(fps=info.fps, output_fps=req.fps, interpolation=info.interpolation)
         if req.seconds is not None and req.num_frames is None:  # the mapping runs at the model's rate
             s = float(req.seconds)
             frames = 4 * math.floor(s * info.fps / 4 + 0.5) + 1

@@ -45,6 +45,8 @@ class ModelInfo(BaseModel):
     # step-cache types this worker's model can run -> calibrated default threshold
     cache_types: dict[str, float] = {}
     example_prompts: list[str] = []
+    # how this worker raises the frame rate above `fps` (published with the preset)
+    interpolation: Literal["minterpolate", "rife"] = "minterpolate"
 
     @property
     def num_experts(self) -> int:
@@ -72,6 +74,8 @@ def _loras_field(value: Any) -> Any:
     if isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
         return [value[k] for k in sorted(value, key=int)]
     return value
+
+
 class CacheRequest(BaseModel):
     """Step caching: skip the transformer on denoising steps that change little (README "Step caching")."""
 
@@ -154,7 +158,11 @@ class ResolvedParams(BaseModel):
     loras: list[LoraRef] = []
     # output post-processing (issue 17): `fps` above the model's rate, `size` above its native sizes
     output_fps: int | None = Field(None, description="frame rate of the MP4 when above `fps` (interpolated)")
-    interpolation: Literal["minterpolate"] | None = Field(None, description="how frames were interpolated")
+    interpolation: Literal["minterpolate", "rife"] | None = Field(
+        None,
+        description="how frames were interpolated: FFmpeg's motion-compensated `minterpolate`, "
+        "or `rife` (a learned RIFE v4.6 interpolator the worker has weights for)",
+    )
     output_width: int | None = Field(None, description="width of the MP4 when upscaled")
     output_height: int | None = Field(None, description="height of the MP4 when upscaled")
     upscaler: Literal["lanczos"] | None = Field(None, description="how frames were upscaled")

@@ -90,3 +90,58 @@ def test_upscale_refine_needs_an_upscaled_refinable_size() -> None:
         run(size="48x48", upscale_refine=0.3)
     with pytest.raises(InvalidInput, match="one clip"):
         run(size="64x64", upscale_refine=0.3, seconds="10")
+
+
+@pytest.fixture(scope="module")
+def rife():  # type: ignore[no-untyped-def]
+    import torch
+
+    from model.interpolator import IFNet, RifeInterpolator
+
+    torch.manual_seed(0)
+    return RifeInterpolator(IFNet())  # random weights: what matters here is which frames it is asked for
+
+
+def test_source_positions_whole_and_fractional() -> None:
+    from fractions import Fraction
+
+    from worker.postprocess import source_positions
+
+    assert source_positions(3, 8, 16) == [(0, 0), (0, Fraction(1, 2)), (1, 0), (1, Fraction(1, 2)), (2, 0)]
+    assert [float(t) for _, t in source_positions(5, 24, 30)] == [0, 0.8, 0.6, 0.4, 0.2, 0]
+    assert [i for i, _ in source_positions(5, 24, 30)] == [0, 0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(("fps", "out"), [(8, 16), (8, 24), (24, 30)])
+def test_learned_interpolation_count_originals_and_no_duplicates(rife, fps: int, out: int) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from worker.postprocess import interpolate_learned, source_positions
+
+    x = moving(5)
+    y = interpolate_learned(x, fps, out, rife)
+    assert y.shape == (interpolated_count(5, fps, out), 32, 32, 3) and y.dtype == np.uint8
+    for j, (i, t) in enumerate(source_positions(5, fps, out)):
+        if t == 0:
+            assert np.array_equal(y[j], x[i])  # generated frames pass through untouched
+        elif j < 3:  # synthesised between the right pair at the right timestep
+            want = rife.between(torch.from_numpy(x[i]), torch.from_numpy(x[i + 1]), float(t)).numpy()
+            assert np.array_equal(y[j], want)
+    diffs = np.abs(np.diff(y.astype(np.int16), axis=0)).reshape(len(y) - 1, -1).max(axis=1)
+    assert (diffs > 0).all()
+
+
+def test_apply_output_uses_the_interpolator_the_parameters_name(rife) -> None:  # type: ignore[no-untyped-def]
+    from worker.postprocess import apply_output as worker_output
+
+    info = INFO.model_copy(update={"interpolation": "rife"})
+    req = VideoCreate(prompt="x", fps=16, num_frames=5)
+    p = apply_output(req, info, resolve(req, info, has_image=False), None)
+    assert (p.fps, p.output_fps, p.interpolation) == (8, 16, "rife")
+    x = moving(5)
+    learned, rate = worker_output(x, p, rife)
+    assert rate == 16 and len(learned) == 9
+    classic, _ = worker_output(x, p.model_copy(update={"interpolation": "minterpolate"}), rife)
+    assert not np.array_equal(learned[1], classic[1])
+    fallback, _ = worker_output(x, p, None)  # no weights on this worker: minterpolate
+    assert np.array_equal(fallback, classic)
