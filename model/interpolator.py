@@ -136,13 +136,31 @@ class RifeInterpolator:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         ts = torch.tensor([t], device=self.device)
         out = self.net(x[0:1], x[1:2], ts)[0, :, :h, :w]
-        return out.clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu()
+        frame: torch.Tensor = out.clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu()
+        return frame
 
 
-def load_interpolator(path: str | Path, *, device: torch.device | str = "cpu") -> RifeInterpolator:
-    """A RIFE v4.6 ``flownet.pkl`` (torch pickle of the state dict) or ``.safetensors`` -> interpolator.
+def expected_shapes() -> dict[str, tuple[int, ...]]:
+    """Key -> shape of every IFNet tensor, by arithmetic: checking a file needs no network built
+    (the worker's parent process checks it before forking, and must not start torch's thread pools)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for i, (cin, c) in enumerate(zip((7, 12, 12, 12), WIDTHS, strict=True)):
+        b = f"block{i}"
+        out |= {f"{b}.conv0.0.0.weight": (c // 2, cin, 3, 3), f"{b}.conv0.0.0.bias": (c // 2,)}
+        out |= {f"{b}.conv0.1.0.weight": (c, c // 2, 3, 3), f"{b}.conv0.1.0.bias": (c,)}
+        for j in range(8):
+            out[f"{b}.convblock.{j}.conv.weight"] = (c, c, 3, 3)
+            out[f"{b}.convblock.{j}.conv.bias"] = (c,)
+            out[f"{b}.convblock.{j}.beta"] = (1, c, 1, 1)
+        out |= {f"{b}.lastconv.0.weight": (c, 24, 4, 4), f"{b}.lastconv.0.bias": (24,)}
+    return out
 
-    Raises `model.CheckpointError` naming the file, or the first missing/unexpected/mis-shaped key.
+
+def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """A RIFE v4.6 ``flownet.pkl`` (torch pickle of the state dict, ``module.`` prefixed or not) or a
+    ``.safetensors`` of the same keys -> the state dict, checked.
+
+    Raises `model.CheckpointError` naming the file, and the missing/unexpected/mis-shaped keys.
     """
     from model.loading import CheckpointError
 
@@ -157,12 +175,11 @@ def load_interpolator(path: str | Path, *, device: torch.device | str = "cpu") -
         else:
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"interpolator weights {path}: unreadable ({exc})") from exc
+        raise CheckpointError(f"interpolator weights {path}: unreadable ({exc!r})") from exc
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise CheckpointError(f"interpolator weights {path}: not a state dict of tensors")
-    state = {k.removeprefix("module."): v for k, v in raw.items()}
-    net = IFNet()
-    want = net.state_dict()
+    state = {str(k).removeprefix("module."): v for k, v in raw.items()}
+    want = expected_shapes()
     missing = sorted(want.keys() - state.keys())
     unexpected = sorted(state.keys() - want.keys())
     if missing or unexpected:
@@ -171,11 +188,18 @@ def load_interpolator(path: str | Path, *, device: torch.device | str = "cpu") -
             f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
             f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})"
         )
-    for k, v in want.items():
-        if state[k].shape != v.shape:
+    for k, shape in want.items():
+        if tuple(state[k].shape) != shape:
             raise CheckpointError(
-                f"interpolator weights {path}: {k} has shape {tuple(state[k].shape)}, "
-                f"expected {tuple(v.shape)}"
+                f"interpolator weights {path}: {k} has shape {tuple(state[k].shape)}, expected {shape}"
             )
+    return state
+
+
+def load_interpolator(path: str | Path, *, device: torch.device | str = "cpu") -> RifeInterpolator:
+    """`read_checkpoint`, then the network on ``device`` (float32: it is small, and RIFE's flow
+    is sensitive to half precision at coarse scales)."""
+    state = read_checkpoint(path)
+    net = IFNet()
     net.load_state_dict({k: v.float() for k, v in state.items()})
     return RifeInterpolator(net, device)

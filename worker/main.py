@@ -30,9 +30,23 @@ def celery_worker_argv(settings: Settings, queues: list[str], *, pool: str) -> l
     ]
 
 
+def check_worker_files(settings: Settings) -> None:
+    """Refuse to start on a bad optional weights file: a pool child that fails loading it is only
+    logged by Celery, and the worker would then take jobs it cannot run."""
+    if settings.interpolator_weights is not None:
+        from model.interpolator import read_checkpoint
+        from model.loading import CheckpointError
+
+        try:
+            read_checkpoint(settings.interpolator_weights)
+        except CheckpointError as exc:
+            raise SystemExit(f"wanserve worker: WANSERVE_INTERPOLATOR_WEIGHTS: {exc}") from exc
+
+
 def run_worker(settings: Settings, *, pool: str = "prefork", extra_queues: list[str] | None = None) -> None:
     settings = settings.model_copy(update={"worker_id": settings.resolved_worker_id()})
     setup_logging(settings.log_level, settings.log_format, "worker")
+    check_worker_files(settings)
     app = create_celery(settings, pool=pool)
     queues = [keys.model_queue(settings.model), *(extra_queues or [])]
     argv = celery_worker_argv(settings, queues, pool=pool)

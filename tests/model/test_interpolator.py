@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.interpolator import IFNet, RifeInterpolator, backward_warp, load_interpolator
+from model.interpolator import IFNet, RifeInterpolator, backward_warp, expected_shapes, load_interpolator
 from model.loading import CheckpointError
 
 
@@ -45,6 +45,7 @@ def test_checkpoint_layout_matches_rife_v46() -> None:
     assert sd["block2.convblock.0.beta"].shape == (1, 96, 1, 1)
     assert sd["block0.lastconv.0.weight"].shape == (192, 24, 4, 4)
     assert sd["block3.lastconv.0.bias"].shape == (24,)
+    assert {k: tuple(v.shape) for k, v in sd.items()} == expected_shapes()  # what files are checked against
 
 
 def test_shapes_and_range() -> None:
