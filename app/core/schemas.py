@@ -285,6 +285,8 @@ class ModelPublic(BaseModel):
     upscale_sizes: list[str] = []  # also accepted as `size`: generated at a native size, then upscaled
     default_size: str
     fps: int
+    # how an `fps` above `fps` is reached: FFmpeg's minterpolate, or the workers' learned RIFE
+    interpolation: Literal["minterpolate", "rife"] = "minterpolate"
     num_frames: dict[str, int]  # default / min / max
     num_inference_steps: dict[str, int]  # default / max
     default_shift: float

@@ -66,6 +66,7 @@ def test_fps_above_the_model_rate_through_rife(client: httpx.Client, worker_fact
     job, v, rate = video(client, {**BODY, **FAST, "fps": 20})  # 2.5x: fractional timesteps
     p = job["parameters"]
     assert (p["fps"], p["output_fps"], p["interpolation"]) == (8, 20, "rife")
+    assert {m["id"]: m for m in client.get("/v1/models").json()["data"]}[MODEL]["interpolation"] == "rife"
     assert v.shape == ((9 - 1) * 20 // 8 + 1, 32, 32, 3) and rate == 20.0
     diffs = np.abs(np.diff(v.astype(np.int16), axis=0)).reshape(len(v) - 1, -1).mean(axis=1)
     assert (diffs > 0.5).all(), diffs  # no duplicated frames

@@ -122,3 +122,15 @@ def test_settle_lost_job(rt) -> None:
     assert rt.store.get(rec.id).error.code == "timeout"
     rec = put(rt, JobStatus.COMPLETED, attempts=1)
     assert settle_lost_job(rt.store, rec.id, timed_out=False, **kw) == "skipped"
+
+
+def test_a_worker_without_the_learned_interpolator_records_the_one_it_uses(rt) -> None:
+    """The gateway names the interpolator from the model's published preset; a worker of that model
+    started without WANSERVE_INTERPOLATOR_WEIGHTS says, from pickup on, that it uses minterpolate."""
+    rec = put(rt, JobStatus.QUEUED)
+    p = rec.params.model_copy(update={"fps": 8, "output_fps": 16, "interpolation": "rife"})
+    rt.store.r.hset(f"wanserve:job:{rec.id}", "params", p.model_dump_json())
+    rt.interpolation = "minterpolate"
+    rt.store.r.set(f"wanserve:job:{rec.id}:cancel", "1")  # stop right after pickup
+    assert run_job(rt, rec.id) == "cancelled"
+    assert rt.store.get(rec.id).params.interpolation == "minterpolate"

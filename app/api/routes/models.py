@@ -27,6 +27,7 @@ def _public(info: ModelInfo, workers: list[WorkerInfo]) -> ModelPublic:
         upscale_sizes=upscale_sizes([(int(w), int(h)) for w, h in info.sizes]),
         default_size=size_str(*info.default_size),
         fps=info.fps,
+        interpolation=info.interpolation,
         num_frames={
             "default": info.default_num_frames,
             "min": info.min_num_frames,
