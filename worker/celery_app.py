@@ -18,11 +18,12 @@ from celery import Celery, signals
 from app.core import keys
 from app.core.celeryconf import GENERATE_TASK, celery_config
 from app.core.config import Settings
+from app.core.effects import build_job_store
 from app.core.jobstore import JobStore
 from app.core.leases import Leases
 from app.core.redisconn import sync_client
+from app.core.storage import make_storage
 from worker.lost import failure_handler
-from worker.observe import install_worker_metrics
 from worker.reliability import install_shutdown_grace
 from worker.runtime import init_runtime, shutdown_runtime
 from worker.tasks import register_tasks
@@ -54,9 +55,11 @@ def create_celery(settings: Settings, *, pool: str = "prefork") -> Celery:
     stores: list[JobStore] = []  # the parent's own store, created on first use
 
     def store() -> JobStore:
-        if not stores:
-            stores.append(JobStore(sync_client(settings), retention_s=settings.retention_s))
-            install_worker_metrics(stores[0])  # the parent's own transitions count too (issue 5)
+        if not stores:  # a job it fails has the same effects as anywhere else: webhook, retention
+            storage = make_storage(settings)
+            stores.append(
+                build_job_store(settings, sync_client(settings), storage=storage, send_task=app.send_task)
+            )
         return stores[0]
 
     def requeue(job_id: str, model_id: str) -> None:

@@ -15,15 +15,17 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, current_app, signals
 
 from app.core import keys
 from app.core.celeryconf import GENERATE_TASK, celery_config
 from app.core.config import Settings
+from app.core.effects import build_job_store
 from app.core.extenders import EXTEND_QUEUE, EXTEND_TASK, publish_extender, remove_extender
 from app.core.jobstore import JobStore
 from app.core.logjson import setup_logging
 from app.core.redisconn import sync_client
+from app.core.storage import make_storage
 from worker.main import celery_worker_argv
 from worker.prompt_extend import PromptExtender, load_extender, prepare_job_prompt
 
@@ -39,7 +41,10 @@ class ExtendRuntime:
         self.settings = settings
         self.worker_id = settings.resolved_worker_id()
         self.redis = sync_client(settings)
-        self.store = JobStore(self.redis, retention_s=settings.retention_s)
+        storage = make_storage(settings)  # the effects of a change here are those of any other process
+        self.store: JobStore = build_job_store(
+            settings, self.redis, storage=storage, send_task=current_app.send_task
+        )
         self.extender: PromptExtender | None = None
         self._stop = threading.Event()
 

@@ -16,12 +16,15 @@ import threading
 import time
 from typing import Any
 
+from celery import current_app
+
 from app.core import registry
 from app.core.config import Settings
+from app.core.effects import build_job_store
 from app.core.jobstore import JobStore
 from app.core.redisconn import sync_client
 from app.core.storage import Storage, make_storage
-from worker.observe import install_worker_metrics, memory_stats
+from worker.observe import memory_stats
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +34,11 @@ class WorkerRuntime:
         self.settings = settings
         self.worker_id = settings.resolved_worker_id()
         self.redis = sync_client(settings)
-        self.store = JobStore(self.redis, retention_s=settings.retention_s)
         self.storage: Storage = make_storage(settings)
-        from worker.webhooks import install_worker_hooks  # signed webhooks from transitions (issue 4)
-
-        install_worker_hooks(self.store, self.storage, settings)
-        install_worker_metrics(self.store)  # Prometheus counters kept in Redis (issue 5)
+        # the Celery app of this process publishes the webhooks of its transitions
+        self.store: JobStore = build_job_store(
+            settings, self.redis, storage=self.storage, send_task=current_app.send_task
+        )
         self.pipe: Any = None
         self.preset: Any = None
         self.state = "starting"

@@ -28,9 +28,8 @@ from app.api.routes import (
 )
 from app.api.security import install_security
 from app.api.state import AppState
-from app.api.webhooks import install_gateway_hooks
 from app.core.config import Settings
-from app.core.jobstore_async import AsyncJobStore
+from app.core.effects import build_async_job_store
 from app.core.redisconn import async_client
 from app.core.storage import make_storage
 
@@ -44,21 +43,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         r = async_client(settings)
         queue = JobQueue(settings)
-        state = AppState(
-            settings=settings,
-            redis=r,
-            store=AsyncJobStore(r, retention_s=settings.retention_s),
-            queue=queue,
-            storage=make_storage(settings),
-        )
+        storage = make_storage(settings)
+        store = build_async_job_store(settings, r, storage=storage, send_task=queue.celery.send_task)
+        state = AppState(settings=settings, redis=r, store=store, queue=queue, storage=storage)
         app.state.wanserve = state
-        sweeper = install_gateway_hooks(state.store, queue, state.storage, settings)  # webhooks, retention
-        background = start_background(state)  # metrics hook, reaper of dead workers' jobs (issue 5)
+        background = start_background(state)  # reaper of dead workers' jobs, asset retention sweeper
         log.info("gateway ready: redis=%s default model=%s", settings.redis_url, settings.model)
         try:
             yield
         finally:
-            sweeper.cancel()
             for task in background:
                 task.cancel()
             queue.close()

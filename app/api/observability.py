@@ -7,7 +7,7 @@
   every worker and gateway did, not just this process.
 - ``GET /v1/admin/workers``: live workers with model, device, state, current job, resident and
   device memory, last heartbeat. Needs a valid API key when auth is on.
-- `start_background(state)`: the job-store metrics hook and the reaper task (`app.core.reaper`).
+- `start_background(state)`: the reaper task (`app.core.reaper`) and the asset retention sweeper.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.deps import AdminDep, RedisDep, SettingsDep
 from app.api.docs import ROUTE_DOCS, RouteDoc
 from app.api.state import AppState
-from app.core import keys, metrics
+from app.core import keys, metrics, retention
 from app.core.errors import QueueUnavailable
 from app.core.logjson import job_id_var, request_id_var
 from app.core.reaper import reaper
@@ -177,9 +177,9 @@ def install_observability(app: FastAPI) -> None:
 
 
 def start_background(state: AppState) -> list[asyncio.Task[None]]:
-    """Called from the lifespan: the metrics hook on the gateway's store and the reaper task."""
+    """Called from the lifespan: the reaper task and the asset retention sweeper."""
     s = state.settings
-    state.store.add_transition_hook(metrics.async_hook(state.redis))
+    sweep = retention.sweeper(state.redis, state.storage, s.retention_sweep_interval_s)
     task = asyncio.create_task(
         reaper(
             state.redis,
@@ -190,4 +190,4 @@ def start_background(state: AppState) -> list[asyncio.Task[None]]:
         ),
         name="wanserve-reaper",
     )
-    return [task]
+    return [task, asyncio.create_task(sweep, name="wanserve-retention")]

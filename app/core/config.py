@@ -145,6 +145,11 @@ class Settings(BaseSettings):
         return self.broker_url or self.redis_url
 
     @property
+    def public_base_url(self) -> str:
+        """Where clients reach the gateway: the base of links in webhook payloads."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
     def soft_time_limit_s(self) -> int:
         return max(1, self.job_time_limit_s - min(30, self.job_time_limit_s // 10))
 

@@ -1,7 +1,8 @@
 """Prometheus metrics that are correct across processes: counters live in Redis, the gateway renders.
 
-Writers (quick ``HINCRBY`` pipelines from job-store transition hooks, in whichever process made the
-transition: worker, Celery parent, gateway; webhook attempts from `app.core.webhooks`):
+Writers (quick ``HINCRBY`` pipelines applied as an effect of every job-store change
+(`app.core.effects`), in whichever process made it: worker, Celery parent, gateway; webhook attempts
+from `app.core.webhooks`):
 
 - ``wanserve:metrics:jobs``: ``<status>|<error code>`` → jobs that ended so;
 - ``wanserve:metrics:stage:<stage>``: a histogram (``b<i>`` bucket counts, ``sum``, ``count``) of
@@ -124,26 +125,6 @@ async def record_async(r: aredis.Redis, ops: list[Op]) -> None:
         async with r.pipeline(transaction=False) as p:
             _apply(p, ops)
             await p.execute()
-
-
-def sync_hook(r: redis.Redis) -> Any:
-    """A transition hook for `JobStore` (worker processes)."""
-
-    def hook(ev: JobEvent) -> None:
-        record_sync(r, event_ops(ev))
-
-    return hook
-
-
-def async_hook(r: aredis.Redis) -> Any:
-    """A transition hook for `AsyncJobStore` (gateway)."""
-
-    async def hook(ev: JobEvent) -> None:
-        if ev.type == "video.queued" and ev.record is not None:  # models with a queue, for collect()
-            await r.sadd(MODELS, ev.record.model)
-        await record_async(r, event_ops(ev))
-
-    return hook
 
 
 # --- exposition ----------------------------------------------------------------------------------

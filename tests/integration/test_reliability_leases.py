@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from app.core import metrics
+from app.core.effects import build_async_job_store
 from app.core.jobstore import JobStore
 from app.core.jobstore_async import AsyncJobStore
 from app.core.leases import Leases
@@ -18,6 +19,7 @@ from app.core.reaper import reap_once
 from app.core.redisconn import async_client, sync_client
 from app.core.schemas import JobRecord, ResolvedParams
 from app.core.status import JobStatus
+from app.core.storage import make_storage
 from tests.service_support import SIGNING_KEY
 from worker.reliability import LeaseKeeper
 
@@ -69,13 +71,16 @@ def _start(settings, worker: str, attempts: int = 1) -> tuple[JobStore, JobRecor
     return store, rec, leases
 
 
+def _no_webhooks(*args: object, **kwargs: object) -> None:
+    raise AssertionError("these jobs have no webhook")
+
+
 def _reap(settings, max_attempts: int = 3, reapers: int = 1) -> tuple[list[dict[str, str]], list[str]]:
     enqueued: list[str] = []
 
     async def main() -> list[dict[str, str]]:
         r = async_client(settings)
-        store = AsyncJobStore(r, retention_s=60)
-        store.add_transition_hook(metrics.async_hook(r))
+        store = build_async_job_store(settings, r, storage=make_storage(settings), send_task=_no_webhooks)
 
         async def enqueue(job_id: str, model: str) -> None:
             enqueued.append(job_id)
