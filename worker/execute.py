@@ -20,6 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from app.core.errors import JobCancelled, JobError, JobTimeout, StorageError
 from app.core.jobstore import Fence, TransitionRejected
+from app.core.lost import lost_job_error, timeout_message
 from app.core.schemas import JobErrorInfo, JobRecord
 from app.core.status import JobStatus
 from app.core.storage import job_key, job_prefix
@@ -175,8 +176,9 @@ def run_job(rt: WorkerRuntime, job_id: str) -> str:
         return "gone"
     if rec.status.is_terminal:
         return "skipped"  # redelivery of a finished job, or cancelled while queued
-    if rec.attempts >= rt.settings.max_attempts:
-        return _fail(rt, rec, "worker_lost", f"the job's worker was lost {rec.attempts} times")
+    lost = lost_job_error(rec, rt.settings.max_attempts)  # redelivered after its last attempt died
+    if lost is not None:
+        return _fail(rt, rec, lost.code, lost.message)
     fields: dict[str, Any] = {
         "started_at": picked_up,
         "attempts": rec.attempts + 1,
@@ -243,9 +245,7 @@ def _run_started(rt: WorkerRuntime, rec: JobRecord) -> str:
         _drop_assets_if_gone(rt, rec, exc)
         return "gone" if exc.gone else "lost"
     except (JobTimeout, SoftTimeLimitExceeded):
-        return _fail(
-            rt, rec, "timeout", f"the job exceeded its time limit of {rt.settings.job_time_limit_s}s"
-        )
+        return _fail(rt, rec, "timeout", timeout_message(rt.settings.job_time_limit_s))
     except JobError as exc:
         return _fail(rt, rec, exc.code, exc.detail)
     except StorageError as exc:  # upload failed after the backend's retries: never "completed"
