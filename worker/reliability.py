@@ -31,6 +31,7 @@ from typing import Any
 import redis
 
 from app.core import keys
+from app.core.background import Loop, every
 from app.core.config import Settings
 from app.core.errors import JobError
 from app.core.leases import Leases
@@ -55,16 +56,15 @@ class LeaseKeeper:
         self.held: set[str] = set()
         self.lost: set[str] = set()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._renewing: Loop | None = None
 
     def acquire(self, job_id: str) -> None:
         self.leases.acquire(job_id, self.worker_id, time.time() + self.ttl_s)
         with self._lock:
             self.held.add(job_id)
             self.lost.discard(job_id)
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="wanserve-lease", daemon=True)
-            self._thread.start()
+        if self._renewing is None or not self._renewing.alive():
+            self._renewing = every(self.interval_s, self.renew, name="wanserve-lease")
 
     def release(self, job_id: str) -> None:
         with self._lock:
@@ -90,14 +90,6 @@ class LeaseKeeper:
                 with self._lock:
                     self.held.discard(job_id)
                     self.lost.add(job_id)
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.interval_s)
-            try:
-                self.renew()
-            except Exception as exc:  # Redis away: keep trying; the lease may expire meanwhile
-                log.warning("lease renewal failed: %r", exc)
 
 
 _keeper: LeaseKeeper | None = None

@@ -19,6 +19,7 @@ from typing import Any
 from celery import current_app
 
 from app.core import registry
+from app.core.background import Loop, every
 from app.core.config import Settings
 from app.core.effects import build_job_store
 from app.core.jobstore import JobStore
@@ -46,9 +47,8 @@ class WorkerRuntime:
         self.extender: Any = None  # worker.prompt_extend.PromptExtender when one is configured
         self.loras: Any = None  # worker.loras.LoraCache (issue 14)
         self.lora_problems: dict[str, str] = {}  # LoRA name -> why it cannot be used
-        self._stop = threading.Event()
         self._state_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._beating: Loop | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def load(self) -> None:
@@ -75,8 +75,7 @@ class WorkerRuntime:
             self.extender = load_extender(s)
         self.state = "loading"
         self.heartbeat()
-        self._thread = threading.Thread(target=self._beat, name="wanserve-heartbeat", daemon=True)
-        self._thread.start()
+        self._beating = every(s.heartbeat_interval_s, self._beat, name="wanserve-heartbeat")
         if s.warmup:
             self.warmup()
         self.state = "ready"
@@ -107,9 +106,8 @@ class WorkerRuntime:
         return supported_types(self.preset.model_id, self.pipe.cache_calibration)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        if self._beating is not None:
+            self._beating.stop()
         try:
             registry.remove_worker(self.redis, self.worker_id)
         except Exception:
@@ -148,16 +146,12 @@ class WorkerRuntime:
             return False
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.settings.heartbeat_interval_s):
-            try:
-                if self.state in ("ready", "unhealthy"):  # not while a job runs
-                    ok = self.probe_device()
-                    with self._state_lock:
-                        if self.state in ("ready", "unhealthy"):
-                            self.state = "ready" if ok else "unhealthy"
-                self.heartbeat()
-            except Exception as exc:  # Redis away: keep trying, the TTL tells the gateway
-                log.warning("heartbeat failed: %r", exc)
+        if self.state in ("ready", "unhealthy"):  # not while a job runs
+            ok = self.probe_device()
+            with self._state_lock:
+                if self.state in ("ready", "unhealthy"):
+                    self.state = "ready" if ok else "unhealthy"
+        self.heartbeat()
 
     def set_busy(self, job_id: str | None) -> None:
         with self._state_lock:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from app.api import webhooks
 from app.api.docs import apply_docs
 from app.api.errors import register_error_handlers
-from app.api.observability import install_observability, start_background
+from app.api.observability import install_observability
 from app.api.queue import JobQueue
 from app.api.routes import (
     content,
@@ -28,6 +28,7 @@ from app.api.routes import (
 )
 from app.api.security import install_security
 from app.api.state import AppState
+from app.core.background import start_gateway_loops, stop_gateway_loops
 from app.core.config import Settings
 from app.core.effects import build_async_job_store
 from app.core.redisconn import async_client
@@ -47,13 +48,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = build_async_job_store(settings, r, storage=storage, send_task=queue.celery.send_task)
         state = AppState(settings=settings, redis=r, store=store, queue=queue, storage=storage)
         app.state.wanserve = state
-        background = start_background(state)  # reaper of dead workers' jobs, asset retention sweeper
+        loops = start_gateway_loops(settings, r, store, storage, enqueue=queue.enqueue)
         log.info("gateway ready: redis=%s default model=%s", settings.redis_url, settings.model)
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
+            await stop_gateway_loops(loops)
             queue.close()
             await r.aclose()
 

@@ -1,4 +1,4 @@
-"""Gateway observability and recovery: request ids, ``GET /metrics``, the admin view, the reaper.
+"""Gateway observability: request ids, ``GET /metrics``, the admin view.
 
 - `RequestIdMiddleware`: every response carries ``X-Request-ID`` (the caller's, when it is a sane
   token, else a new one); the id and the job id of ``/v1/videos/{id}`` routes are in every log
@@ -7,7 +7,6 @@
   every worker and gateway did, not just this process.
 - ``GET /v1/admin/workers``: live workers with model, device, state, current job, resident and
   device memory, last heartbeat. Needs a valid API key when auth is on.
-- `start_background(state)`: the reaper task (`app.core.reaper`) and the asset retention sweeper.
 """
 
 from __future__ import annotations
@@ -25,11 +24,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.deps import AdminDep, RedisDep, SettingsDep
 from app.api.docs import ROUTE_DOCS, RouteDoc
-from app.api.state import AppState
-from app.core import keys, metrics, retention
+from app.core import keys, metrics
 from app.core.errors import QueueUnavailable
 from app.core.logjson import job_id_var, request_id_var
-from app.core.reaper import reaper
 
 HEADER = "X-Request-ID"
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -174,20 +171,3 @@ ROUTE_DOCS[("GET", "/v1/admin/workers")] = RouteDoc(
 def install_observability(app: FastAPI) -> None:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(router)
-
-
-def start_background(state: AppState) -> list[asyncio.Task[None]]:
-    """Called from the lifespan: the reaper task and the asset retention sweeper."""
-    s = state.settings
-    sweep = retention.sweeper(state.redis, state.storage, s.retention_sweep_interval_s)
-    task = asyncio.create_task(
-        reaper(
-            state.redis,
-            state.store,
-            interval_s=s.reaper_interval_s,
-            max_attempts=s.max_attempts,
-            enqueue=state.queue.enqueue,
-        ),
-        name="wanserve-reaper",
-    )
-    return [task, asyncio.create_task(sweep, name="wanserve-retention")]
