@@ -105,7 +105,7 @@ class SyncEffects:
     def apply(self, effect: Effect) -> None:
         if isinstance(effect, CountMetrics):
             if effect.queued_model:
-                self.r.sadd(metrics.MODELS, effect.queued_model)
+                self.r.sadd(keys.METRICS_MODELS, effect.queued_model)
             metrics.record_sync(self.r, list(effect.ops))
         elif isinstance(effect, ScheduleRetention):
             retention.schedule_sync(self.r, effect.job_id, effect.expires_at)
@@ -143,7 +143,7 @@ class AsyncEffects:
     async def apply(self, effect: Effect) -> None:
         if isinstance(effect, CountMetrics):
             if effect.queued_model:
-                await self.r.sadd(metrics.MODELS, effect.queued_model)
+                await self.r.sadd(keys.METRICS_MODELS, effect.queued_model)
             await metrics.record_async(self.r, list(effect.ops))
         elif isinstance(effect, ScheduleRetention):
             await retention.schedule(self.r, effect.job_id, effect.expires_at)

@@ -30,8 +30,6 @@ from app.core.leases import AsyncLeases
 from app.core.lost import settle_lost_async
 
 log = logging.getLogger(__name__)
-LOCK = keys.PREFIX + "reaper:lock"
-REQUEUES = keys.PREFIX + "metrics:reaper"  # hash: outcome -> count
 
 Enqueue = Callable[[str, str], Awaitable[None]]
 
@@ -70,7 +68,7 @@ async def reap_once(
             outcome,
             extra={"job_id": job_id},
         )
-        await r.hincrby(REQUEUES, outcome, 1)
+        await r.hincrby(keys.METRICS_REAPER, outcome, 1)
         out[job_id] = outcome
     return out
 
@@ -91,13 +89,13 @@ async def reaper(
     unlock = r.register_script(_UNLOCK_LUA)
     while True:
         try:
-            if await r.set(LOCK, token, nx=True, px=30_000):
+            if await r.set(keys.REAPER_LOCK, token, nx=True, px=30_000):
                 try:
                     await reap_once(
                         r, store, max_attempts=max_attempts, enqueue=enqueue, retry_in_s=interval_s
                     )
                 finally:
-                    await unlock(keys=[LOCK], args=[token])
+                    await unlock(keys=[keys.REAPER_LOCK], args=[token])
         except Exception as exc:  # Redis away: try again next round
             log.warning("reaper round failed: %r", exc)
         await asyncio.sleep(interval_s)

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from app.core import metrics
+from app.core import keys
 from app.core.effects import build_async_job_store
 from app.core.jobstore import JobStore
 from app.core.jobstore_async import AsyncJobStore
@@ -124,14 +124,14 @@ def test_job_finished_before_the_claim_is_left_alone(settings) -> None:
 
 def test_attempt_cap_fails_worker_lost_and_counts_it(settings) -> None:
     store, rec, _ = _start(settings, "w-dead", attempts=2)
-    before = store.r.hget(metrics.JOBS, "failed|worker_lost")
+    before = store.r.hget(keys.METRICS_JOBS, "failed|worker_lost")
     rounds, enqueued = _reap(settings, max_attempts=2)
     assert enqueued == [] and rounds[0][rec.id] == "failed"
     failed = store.get(rec.id)
     assert failed is not None and failed.status is JobStatus.FAILED
     assert failed.error is not None and failed.error.code == "worker_lost"
     assert failed.expires_at is not None
-    assert int(store.r.hget(metrics.JOBS, "failed|worker_lost") or 0) == int(before or 0) + 1
+    assert int(store.r.hget(keys.METRICS_JOBS, "failed|worker_lost") or 0) == int(before or 0) + 1
 
 
 def test_owner_claim_is_graceful_and_exclusive(settings) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.core import metrics, retention
+from app.core import keys
 from app.core.config import Settings
 from app.core.effects import (
     CountMetrics,
@@ -109,12 +109,12 @@ def test_sync_store_applies_every_effect_and_one_failing_skips_none(settings) ->
         rec = record(webhook_url=HOOK)
         asyncio.run(create(rec))
         r = sync_client(settings)
-        assert r.sismember(metrics.MODELS, "effects-model")  # a queued job gives its model queue gauges
+        assert r.sismember(keys.METRICS_MODELS, "effects-model")  # a queued job gives its model queue gauges
         store = build_job_store(settings, r, storage=make_storage(settings), send_task=sent)
-        before = int(r.hget(metrics.JOBS, "failed|worker_lost") or 0)
+        before = int(r.hget(keys.METRICS_JOBS, "failed|worker_lost") or 0)
         err = JobErrorInfo(code="worker_lost", message="lost")
         done = store.transition(rec, JobStatus.FAILED, {"error": err})
         assert done.status is JobStatus.FAILED
-        assert r.zscore(retention.EXPIRY_SET, rec.id) == pytest.approx(done.expires_at)
-        assert int(r.hget(metrics.JOBS, "failed|worker_lost") or 0) == before + 1
+        assert r.zscore(keys.ASSET_EXPIRY, rec.id) == pytest.approx(done.expires_at)
+        assert int(r.hget(keys.METRICS_JOBS, "failed|worker_lost") or 0) == before + 1
         assert [m["type"] for m in sent.messages] == ([] if sent.fail else ["video.failed"])
