@@ -24,8 +24,8 @@ from app.core.leases import Leases
 from app.core.redisconn import sync_client
 from app.core.storage import make_storage
 from worker.lost import failure_handler
-from worker.reliability import install_shutdown_grace
 from worker.runtime import init_runtime, shutdown_runtime
+from worker.shutdown import install_shutdown_grace
 from worker.tasks import register_tasks
 
 log = logging.getLogger(__name__)

@@ -25,10 +25,11 @@ from app.core.schemas import JobErrorInfo, JobRecord
 from app.core.status import JobStatus
 from app.core.storage import job_key, job_prefix
 from worker.encode import encode_mp4, write_thumbnail
+from worker.leases import LeaseLost, lease_lost
 from worker.long_video import drop_segments, generate_segments, needs_segments
+from worker.memory import is_oom, maybe_simulate_oom, oom_message
 from worker.postprocess import apply_output, refine
 from worker.prompt_extend import prepare_job_prompt
-from worker.reliability import LeaseLost, is_oom, lease_lost, maybe_simulate_oom, oom_message
 from worker.runtime import WorkerRuntime
 from worker.spritesheet import write_spritesheet
 

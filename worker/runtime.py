@@ -163,7 +163,7 @@ class WorkerRuntime:
             log.warning("heartbeat failed: %r", exc)
 
     def free_device_memory(self, collect: bool = True) -> None:
-        from worker.reliability import free_device_memory  # gc + torch.cuda.empty_cache (issue 5)
+        from worker.memory import free_device_memory  # gc + torch.cuda.empty_cache
 
         free_device_memory(self.settings.device, collect=collect)
 

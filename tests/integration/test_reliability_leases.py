@@ -21,7 +21,7 @@ from app.core.schemas import JobRecord, ResolvedParams
 from app.core.status import JobStatus
 from app.core.storage import make_storage
 from tests.service_support import SIGNING_KEY
-from worker.reliability import LeaseKeeper
+from worker.leases import LeaseKeeper
 
 pytestmark = pytest.mark.integration
 
