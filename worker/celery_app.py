@@ -9,7 +9,6 @@ solo pool. One worker consumes one queue, ``model.<model id>``.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -27,18 +26,13 @@ from worker.lost import failure_handler
 from worker.runtime import init_runtime, shutdown_runtime
 from worker.shutdown import install_shutdown_grace
 from worker.tasks import register_tasks
-
-log = logging.getLogger(__name__)
+from worker.webhooks import deliver_webhook  # noqa: F401  (the shared task joins this app too)
 
 
 def create_celery(settings: Settings, *, pool: str = "prefork") -> Celery:
     app = Celery("wanserve-worker")
     app.conf.update(celery_config(settings))
     register_tasks(app)
-    try:  # webhook delivery task (issue 4), when that module is present
-        import worker.webhooks  # noqa: F401
-    except ImportError:
-        log.debug("worker.webhooks not available")
 
     init_signal = signals.worker_init if pool == "solo" else signals.worker_process_init
     shutdown_signal = signals.worker_shutdown if pool == "solo" else signals.worker_process_shutdown
@@ -77,6 +71,6 @@ def create_celery(settings: Settings, *, pool: str = "prefork") -> Celery:
         claim=claim,
     )
     signals.task_failure.connect(on_failure, weak=False)
-    install_shutdown_grace(settings, lambda: store().r, requeue)  # SIGTERM (issue 5)
+    install_shutdown_grace(settings, lambda: store().r, requeue)  # SIGTERM: finish or requeue in time
 
     return app

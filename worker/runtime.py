@@ -45,7 +45,7 @@ class WorkerRuntime:
         self.state = "starting"
         self.current_job: str | None = None
         self.extender: Any = None  # worker.prompt_extend.PromptExtender when one is configured
-        self.loras: Any = None  # worker.loras.LoraCache (issue 14)
+        self.loras: Any = None  # worker.loras.LoraCache
         self.lora_problems: dict[str, str] = {}  # LoRA name -> why it cannot be used
         self._state_lock = threading.Lock()
         self._beating: Loop | None = None
@@ -129,7 +129,7 @@ class WorkerRuntime:
             extra={
                 "prompt_extend": "1" if self.extender is not None else "0",
                 "pid": str(os.getpid()),
-                **memory_stats(self.settings.device),  # admin view (issue 5)
+                **memory_stats(self.settings.device),  # for the admin view
             },
         )
 
