@@ -23,6 +23,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.core import keys  # noqa: E402
 from tests.service_support import RedisServer, start_gateway, start_worker, wait_for  # noqa: E402
 
 
@@ -50,9 +51,9 @@ def main() -> None:
                 resp.raise_for_status()
                 vid = resp.json()["id"]
                 wait_for(
-                    lambda vid=vid: r.hget(f"wanserve:job:{vid}", "status") == "completed", 30, vid, 0.01
+                    lambda vid=vid: r.hget(keys.job(vid), "status") == "completed", 30, vid, 0.01
                 )
-                started = float(r.hget(f"wanserve:job:{vid}", "started_at") or "nan")
+                started = float(r.hget(keys.job(vid), "started_at") or "nan")
                 if i >= args.warmup:
                     lat.append((started - returned) * 1000)
                     from_send.append((started - sent) * 1000)

@@ -9,7 +9,6 @@ solo pool. One worker consumes one queue, ``model.<model id>``.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -18,26 +17,22 @@ from celery import Celery, signals
 from app.core import keys
 from app.core.celeryconf import GENERATE_TASK, celery_config
 from app.core.config import Settings
+from app.core.effects import build_job_store
 from app.core.jobstore import JobStore
 from app.core.leases import Leases
 from app.core.redisconn import sync_client
+from app.core.storage import make_storage
 from worker.lost import failure_handler
-from worker.observe import install_worker_metrics
-from worker.reliability import install_shutdown_grace
 from worker.runtime import init_runtime, shutdown_runtime
+from worker.shutdown import install_shutdown_grace
 from worker.tasks import register_tasks
-
-log = logging.getLogger(__name__)
+from worker.webhooks import deliver_webhook  # noqa: F401  (the shared task joins this app too)
 
 
 def create_celery(settings: Settings, *, pool: str = "prefork") -> Celery:
     app = Celery("wanserve-worker")
     app.conf.update(celery_config(settings))
     register_tasks(app)
-    try:  # webhook delivery task (issue 4), when that module is present
-        import worker.webhooks  # noqa: F401
-    except ImportError:
-        log.debug("worker.webhooks not available")
 
     init_signal = signals.worker_init if pool == "solo" else signals.worker_process_init
     shutdown_signal = signals.worker_shutdown if pool == "solo" else signals.worker_process_shutdown
@@ -54,9 +49,11 @@ def create_celery(settings: Settings, *, pool: str = "prefork") -> Celery:
     stores: list[JobStore] = []  # the parent's own store, created on first use
 
     def store() -> JobStore:
-        if not stores:
-            stores.append(JobStore(sync_client(settings), retention_s=settings.retention_s))
-            install_worker_metrics(stores[0])  # the parent's own transitions count too (issue 5)
+        if not stores:  # a job it fails has the same effects as anywhere else: webhook, retention
+            storage = make_storage(settings)
+            stores.append(
+                build_job_store(settings, sync_client(settings), storage=storage, send_task=app.send_task)
+            )
         return stores[0]
 
     def requeue(job_id: str, model_id: str) -> None:
@@ -74,6 +71,6 @@ def create_celery(settings: Settings, *, pool: str = "prefork") -> Celery:
         claim=claim,
     )
     signals.task_failure.connect(on_failure, weak=False)
-    install_shutdown_grace(settings, lambda: store().r, requeue)  # SIGTERM (issue 5)
+    install_shutdown_grace(settings, lambda: store().r, requeue)  # SIGTERM: finish or requeue in time
 
     return app

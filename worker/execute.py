@@ -20,14 +20,16 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from app.core.errors import JobCancelled, JobError, JobTimeout, StorageError
 from app.core.jobstore import Fence, TransitionRejected
+from app.core.lost import lost_job_error, timeout_message
 from app.core.schemas import JobErrorInfo, JobRecord
 from app.core.status import JobStatus
 from app.core.storage import job_key, job_prefix
 from worker.encode import encode_mp4, write_thumbnail
+from worker.leases import LeaseLost, lease_lost
 from worker.long_video import drop_segments, generate_segments, needs_segments
+from worker.memory import is_oom, maybe_simulate_oom, oom_message
 from worker.postprocess import apply_output, refine
 from worker.prompt_extend import prepare_job_prompt
-from worker.reliability import LeaseLost, is_oom, lease_lost, maybe_simulate_oom, oom_message
 from worker.runtime import WorkerRuntime
 from worker.spritesheet import write_spritesheet
 
@@ -84,7 +86,7 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
         image = Image.open(io.BytesIO(rt.storage.get_bytes(rec.input_key))).convert("RGB")
     prompt, prompt_timings = prepare_job_prompt(rec, extender=rt.extender, store=rt.store)
     clock = StepClock(rt, rec.id, time.monotonic() + s.soft_time_limit_s, rec.attempt_token)
-    if needs_segments(rt, rec):  # issue 17: long video / extension, chained segments
+    if needs_segments(rt, rec):  # long video / extension: chained segments
         frames, seg_timings = generate_segments(rt, rec, prompt, image, clock)
         timings = {**prompt_timings, **clock.timings(time.monotonic()), **seg_timings}
         out = _encode_and_upload(rt, rec, frames, timings)
@@ -122,7 +124,7 @@ def _encode_and_upload(
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         mp4, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumbnail.webp"
-        if p.refine_strength:  # issue 17: upscale + a low-strength pass of the model at the target size
+        if p.refine_strength:  # upscale + a low-strength pass of the model at the target size
             frames = refine(rt, rec, frames)
         frames, out_fps = apply_output(frames, p, rt.interpolator)  # upscale, raise the frame rate
         encode_mp4(frames, mp4, fps=out_fps)
@@ -175,8 +177,9 @@ def run_job(rt: WorkerRuntime, job_id: str) -> str:
         return "gone"
     if rec.status.is_terminal:
         return "skipped"  # redelivery of a finished job, or cancelled while queued
-    if rec.attempts >= rt.settings.max_attempts:
-        return _fail(rt, rec, "worker_lost", f"the job's worker was lost {rec.attempts} times")
+    lost = lost_job_error(rec, rt.settings.max_attempts)  # redelivered after its last attempt died
+    if lost is not None:
+        return _fail(rt, rec, lost.code, lost.message)
     fields: dict[str, Any] = {
         "started_at": picked_up,
         "attempts": rec.attempts + 1,
@@ -247,9 +250,7 @@ def _run_started(rt: WorkerRuntime, rec: JobRecord) -> str:
         _drop_assets_if_gone(rt, rec, exc)
         return "gone" if exc.gone else "lost"
     except (JobTimeout, SoftTimeLimitExceeded):
-        return _fail(
-            rt, rec, "timeout", f"the job exceeded its time limit of {rt.settings.job_time_limit_s}s"
-        )
+        return _fail(rt, rec, "timeout", timeout_message(rt.settings.job_time_limit_s))
     except JobError as exc:
         return _fail(rt, rec, exc.code, exc.detail)
     except StorageError as exc:  # upload failed after the backend's retries: never "completed"

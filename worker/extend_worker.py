@@ -11,19 +11,21 @@ video model, so the GPU workers stay free of the LLM. Solo pool, one job at a ti
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, current_app, signals
 
 from app.core import keys
+from app.core.background import Loop, every
 from app.core.celeryconf import GENERATE_TASK, celery_config
 from app.core.config import Settings
+from app.core.effects import build_job_store
 from app.core.extenders import EXTEND_QUEUE, EXTEND_TASK, publish_extender, remove_extender
 from app.core.jobstore import JobStore
 from app.core.logjson import setup_logging
 from app.core.redisconn import sync_client
+from app.core.storage import make_storage
 from worker.main import celery_worker_argv
 from worker.prompt_extend import PromptExtender, load_extender, prepare_job_prompt
 
@@ -39,9 +41,12 @@ class ExtendRuntime:
         self.settings = settings
         self.worker_id = settings.resolved_worker_id()
         self.redis = sync_client(settings)
-        self.store = JobStore(self.redis, retention_s=settings.retention_s)
+        storage = make_storage(settings)  # the effects of a change here are those of any other process
+        self.store: JobStore = build_job_store(
+            settings, self.redis, storage=storage, send_task=current_app.send_task
+        )
         self.extender: PromptExtender | None = None
-        self._stop = threading.Event()
+        self._beating: Loop | None = None
 
     def load(self) -> None:
         if self.settings.torch_threads:
@@ -52,7 +57,8 @@ class ExtendRuntime:
         if self.extender is None:
             raise SystemExit("the extension worker needs a loadable WANSERVE_PROMPT_EXTEND_MODEL_PATH")
         self.heartbeat()
-        threading.Thread(target=self._beat, name="wanserve-extender-heartbeat", daemon=True).start()
+        interval = self.settings.heartbeat_interval_s
+        self._beating = every(interval, self.heartbeat, name="wanserve-extender-heartbeat")
 
     def heartbeat(self) -> None:
         assert self.extender is not None
@@ -60,15 +66,9 @@ class ExtendRuntime:
             self.redis, worker_id=self.worker_id, model=self.extender.name, ttl_s=self.settings.worker_ttl_s
         )
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self.settings.heartbeat_interval_s):
-            try:
-                self.heartbeat()
-            except Exception as exc:  # Redis away: keep trying, the TTL tells the gateway
-                log.warning("heartbeat failed: %r", exc)
-
     def close(self) -> None:
-        self._stop.set()
+        if self._beating is not None:
+            self._beating.stop()
         try:
             remove_extender(self.redis, self.worker_id)
         except Exception:

@@ -5,8 +5,8 @@ When the prefork child is killed (hard time limit, OOM killer, SIGKILL), Celery 
 and fires ``task_failure`` in the parent. The job record would stay ``in_progress``, so:
 
 - hard time limit → ``failed`` with code ``timeout``;
-- worker lost → re-enqueued while ``attempts < max_attempts`` (the next delivery counts another
-  attempt), else ``failed`` with code ``worker_lost``.
+- worker lost → `app.core.lost.settle_lost`: re-enqueued while ``attempts < max_attempts`` (the
+  next delivery counts another attempt), else ``failed`` with code ``worker_lost``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from billiard.exceptions import WorkerLostError
 from celery.exceptions import TimeLimitExceeded
 
 from app.core.jobstore import JobStore, TransitionRejected
+from app.core.lost import settle_lost, timeout_message
 from app.core.schemas import JobErrorInfo
 from app.core.status import JobStatus
 
@@ -37,24 +38,21 @@ def settle_lost_job(
 ) -> str:
     """Returns what happened: skipped, failed, requeued.
 
-    ``claim(job_id)`` (issue 5) takes the job's lease atomically; False means the reaper or the
-    shutdown grace already settled this loss, so nothing is done twice.
+    ``claim(job_id)`` takes the job's lease atomically; False means the reaper or the shutdown
+    grace already settled this loss, so nothing is done twice.
     """
     if claim is not None and not claim(job_id):
         return "skipped"
+    if not timed_out:
+        outcome = settle_lost(store, job_id, max_attempts=max_attempts, requeue=requeue)
+        log.warning("job %s lost its worker: %s", job_id, outcome, extra={"job_id": job_id})
+        return outcome
     rec = store.get(job_id)
     if rec is None or rec.status.is_terminal:
         return "skipped"
-    if timed_out:
-        code, message = "timeout", f"the job exceeded its time limit of {time_limit_s}s"
-    elif rec.attempts < max_attempts:
-        requeue(job_id, rec.model)
-        log.warning("job %s lost its worker (attempt %d); requeued", job_id, rec.attempts)
-        return "requeued"
-    else:
-        code, message = "worker_lost", f"the job's worker was lost {rec.attempts} times"
+    error = JobErrorInfo(code="timeout", message=timeout_message(time_limit_s))
     try:
-        store.transition(rec, JobStatus.FAILED, {"error": JobErrorInfo(code=code, message=message)})
+        store.transition(rec, JobStatus.FAILED, {"error": error})
     except TransitionRejected:
         return "skipped"
     return "failed"

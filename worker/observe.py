@@ -1,4 +1,4 @@
-"""Worker-side observability: log context per job, memory figures for the admin view, metrics hook."""
+"""Worker-side observability: log context per job, memory figures for the admin view."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from collections.abc import Iterator
 
 import redis
 
-from app.core import keys, metrics
-from app.core.jobstore import JobStore
+from app.core import keys
 from app.core.logjson import job_id_var, request_id_var
 
 
@@ -59,7 +58,3 @@ def memory_stats(device: str) -> dict[str, str]:
         except Exception:  # noqa: S110 - figures are best effort
             pass
     return out
-
-
-def install_worker_metrics(store: JobStore) -> None:
-    store.add_transition_hook(metrics.sync_hook(store.r))

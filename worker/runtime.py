@@ -16,12 +16,16 @@ import threading
 import time
 from typing import Any
 
+from celery import current_app
+
 from app.core import registry
+from app.core.background import Loop, every
 from app.core.config import Settings
+from app.core.effects import build_job_store
 from app.core.jobstore import JobStore
 from app.core.redisconn import sync_client
 from app.core.storage import Storage, make_storage
-from worker.observe import install_worker_metrics, memory_stats
+from worker.observe import memory_stats
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +35,21 @@ class WorkerRuntime:
         self.settings = settings
         self.worker_id = settings.resolved_worker_id()
         self.redis = sync_client(settings)
-        self.store = JobStore(self.redis, retention_s=settings.retention_s)
         self.storage: Storage = make_storage(settings)
-        from worker.webhooks import install_worker_hooks  # signed webhooks from transitions (issue 4)
-
-        install_worker_hooks(self.store, self.storage, settings)
-        install_worker_metrics(self.store)  # Prometheus counters kept in Redis (issue 5)
+        # the Celery app of this process publishes the webhooks of its transitions
+        self.store: JobStore = build_job_store(
+            settings, self.redis, storage=self.storage, send_task=current_app.send_task
+        )
         self.pipe: Any = None
         self.preset: Any = None
         self.state = "starting"
         self.current_job: str | None = None
         self.extender: Any = None  # worker.prompt_extend.PromptExtender when one is configured
-        self.loras: Any = None  # worker.loras.LoraCache (issue 14)
+        self.loras: Any = None  # worker.loras.LoraCache
         self.lora_problems: dict[str, str] = {}  # LoRA name -> why it cannot be used
         self.interpolator: Any = None  # model.interpolator.RifeInterpolator when weights are configured
-        self._stop = threading.Event()
         self._state_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._beating: Loop | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def load(self) -> None:
@@ -78,8 +80,7 @@ class WorkerRuntime:
             self.extender = load_extender(s)
         self.state = "loading"
         self.heartbeat()
-        self._thread = threading.Thread(target=self._beat, name="wanserve-heartbeat", daemon=True)
-        self._thread.start()
+        self._beating = every(s.heartbeat_interval_s, self._beat, name="wanserve-heartbeat")
         if s.warmup:
             self.warmup()
         self.state = "ready"
@@ -115,9 +116,8 @@ class WorkerRuntime:
         return supported_types(self.preset.model_id, self.pipe.cache_calibration)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        if self._beating is not None:
+            self._beating.stop()
         try:
             registry.remove_worker(self.redis, self.worker_id)
         except Exception:
@@ -145,7 +145,7 @@ class WorkerRuntime:
             extra={
                 "prompt_extend": "1" if self.extender is not None else "0",
                 "pid": str(os.getpid()),
-                **memory_stats(self.settings.device),  # admin view (issue 5)
+                **memory_stats(self.settings.device),  # for the admin view
             },
         )
 
@@ -162,16 +162,12 @@ class WorkerRuntime:
             return False
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.settings.heartbeat_interval_s):
-            try:
-                if self.state in ("ready", "unhealthy"):  # not while a job runs
-                    ok = self.probe_device()
-                    with self._state_lock:
-                        if self.state in ("ready", "unhealthy"):
-                            self.state = "ready" if ok else "unhealthy"
-                self.heartbeat()
-            except Exception as exc:  # Redis away: keep trying, the TTL tells the gateway
-                log.warning("heartbeat failed: %r", exc)
+        if self.state in ("ready", "unhealthy"):  # not while a job runs
+            ok = self.probe_device()
+            with self._state_lock:
+                if self.state in ("ready", "unhealthy"):
+                    self.state = "ready" if ok else "unhealthy"
+        self.heartbeat()
 
     def set_busy(self, job_id: str | None) -> None:
         with self._state_lock:
@@ -183,7 +179,7 @@ class WorkerRuntime:
             log.warning("heartbeat failed: %r", exc)
 
     def free_device_memory(self, collect: bool = True) -> None:
-        from worker.reliability import free_device_memory  # gc + torch.cuda.empty_cache (issue 5)
+        from worker.memory import free_device_memory  # gc + torch.cuda.empty_cache
 
         free_device_memory(self.settings.device, collect=collect)
 

@@ -8,8 +8,8 @@ from celery import Celery
 
 from app.core.celeryconf import GENERATE_TASK
 from worker.execute import run_job
+from worker.leases import job_lease
 from worker.observe import job_context, submitted_request_id
-from worker.reliability import job_lease
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)

@@ -29,13 +29,9 @@ import httpx
 from celery import Celery, shared_task
 from redis import Redis as SyncRedis
 
-from app.core import retention
 from app.core import webhooks as wh
 from app.core.config import Settings
-from app.core.jobstore import JobEvent, JobStore
 from app.core.ssrf import Resolver, SSRFError, safe_request, system_resolver
-from app.core.storage import Storage
-from app.core.video_object import public_video
 from app.core.webhook_sign import sign_headers
 
 log = logging.getLogger(__name__)
@@ -194,56 +190,7 @@ def deliver_webhook(self: Any, message: dict[str, Any]) -> str:
     return outcome.status
 
 
-# --- job-store hook (GPU worker side) and the webhook worker process ---------------------------
-
-
-def public_base_url(settings: Settings) -> str:
-    return settings.public_url or f"http://{settings.host}:{settings.port}"
-
-
-def install_worker_hooks(
-    store: JobStore, storage: Storage, settings: Settings, send_task: wh.SendTask | None = None
-) -> None:
-    """Announce the worker's transitions (started, progress, completed, failed, cancelled).
-
-    Runs inside the GPU task, so it only builds the message and publishes it; delivery happens in
-    the ``webhooks`` queue. Progress is throttled per job (``webhook_progress_interval_s``).
-    """
-    interval = settings.webhook_progress_interval_s
-    if send_task is None:
-        from celery import current_app
-
-        send_task = current_app.send_task
-    publish: wh.SendTask = send_task
-    wants_progress: dict[str, bool] = {}
-
-    def hook(ev: JobEvent) -> None:
-        name = wh.event_name(ev.type)
-        if name is None:
-            return
-        rec = ev.record
-        if rec is not None and rec.status.is_terminal and rec.expires_at:
-            retention.schedule_sync(store.r, rec.id, rec.expires_at)
-        if name == "progress":
-            if wants_progress.get(ev.job_id) is False:
-                return
-            if not wh.progress_allowed(store.r, ev.job_id, interval):
-                return
-            rec = store.get(ev.job_id)
-            if rec is not None:
-                if len(wants_progress) > 1000:
-                    wants_progress.clear()
-                wants_progress[ev.job_id] = wh.wants(rec.webhook_url, rec.webhook_events, "progress")
-        if rec is None or not wh.wants(rec.webhook_url, rec.webhook_events, name):
-            return
-        data = public_video(
-            rec, storage=storage, ttl_s=settings.url_ttl_s, base_url=public_base_url(settings)
-        )
-        wh.enqueue(
-            publish, wh.build_message(rec.id, str(rec.webhook_url), name, data.model_dump(mode="json"))
-        )
-
-    store.add_transition_hook(hook)
+# --- the webhook worker process -----------------------------------------------------------------
 
 
 def make_webhook_celery(settings: Settings) -> Celery:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from app.api import webhooks
 from app.api.docs import apply_docs
 from app.api.errors import register_error_handlers
-from app.api.observability import install_observability, start_background
+from app.api.observability import install_observability
 from app.api.queue import JobQueue
 from app.api.routes import (
     content,
@@ -28,9 +28,9 @@ from app.api.routes import (
 )
 from app.api.security import install_security
 from app.api.state import AppState
-from app.api.webhooks import install_gateway_hooks
+from app.core.background import start_gateway_loops, stop_gateway_loops
 from app.core.config import Settings
-from app.core.jobstore_async import AsyncJobStore
+from app.core.effects import build_async_job_store
 from app.core.redisconn import async_client
 from app.core.storage import make_storage
 
@@ -44,23 +44,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         r = async_client(settings)
         queue = JobQueue(settings)
-        state = AppState(
-            settings=settings,
-            redis=r,
-            store=AsyncJobStore(r, retention_s=settings.retention_s),
-            queue=queue,
-            storage=make_storage(settings),
-        )
+        storage = make_storage(settings)
+        store = build_async_job_store(settings, r, storage=storage, send_task=queue.celery.send_task)
+        state = AppState(settings=settings, redis=r, store=store, queue=queue, storage=storage)
         app.state.wanserve = state
-        sweeper = install_gateway_hooks(state.store, queue, state.storage, settings)  # webhooks, retention
-        background = start_background(state)  # metrics hook, reaper of dead workers' jobs (issue 5)
+        loops = start_gateway_loops(settings, r, store, storage, enqueue=queue.enqueue)
         log.info("gateway ready: redis=%s default model=%s", settings.redis_url, settings.model)
         try:
             yield
         finally:
-            sweeper.cancel()
-            for task in background:
-                task.cancel()
+            await stop_gateway_loops(loops)
             queue.close()
             await r.aclose()
 

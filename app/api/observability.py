@@ -1,4 +1,4 @@
-"""Gateway observability and recovery: request ids, ``GET /metrics``, the admin view, the reaper.
+"""Gateway observability: request ids, ``GET /metrics``, the admin view.
 
 - `RequestIdMiddleware`: every response carries ``X-Request-ID`` (the caller's, when it is a sane
   token, else a new one); the id and the job id of ``/v1/videos/{id}`` routes are in every log
@@ -7,7 +7,6 @@
   every worker and gateway did, not just this process.
 - ``GET /v1/admin/workers``: live workers with model, device, state, current job, resident and
   device memory, last heartbeat. Needs a valid API key when auth is on.
-- `start_background(state)`: the job-store metrics hook and the reaper task (`app.core.reaper`).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import logging
 import re
 import time
 import uuid
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
@@ -25,11 +24,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.deps import AdminDep, RedisDep, SettingsDep
 from app.api.docs import ROUTE_DOCS, RouteDoc
-from app.api.state import AppState
-from app.core import keys, metrics
+from app.core import metrics
 from app.core.errors import QueueUnavailable
 from app.core.logjson import job_id_var, request_id_var
-from app.core.reaper import reaper
+from app.core.registry import live_workers
 
 HEADER = "X-Request-ID"
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -93,29 +91,21 @@ def _num(v: str | None) -> int | None:
 async def admin_workers(redis: RedisDep, settings: SettingsDep, _admin: AdminDep) -> dict[str, Any]:
     """Live workers: model, device, state, current job, memory, last heartbeat (API key when auth is on)."""
     now = time.time()
-    ids = cast(list[str], await redis.zrangebyscore(keys.WORKERS, now - settings.worker_ttl_s, "+inf"))
-    async with redis.pipeline(transaction=False) as p:
-        for wid in ids:
-            p.hgetall(keys.worker(wid))
-        raws = await p.execute()
     data: list[dict[str, Any]] = []
-    for wid, raw in zip(ids, raws, strict=True):
-        if not raw:
-            continue
-        beat = float(raw.get("heartbeat") or 0)
+    for w in await live_workers(redis, settings.worker_ttl_s):
         data.append(
             {
-                "id": wid,
-                "model": raw.get("model_id"),
-                "device": raw.get("device"),
-                "state": raw.get("state"),
-                "current_job": raw.get("current_job") or None,
-                "pid": _num(raw.get("pid")),
-                "resident_memory_bytes": _num(raw.get("rss_bytes")),
-                "device_memory_allocated_bytes": _num(raw.get("device_allocated_bytes")),
-                "device_memory_reserved_bytes": _num(raw.get("device_reserved_bytes")),
-                "last_heartbeat": beat,
-                "last_heartbeat_age_s": round(max(0.0, now - beat), 3),
+                "id": w.worker_id,
+                "model": w.model_id,
+                "device": w.device,
+                "state": w.state,
+                "current_job": w.current_job,
+                "pid": _num(w.extra.get("pid")),
+                "resident_memory_bytes": _num(w.extra.get("rss_bytes")),
+                "device_memory_allocated_bytes": _num(w.extra.get("device_allocated_bytes")),
+                "device_memory_reserved_bytes": _num(w.extra.get("device_reserved_bytes")),
+                "last_heartbeat": w.heartbeat,
+                "last_heartbeat_age_s": round(max(0.0, now - w.heartbeat), 3),
             }
         )
     return {"object": "list", "data": data}
@@ -174,20 +164,3 @@ ROUTE_DOCS[("GET", "/v1/admin/workers")] = RouteDoc(
 def install_observability(app: FastAPI) -> None:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(router)
-
-
-def start_background(state: AppState) -> list[asyncio.Task[None]]:
-    """Called from the lifespan: the metrics hook on the gateway's store and the reaper task."""
-    s = state.settings
-    state.store.add_transition_hook(metrics.async_hook(state.redis))
-    task = asyncio.create_task(
-        reaper(
-            state.redis,
-            state.store,
-            interval_s=s.reaper_interval_s,
-            max_attempts=s.max_attempts,
-            enqueue=state.queue.enqueue,
-        ),
-        name="wanserve-reaper",
-    )
-    return [task]

@@ -9,10 +9,6 @@ from app.core.storage import Storage
 from app.core.video_object import public_video
 
 
-def absolute(request: Request, url: str) -> str:
-    return str(request.base_url).rstrip("/") + url if url.startswith("/") else url
-
-
 def to_public(
     rec: JobRecord, *, request: Request, storage: Storage, ttl_s: int, queue_position: int | None = None
 ) -> VideoPublic:

@@ -110,7 +110,7 @@ def serve(settings: Settings, *, worker: bool = True) -> int:
             worker_proc = subprocess.Popen([sys.executable, "-m", "worker"], start_new_session=True, env=env)
             log.info("started worker (pid %d) for %s on %s", worker_proc.pid, settings.model, settings.device)
         if settings.webhook_secret is not None:  # signed webhooks need a delivery worker (queue `webhooks`)
-            cmd = [sys.executable, "-m", "worker.webhooks_main"]
+            cmd = [sys.executable, "-m", "app.cli.main", "webhooks"]
             webhook_proc = subprocess.Popen(cmd, start_new_session=True)
         threading.Thread(target=_announce_ready, args=(settings,), daemon=True).start()
         run_gateway(settings.model_copy(update={"log_format": fmt}))  # returns on Ctrl-C / SIGTERM

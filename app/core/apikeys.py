@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from app.core import keys
+
 KEY_PREFIX = "wsk_"
-_NS = "wanserve:apikey:"
-_NAME_NS = "wanserve:apikey_name:"
-_NAMES = "wanserve:apikey_names"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 # Owner id used for every job when auth is disabled (embedded local mode).
@@ -69,35 +68,38 @@ class ApiKeyStore:
         token = KEY_PREFIX + secrets.token_urlsafe(32)
         digest = hash_key(token)
         key = ApiKey(id="key_" + secrets.token_hex(8), name=name, created_at=int(time.time()), admin=admin)
-        claimed = await self.redis.set(_NAME_NS + name, digest, nx=True)
+        claimed = await self.redis.set(keys.apikey_name(name), digest, nx=True)
         if not claimed:
             raise ApiKeyError(f"a key named {name!r} already exists")
         pipe = self.redis.pipeline(transaction=True)
         at, flag = str(key.created_at), "1" if admin else "0"
-        pipe.hset(_NS + digest, mapping={"id": key.id, "name": key.name, "created_at": at, "admin": flag})
-        pipe.sadd(_NAMES, name)
+        pipe.hset(
+            keys.apikey(digest), mapping={"id": key.id, "name": key.name, "created_at": at, "admin": flag}
+        )
+        pipe.sadd(keys.APIKEY_NAMES, name)
         await pipe.execute()
         return key, token
 
     async def revoke(self, name: str) -> bool:
-        digest = await self.redis.get(_NAME_NS + name)
+        digest = await self.redis.get(keys.apikey_name(name))
         if digest is None:
             return False
         digest_s = digest.decode() if isinstance(digest, bytes) else str(digest)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(_NS + digest_s)
-        pipe.delete(_NAME_NS + name)
-        pipe.srem(_NAMES, name)
+        pipe.delete(keys.apikey(digest_s))
+        pipe.delete(keys.apikey_name(name))
+        pipe.srem(keys.APIKEY_NAMES, name)
         await pipe.execute()
         return True
 
     async def list(self) -> list[ApiKey]:
         out: list[ApiKey] = []
         names = sorted(
-            n.decode() if isinstance(n, bytes) else str(n) for n in await self.redis.smembers(_NAMES)
+            n.decode() if isinstance(n, bytes) else str(n)
+            for n in await self.redis.smembers(keys.APIKEY_NAMES)
         )
         for name in names:
-            digest = await self.redis.get(_NAME_NS + name)
+            digest = await self.redis.get(keys.apikey_name(name))
             if digest is None:
                 continue
             rec = await self._record(digest.decode() if isinstance(digest, bytes) else str(digest))
@@ -106,7 +108,7 @@ class ApiKeyStore:
         return out
 
     async def _record(self, digest: str) -> ApiKey | None:
-        raw = await self.redis.hgetall(_NS + digest)
+        raw = await self.redis.hgetall(keys.apikey(digest))
         if not raw:
             return None
         rec = {

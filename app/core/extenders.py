@@ -25,34 +25,29 @@ from app.core.registry import WorkerInfo
 
 EXTEND_TASK = "wan.prompt_extend"
 EXTEND_QUEUE = "prompt_extend"
-EXTENDERS = keys.PREFIX + "extenders"  # zset: extension worker id by last heartbeat (unix s)
-
-
-def extender_key(worker_id: str) -> str:
-    return f"{keys.PREFIX}extender:{worker_id}"
 
 
 def publish_extender(r: redis.Redis, *, worker_id: str, model: str, ttl_s: float) -> None:
     now = time.time()
     mapping = {"model": model, "heartbeat": repr(now)}
     with r.pipeline(transaction=True) as p:
-        p.hset(extender_key(worker_id), mapping=cast(Any, mapping))
-        p.pexpire(extender_key(worker_id), int(ttl_s * 1000))
-        p.zadd(EXTENDERS, {worker_id: now})
+        p.hset(keys.extender(worker_id), mapping=cast(Any, mapping))
+        p.pexpire(keys.extender(worker_id), int(ttl_s * 1000))
+        p.zadd(keys.EXTENDERS, {worker_id: now})
         p.execute()
 
 
 def remove_extender(r: redis.Redis, worker_id: str) -> None:
     with r.pipeline(transaction=True) as p:
-        p.delete(extender_key(worker_id))
-        p.zrem(EXTENDERS, worker_id)
+        p.delete(keys.extender(worker_id))
+        p.zrem(keys.EXTENDERS, worker_id)
         p.execute()
 
 
 async def live_extenders(r: aredis.Redis, ttl_s: float) -> list[str]:
     """Ids of extension workers heard from within ``ttl_s``."""
-    await r.zremrangebyscore(EXTENDERS, "-inf", time.time() - ttl_s)
-    return [str(x) for x in cast(list[Any], await r.zrange(EXTENDERS, 0, -1))]
+    await r.zremrangebyscore(keys.EXTENDERS, "-inf", time.time() - ttl_s)
+    return [str(x) for x in cast(list[Any], await r.zrange(keys.EXTENDERS, 0, -1))]
 
 
 async def extension_available(r: aredis.Redis, settings: Settings, workers: Sequence[WorkerInfo]) -> bool:

@@ -20,9 +20,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from app.core import keys
 from app.core.errors import Conflict, FieldError, InvalidInput
 
-_NS = "wanserve:idem:"
 DEFAULT_TTL_S = 24 * 3600
 _PENDING_TTL_S = 60
 
@@ -74,7 +74,7 @@ class IdempotencyStore:
         self.ttl_s = ttl_s
 
     def _rkey(self, owner: str, key: str) -> str:
-        return f"{_NS}{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
+        return keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest())
 
     async def begin(self, owner: str, raw_key: str, fp: str) -> Reservation:
         """Claim the key, or report the earlier job for an identical replay."""

@@ -2,9 +2,11 @@
 
 Every transition runs as one Lua script: it checks the current status against `status.ALLOWED`,
 writes the new fields, and appends the event to the job's stream (`keys.events`), atomically. The
-stream id is the SSE event id, so `Last-Event-ID` resumes without gaps. After a transition the
-registered hooks run (webhooks, metrics): ``store.add_transition_hook(fn)``, ``fn(JobEvent)``;
-progress events call the hooks too (with ``record=None``). Hooks must be quick; hand I/O to a queue.
+stream id is the SSE event id, so `Last-Event-ID` resumes without gaps. After a transition (and
+after each progress step, with ``record=None``) the store applies its ``effects`` — metrics,
+asset retention, webhooks, planned in `app.core.effects`, whose `build_job_store` /
+`build_async_job_store` every process uses — then any extra ``store.add_transition_hook(fn)``
+listeners. Both must be quick; they hand I/O to a queue.
 
 `JobStore` (sync, used by the worker) lives here; `app.core.jobstore_async.AsyncJobStore` (the
 gateway) shares the scripts and the codec.
@@ -221,18 +223,26 @@ def transition_result(rec: JobRecord, target: JobStatus, data: dict[str, Any], r
 
 
 class HookRegistry:
-    def __init__(self) -> None:
+    """``effects``: what every change causes (`app.core.effects`); ``hooks``: extra listeners."""
+
+    def __init__(self, effects: TransitionHook | None = None) -> None:
+        self.effects = effects
         self.hooks: list[TransitionHook] = []
 
     def add_transition_hook(self, fn: TransitionHook) -> None:
         self.hooks.append(fn)
 
+    def listeners(self) -> list[TransitionHook]:
+        return ([self.effects] if self.effects is not None else []) + self.hooks
+
 
 class JobStore(HookRegistry):
     """Synchronous store for the worker (one Celery task at a time per process)."""
 
-    def __init__(self, client: redis.Redis, *, retention_s: int) -> None:
-        super().__init__()
+    def __init__(
+        self, client: redis.Redis, *, retention_s: int, effects: TransitionHook | None = None
+    ) -> None:
+        super().__init__(effects)
         self.r = client
         self.retention_s = retention_s
         self._transition = client.register_script(TRANSITION_LUA)
@@ -258,7 +268,7 @@ class JobStore(HookRegistry):
         """
         ks, argv, data = prepare_transition(rec, target, fields, self.retention_s, allowed, fence)
         event = transition_result(rec, target, data, self._transition(keys=ks, args=argv))
-        self._run_hooks(event)
+        self._after(event)  # its effects: metrics, asset retention, webhook
         assert event.record is not None
         return event.record
 
@@ -270,7 +280,7 @@ class JobStore(HookRegistry):
         ks = [keys.job(job_id), keys.events(job_id), keys.cancel_flag(job_id)]
         res = int(self._progress(keys=ks, args=[step, total, pct, json.dumps(data), fence_arg(fence)]))
         if res >= 0:
-            self._run_hooks(JobEvent(job_id, PROGRESS_EVENT, data))
+            self._after(JobEvent(job_id, PROGRESS_EVENT, data))
         return res
 
     def set_fields(self, job_id: str, fields: dict[str, Any]) -> None:
@@ -283,8 +293,8 @@ class JobStore(HookRegistry):
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self.r.exists(keys.cancel_flag(job_id)))
 
-    def _run_hooks(self, ev: JobEvent) -> None:
-        for fn in self.hooks:
+    def _after(self, ev: JobEvent) -> None:
+        for fn in self.listeners():
             try:
                 fn(ev)
             except Exception:

@@ -21,6 +21,7 @@ from app.core.jobstore import (
     TRANSITION_LUA,
     HookRegistry,
     JobEvent,
+    TransitionHook,
     TransitionRejected,
     decode_record,
     encode_fields,
@@ -48,10 +49,17 @@ def _decode_listed(job_id: str, raw: dict[str, str]) -> JobRecord | None:
 
 
 class AsyncJobStore(HookRegistry):
-    """Async job store. Hooks may be plain functions or coroutine functions."""
+    """Async job store. Effects and hooks may be plain functions or coroutine functions."""
 
-    def __init__(self, client: aredis.Redis, *, retention_s: int, cancel_flag_ttl_s: int = 86400) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        client: aredis.Redis,
+        *,
+        retention_s: int,
+        cancel_flag_ttl_s: int = 86400,
+        effects: TransitionHook | None = None,
+    ) -> None:
+        super().__init__(effects)
         self.r = client
         self.retention_s = retention_s
         self.cancel_flag_ttl_s = cancel_flag_ttl_s
@@ -74,7 +82,7 @@ class AsyncJobStore(HookRegistry):
         eid = await self._create(keys=ks, args=argv + encode_fields(fields))
         if eid is None:
             raise InvalidInput.field("id", f"job {rec.id} already exists")
-        await self._run_hooks(JobEvent(rec.id, EVENT_TYPES[rec.status], data, eid, None, rec))
+        await self._after(JobEvent(rec.id, EVENT_TYPES[rec.status], data, eid, None, rec))
         return rec
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -90,7 +98,7 @@ class AsyncJobStore(HookRegistry):
     ) -> JobRecord:
         ks, argv, data = prepare_transition(rec, target, fields, self.retention_s, allowed)
         event = transition_result(rec, target, data, await self._transition(keys=ks, args=argv))
-        await self._run_hooks(event)
+        await self._after(event)  # its effects: metrics, asset retention, webhook
         assert event.record is not None
         return event.record
 
@@ -174,8 +182,8 @@ class AsyncJobStore(HookRegistry):
                 start -= len(gone)  # the ranks after them moved down
         return out[:limit], len(out) > limit
 
-    async def _run_hooks(self, ev: JobEvent) -> None:
-        for fn in self.hooks:
+    async def _after(self, ev: JobEvent) -> None:
+        for fn in self.listeners():
             try:
                 res = fn(ev)
                 if inspect.isawaitable(res):

@@ -26,9 +26,6 @@ import redis.asyncio as aredis
 
 from app.core import keys
 
-LEASES = keys.PREFIX + "leases"
-OWNERS = keys.PREFIX + "lease_owners"
-
 # KEYS: leases, owners. ARGV: job id, worker id, expiry.
 ACQUIRE_LUA = """
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
@@ -111,27 +108,29 @@ class Leases:
         self._claim = r.register_script(CLAIM_LUA)
 
     def acquire(self, job_id: str, worker_id: str, expires_at: float) -> None:
-        self._acquire(keys=[LEASES, OWNERS], args=[job_id, worker_id, repr(expires_at)])
+        self._acquire(keys=[keys.LEASES, keys.LEASE_OWNERS], args=[job_id, worker_id, repr(expires_at)])
 
     def refresh(self, job_id: str, worker_id: str, expires_at: float) -> bool:
-        return bool(self._refresh(keys=[LEASES, OWNERS], args=[job_id, worker_id, repr(expires_at)]))
+        return bool(
+            self._refresh(keys=[keys.LEASES, keys.LEASE_OWNERS], args=[job_id, worker_id, repr(expires_at)])
+        )
 
     def release(self, job_id: str, worker_id: str) -> bool:
-        return bool(self._release(keys=[LEASES, OWNERS], args=[job_id, worker_id]))
+        return bool(self._release(keys=[keys.LEASES, keys.LEASE_OWNERS], args=[job_id, worker_id]))
 
     def owner(self, job_id: str) -> str | None:
-        v = self.r.hget(OWNERS, job_id)
+        v = self.r.hget(keys.LEASE_OWNERS, job_id)
         return None if v is None else str(v)
 
     def owned_by(self, worker_id: str) -> list[str]:
-        raw: dict[str, str] = self.r.hgetall(OWNERS)  # type: ignore[assignment]
+        raw: dict[str, str] = self.r.hgetall(keys.LEASE_OWNERS)  # type: ignore[assignment]
         return [job for job, owner in raw.items() if owner == worker_id]
 
     def claim(
         self, job_id: str, now: float, *, expired: bool, owner: str = "", graceful: bool = False
     ) -> Claim | None:
         args = _claim_args(job_id, now, expired=expired, owner=owner, graceful=graceful)
-        return _claim(job_id, self._claim(keys=[LEASES, OWNERS, keys.job(job_id)], args=args))
+        return _claim(job_id, self._claim(keys=[keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id)], args=args))
 
 
 class AsyncLeases:
@@ -143,12 +142,14 @@ class AsyncLeases:
         self._claim = r.register_script(CLAIM_LUA)
 
     async def expired(self, now: float, limit: int = 100) -> list[str]:
-        ids = cast(list[Any], await self.r.zrangebyscore(LEASES, "-inf", now, start=0, num=limit))
+        ids = cast(list[Any], await self.r.zrangebyscore(keys.LEASES, "-inf", now, start=0, num=limit))
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     async def acquire(self, job_id: str, worker_id: str, expires_at: float) -> None:
-        await self._acquire(keys=[LEASES, OWNERS], args=[job_id, worker_id, repr(expires_at)])
+        await self._acquire(keys=[keys.LEASES, keys.LEASE_OWNERS], args=[job_id, worker_id, repr(expires_at)])
 
     async def claim_expired(self, job_id: str, now: float) -> Claim | None:
         args = _claim_args(job_id, now, expired=True, owner="", graceful=False)
-        return _claim(job_id, await self._claim(keys=[LEASES, OWNERS, keys.job(job_id)], args=args))
+        return _claim(
+            job_id, await self._claim(keys=[keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id)], args=args)
+        )

@@ -1,7 +1,8 @@
 """Prometheus metrics that are correct across processes: counters live in Redis, the gateway renders.
 
-Writers (quick ``HINCRBY`` pipelines from job-store transition hooks, in whichever process made the
-transition: worker, Celery parent, gateway; webhook attempts from `app.core.webhooks`):
+Writers (quick ``HINCRBY`` pipelines applied as an effect of every job-store change
+(`app.core.effects`), in whichever process made it: worker, Celery parent, gateway; webhook attempts
+from `app.core.webhooks`):
 
 - ``wanserve:metrics:jobs``: ``<status>|<error code>`` → jobs that ended so;
 - ``wanserve:metrics:stage:<stage>``: a histogram (``b<i>`` bucket counts, ``sum``, ``count``) of
@@ -33,11 +34,6 @@ from app.core import keys
 from app.core.jobstore import JobEvent
 from app.core.registry import live_workers
 
-PREFIX = keys.PREFIX + "metrics:"
-JOBS = PREFIX + "jobs"
-WEBHOOKS = PREFIX + "webhooks"
-REAPER = PREFIX + "reaper"
-MODELS = PREFIX + "models"  # set: every model a job was queued for (queue gauges without SCAN)
 BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
 )  # fmt: skip
@@ -51,10 +47,6 @@ STAGES = (
     "prompt_extension",
 )
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def stage_key(stage: str) -> str:
-    return PREFIX + "stage:" + stage
 
 
 def _bucket(value: float) -> str:
@@ -77,7 +69,7 @@ def event_ops(ev: JobEvent) -> list[Op]:
         ops += observe_ops("queue_wait", rec.timings["queue_wait"])
     if rec.status.is_terminal:
         code = rec.error.code if rec.error is not None else ""
-        ops.append((JOBS, f"{rec.status.value}|{code}", 1))
+        ops.append((keys.METRICS_JOBS, f"{rec.status.value}|{code}", 1))
     if ev.type == "video.completed":
         t = rec.timings
         for stage in ("text_encoding", "decoding", "encoding", "upload", "prompt_extension"):
@@ -92,7 +84,7 @@ def event_ops(ev: JobEvent) -> list[Op]:
 
 
 def observe_ops(stage: str, value: float) -> list[Op]:
-    k = stage_key(stage)
+    k = keys.metrics_stage(stage)
     v = max(0.0, float(value))
     return [(k, _bucket(v), 1), (k, "sum", v), (k, "count", 1)]
 
@@ -126,26 +118,6 @@ async def record_async(r: aredis.Redis, ops: list[Op]) -> None:
             await p.execute()
 
 
-def sync_hook(r: redis.Redis) -> Any:
-    """A transition hook for `JobStore` (worker processes)."""
-
-    def hook(ev: JobEvent) -> None:
-        record_sync(r, event_ops(ev))
-
-    return hook
-
-
-def async_hook(r: aredis.Redis) -> Any:
-    """A transition hook for `AsyncJobStore` (gateway)."""
-
-    async def hook(ev: JobEvent) -> None:
-        if ev.type == "video.queued" and ev.record is not None:  # models with a queue, for collect()
-            await r.sadd(MODELS, ev.record.model)
-        await record_async(r, event_ops(ev))
-
-    return hook
-
-
 # --- exposition ----------------------------------------------------------------------------------
 
 
@@ -169,18 +141,18 @@ async def collect(r: aredis.Redis, worker_ttl_s: float) -> Snapshot:
         snap.workers[w.model_id] = snap.workers.get(w.model_id, 0) + 1
         snap.ready[w.model_id] = snap.ready.get(w.model_id, 0) + (w.state in ("ready", "busy"))
     models = set(snap.workers)
-    models |= {str(m) for m in await r.smembers(MODELS)}
+    models |= {str(m) for m in await r.smembers(keys.METRICS_MODELS)}
     for m in sorted(models):
         snap.queue_depth[m] = int(await r.zcard(keys.queued(m)))
         first = cast(list[tuple[str, float]], await r.zrange(keys.queued(m), 0, 0, withscores=True))
         snap.oldest_age_s[m] = max(0.0, now - first[0][1] / 1000.0) if first else 0.0
     async with r.pipeline(transaction=False) as p:
-        p.hgetall(JOBS)
-        p.hgetall(WEBHOOKS)
-        p.hgetall(REAPER)
-        p.zcard(keys.PREFIX + "leases")
+        p.hgetall(keys.METRICS_JOBS)
+        p.hgetall(keys.METRICS_WEBHOOKS)
+        p.hgetall(keys.METRICS_REAPER)
+        p.zcard(keys.LEASES)
         for s in STAGES:
-            p.hgetall(stage_key(s))
+            p.hgetall(keys.metrics_stage(s))
         res = await p.execute()
     for f, v in res[0].items():
         status, _, code = str(f).partition("|")

@@ -19,12 +19,8 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from app.core import keys
 from app.core.errors import ServiceError
-
-_NS = "wanserve:rl:"
-_ACTIVE = "wanserve:active:"
-_ACTIVE_ALL = "wanserve:active_all"
-_JOB_PREFIX = "wanserve:job:"  # app.core.keys.job(id)
 
 _RATE_LUA = """
 local n = redis.call('INCR', KEYS[1])
@@ -116,7 +112,7 @@ class RateLimiter:
         if lim.requests_per_window <= 0:
             return LimitDecision(True, "requests", 0, 0, 0)
         window = int(time.time()) // lim.window_s
-        key = f"{_NS}{owner}:{window}"
+        key = keys.rate_window(owner, window)
         n, ttl = await self.redis.eval(_RATE_LUA, 1, key, str(lim.window_s + 1))
         n, ttl = int(n), max(int(ttl), 1)
         reset = min(ttl, lim.window_s)
@@ -148,12 +144,12 @@ class RateLimiter:
             await self.redis.eval(
                 _RESERVE_LUA,
                 2,
-                _ACTIVE + owner,
-                _ACTIVE_ALL,
+                keys.active_jobs(owner),
+                keys.ACTIVE_ALL,
                 job_id,
                 str(lim.max_active_jobs if per_key else 0),
                 str(lim.max_queued_global),
-                _JOB_PREFIX,
+                keys.JOB_PREFIX,
             )
         )
         if res == 0:
@@ -175,12 +171,12 @@ class RateLimiter:
 
     async def release_job(self, owner: str, job_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.srem(_ACTIVE + owner, job_id)
-        pipe.srem(_ACTIVE_ALL, job_id)
+        pipe.srem(keys.active_jobs(owner), job_id)
+        pipe.srem(keys.ACTIVE_ALL, job_id)
         await pipe.execute()
 
     async def active_count(self, owner: str) -> int:
-        return int(await self.redis.scard(_ACTIVE + owner))
+        return int(await self.redis.scard(keys.active_jobs(owner)))
 
 
 def release_job_sync(redis_client: object, owner: str, job_id: str) -> None:
@@ -189,6 +185,6 @@ def release_job_sync(redis_client: object, owner: str, job_id: str) -> None:
 
     assert isinstance(redis_client, SyncRedis)
     pipe = redis_client.pipeline(transaction=True)
-    pipe.srem(_ACTIVE + owner, job_id)
-    pipe.srem(_ACTIVE_ALL, job_id)
+    pipe.srem(keys.active_jobs(owner), job_id)
+    pipe.srem(keys.ACTIVE_ALL, job_id)
     pipe.execute()

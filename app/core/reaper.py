@@ -9,8 +9,9 @@ after the broker's visibility timeout.
 
 A claimed job with attempts left is re-published to its model's queue (the status stays
 ``in_progress``, ``worker_id`` is cleared; the next delivery counts another attempt); at
-``max_attempts`` it is failed with ``worker_lost``. The dead worker's own broker message stays
-unacknowledged until the visibility timeout; when it comes back the job is finished and skipped.
+``max_attempts`` it is failed with ``worker_lost`` (`app.core.lost`, the rule every settler uses).
+The dead worker's own broker message stays unacknowledged until the visibility timeout; when it
+comes back the job is finished and skipped.
 """
 
 from __future__ import annotations
@@ -24,15 +25,11 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aredis
 
 from app.core import keys
-from app.core.jobstore import TransitionRejected
 from app.core.jobstore_async import AsyncJobStore
 from app.core.leases import AsyncLeases
-from app.core.schemas import JobErrorInfo
-from app.core.status import JobStatus
+from app.core.lost import settle_lost_async
 
 log = logging.getLogger(__name__)
-LOCK = keys.PREFIX + "reaper:lock"
-REQUEUES = keys.PREFIX + "metrics:reaper"  # hash: outcome -> count
 
 Enqueue = Callable[[str, str], Awaitable[None]]
 
@@ -41,30 +38,6 @@ _UNLOCK_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-async def settle(store: AsyncJobStore, job_id: str, *, max_attempts: int, enqueue: Enqueue) -> str:
-    """After a claim: requeue the job, or fail it as ``worker_lost``; returns what happened."""
-    rec = await store.get(job_id)
-    if rec is None or rec.status.is_terminal:
-        return "skipped"
-    if rec.attempts >= max_attempts:
-        err = JobErrorInfo(
-            code="worker_lost",
-            message=f"the job's worker was lost {rec.attempts} times (max_attempts={max_attempts})",
-        )
-        try:
-            await store.transition(
-                rec,
-                JobStatus.FAILED,
-                {"error": err},
-                allowed=frozenset({JobStatus.QUEUED, JobStatus.IN_PROGRESS}),
-            )
-        except TransitionRejected:
-            return "skipped"
-        return "failed"
-    await enqueue(job_id, rec.model)
-    return "requeued"
 
 
 async def reap_once(
@@ -82,7 +55,7 @@ async def reap_once(
             out[job_id] = "skipped"
             continue
         try:
-            outcome = await settle(store, job_id, max_attempts=max_attempts, enqueue=enqueue)
+            outcome = await settle_lost_async(store, job_id, max_attempts=max_attempts, requeue=enqueue)
         except Exception as exc:  # broker away: take the lease back and try again next round
             log.warning("reaper: could not settle %s: %r; retrying", job_id, exc)
             await leases.acquire(job_id, "reaper", time.time() + retry_in_s)
@@ -95,7 +68,7 @@ async def reap_once(
             outcome,
             extra={"job_id": job_id},
         )
-        await r.hincrby(REQUEUES, outcome, 1)
+        await r.hincrby(keys.METRICS_REAPER, outcome, 1)
         out[job_id] = outcome
     return out
 
@@ -116,13 +89,13 @@ async def reaper(
     unlock = r.register_script(_UNLOCK_LUA)
     while True:
         try:
-            if await r.set(LOCK, token, nx=True, px=30_000):
+            if await r.set(keys.REAPER_LOCK, token, nx=True, px=30_000):
                 try:
                     await reap_once(
                         r, store, max_attempts=max_attempts, enqueue=enqueue, retry_in_s=interval_s
                     )
                 finally:
-                    await unlock(keys=[LOCK], args=[token])
+                    await unlock(keys=[keys.REAPER_LOCK], args=[token])
         except Exception as exc:  # Redis away: try again next round
             log.warning("reaper round failed: %r", exc)
         await asyncio.sleep(interval_s)

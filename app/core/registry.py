@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
@@ -30,6 +30,7 @@ class WorkerInfo:
     heartbeat: float
     preset: ModelInfo
     prompt_extend: bool = False  # the worker has a prompt extension LLM (heartbeat extra)
+    extra: dict[str, str] = field(default_factory=dict)  # every heartbeat field (pid, memory, ...)
 
 
 def publish_heartbeat(
@@ -71,7 +72,8 @@ def remove_worker(r: redis.Redis, worker_id: str) -> None:
 
 
 async def live_workers(r: aredis.Redis, ttl_s: float) -> list[WorkerInfo]:
-    """Workers heard from within ``ttl_s``; stale index entries are pruned."""
+    """Workers heard from within ``ttl_s``; stale index entries are pruned. The one read of the
+    worker list: models, request validation, metrics and the admin view all use it."""
     now = time.time()
     await r.zremrangebyscore(keys.WORKERS, "-inf", now - ttl_s)
     ids = cast(list[str], await r.zrange(keys.WORKERS, 0, -1))
@@ -93,6 +95,7 @@ async def live_workers(r: aredis.Redis, ttl_s: float) -> list[WorkerInfo]:
                 heartbeat=float(raw.get("heartbeat", "0")),
                 preset=ModelInfo.model_validate(json.loads(raw["preset"])),
                 prompt_extend=raw.get("prompt_extend") == "1",
+                extra=dict(raw),
             )
         )
     return out

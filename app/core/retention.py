@@ -15,35 +15,35 @@ import time
 import redis
 import redis.asyncio as aredis
 
+from app.core import keys
 from app.core.storage import Storage, job_prefix
 
 log = logging.getLogger(__name__)
-EXPIRY_SET = "wanserve:asset_expiry"
 
 
 def schedule_sync(r: redis.Redis, job_id: str, expires_at: float) -> None:
-    r.zadd(EXPIRY_SET, {job_id: expires_at})
+    r.zadd(keys.ASSET_EXPIRY, {job_id: expires_at})
 
 
 async def schedule(r: aredis.Redis, job_id: str, expires_at: float) -> None:
-    await r.zadd(EXPIRY_SET, {job_id: expires_at})
+    await r.zadd(keys.ASSET_EXPIRY, {job_id: expires_at})
 
 
 async def sweep(r: aredis.Redis, storage: Storage, *, now: float | None = None, batch: int = 100) -> int:
     """Delete the assets of every job past retention; returns how many jobs were swept."""
     cutoff = time.time() if now is None else now
-    due = await r.zrangebyscore(EXPIRY_SET, "-inf", cutoff, start=0, num=batch)
+    due = await r.zrangebyscore(keys.ASSET_EXPIRY, "-inf", cutoff, start=0, num=batch)
     swept = 0
     for raw in due:
         job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if not await r.zrem(EXPIRY_SET, job_id):
+        if not await r.zrem(keys.ASSET_EXPIRY, job_id):
             continue  # another sweeper claimed it
         try:
             await asyncio.to_thread(storage.delete_prefix, job_prefix(job_id))
             swept += 1
         except Exception as exc:  # retry on the next sweep
             log.warning("retention: deleting assets of %s failed: %r", job_id, exc)
-            await r.zadd(EXPIRY_SET, {job_id: cutoff})
+            await r.zadd(keys.ASSET_EXPIRY, {job_id: cutoff})
     return swept
 
 

@@ -21,7 +21,14 @@ from urllib.parse import quote, urlencode
 from app.core.config import Settings
 from app.core.errors import Forbidden, NotFound
 
-CONTENT_TYPES = {".mp4": "video/mp4", ".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg"}
+CONTENT_TYPES = {  # by file suffix, for every backend (uploads and served files)
+    ".mp4": "video/mp4",
+    ".webp": "image/webp",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".json": "application/json",
+}
 ASSET_NAMES = {
     "video": "video.mp4",
     "thumbnail": "thumbnail.webp",

@@ -27,6 +27,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.core.errors import NotFound, StorageError
+from app.core.storage import content_type_for
 
 log = logging.getLogger(__name__)
 
@@ -62,21 +63,6 @@ def parse_storage_url(url: str) -> tuple[str, str] | None:
     if not bucket:
         raise ValueError("storage URL s3://BUCKET/PREFIX needs a bucket name")
     return bucket, parts.path.strip("/")
-
-
-def _content_type_for(key: str) -> str:
-    lower = key.lower()
-    for suffix, ctype in (
-        (".mp4", "video/mp4"),
-        (".webp", "image/webp"),
-        (".png", "image/png"),
-        (".jpg", "image/jpeg"),
-        (".jpeg", "image/jpeg"),
-        (".json", "application/json"),
-    ):
-        if lower.endswith(suffix):
-            return ctype
-    return "application/octet-stream"
 
 
 class S3Storage:
@@ -135,7 +121,7 @@ class S3Storage:
     def put_file(self, key: str, path: str | Path, content_type: str | None = None) -> str:
         """Stream ``path`` to ``key`` (multipart above the threshold); returns the object key."""
         obj = self.object_key(key)
-        extra = {"ContentType": content_type or _content_type_for(key)}
+        extra = {"ContentType": content_type or content_type_for(key)}
         self._retry(
             "upload",
             self._client.upload_file,
@@ -155,7 +141,7 @@ class S3Storage:
             Bucket=self.config.bucket,
             Key=obj,
             Body=data,
-            ContentType=content_type or _content_type_for(key),
+            ContentType=content_type or content_type_for(key),
         )
         return obj
 

@@ -31,6 +31,7 @@ from typing import Any
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis as AsyncRedis
 
+from app.core import keys
 from app.core.config import Settings
 from app.core.ssrf import EgressPolicy
 from app.core.webhook_sign import new_message_id, split_secrets
@@ -41,9 +42,6 @@ EVENTS: tuple[str, ...] = ("started", "progress", "completed", "failed", "cancel
 DEFAULT_EVENTS: tuple[str, ...] = ("completed", "failed", "cancelled")
 TERMINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
 
-_LOG = "wanserve:webhooks:"
-_MSG = "wanserve:webhook:"
-_THROTTLE = "wanserve:webhook_throttle:"
 LOG_TTL_S = 7 * 24 * 3600
 
 
@@ -149,7 +147,7 @@ def progress_allowed(redis: SyncRedis, job_id: str, interval_s: float) -> bool:
     """Throttle progress events: at most one per ``interval_s`` per job (best effort)."""
     if interval_s <= 0:
         return True
-    return bool(redis.set(_THROTTLE + job_id, "1", nx=True, px=max(int(interval_s * 1000), 1)))
+    return bool(redis.set(keys.webhook_throttle(job_id), "1", nx=True, px=max(int(interval_s * 1000), 1)))
 
 
 # --- delivery log: written by the webhook worker (sync), read by the gateway (async) -------------
@@ -161,7 +159,7 @@ def _s(v: Any) -> str:
 
 def record_created(redis: SyncRedis, message: Mapping[str, Any]) -> bool:
     """Create the log entry on the first attempt; False if it already exists (a retry/redelivery)."""
-    key = _MSG + str(message["id"])
+    key = keys.webhook_message(str(message["id"]))
     created = redis.hsetnx(key, "id", str(message["id"]))
     if not created:
         return False
@@ -180,8 +178,8 @@ def record_created(redis: SyncRedis, message: Mapping[str, Any]) -> bool:
         },
     )
     pipe.expire(key, LOG_TTL_S)
-    pipe.rpush(_LOG + str(message["job_id"]), str(message["id"]))
-    pipe.expire(_LOG + str(message["job_id"]), LOG_TTL_S)
+    pipe.rpush(keys.webhook_log(str(message["job_id"])), str(message["id"]))
+    pipe.expire(keys.webhook_log(str(message["job_id"])), LOG_TTL_S)
     pipe.execute()
     return True
 
@@ -194,12 +192,12 @@ def record_attempt(
     status: str,
     next_attempt_at: float | None,
 ) -> None:
-    key = _MSG + msg_id
+    key = keys.webhook_message(msg_id)
     pipe = redis.pipeline(transaction=True)
-    pipe.rpush(key + ":attempts", json.dumps(dict(attempt), separators=(",", ":")))
-    pipe.expire(key + ":attempts", LOG_TTL_S)
+    pipe.rpush(keys.webhook_attempts(msg_id), json.dumps(dict(attempt), separators=(",", ":")))
+    pipe.expire(keys.webhook_attempts(msg_id), LOG_TTL_S)
     pipe.hincrby(key, "attempts", 1)
-    pipe.hincrby("wanserve:metrics:webhooks", status, 1)  # Prometheus, by outcome (app.core.metrics)
+    pipe.hincrby(keys.METRICS_WEBHOOKS, status, 1)  # Prometheus, by outcome (app.core.metrics)
     pipe.hset(
         key,
         mapping={
@@ -239,28 +237,29 @@ def _decode_entry(raw: Mapping[Any, Any], attempts: list[Any]) -> dict[str, Any]
 
 def list_deliveries_sync(redis: SyncRedis, job_id: str) -> list[dict[str, Any]]:
     out = []
-    for mid in redis.lrange(_LOG + job_id, 0, -1):
-        raw = redis.hgetall(_MSG + _s(mid))
+    for mid in redis.lrange(keys.webhook_log(job_id), 0, -1):
+        raw = redis.hgetall(keys.webhook_message(_s(mid)))
         if raw:
-            out.append(_decode_entry(raw, list(redis.lrange(_MSG + _s(mid) + ":attempts", 0, -1))))
+            out.append(_decode_entry(raw, list(redis.lrange(keys.webhook_attempts(_s(mid)), 0, -1))))
     return out
 
 
 async def list_deliveries(redis: AsyncRedis, job_id: str) -> list[dict[str, Any]]:
     """Every delivery for one job, oldest first, each with its attempts."""
     out = []
-    for mid in await redis.lrange(_LOG + job_id, 0, -1):
-        raw = await redis.hgetall(_MSG + _s(mid))
+    for mid in await redis.lrange(keys.webhook_log(job_id), 0, -1):
+        raw = await redis.hgetall(keys.webhook_message(_s(mid)))
         if raw:
-            attempts = await redis.lrange(_MSG + _s(mid) + ":attempts", 0, -1)
+            attempts = await redis.lrange(keys.webhook_attempts(_s(mid)), 0, -1)
             out.append(_decode_entry(raw, list(attempts)))
     return out
 
 
 async def delete_log(redis: AsyncRedis, job_id: str) -> None:
-    ids = await redis.lrange(_LOG + job_id, 0, -1)
-    keys = [_LOG + job_id] + [_MSG + _s(m) for m in ids] + [_MSG + _s(m) + ":attempts" for m in ids]
-    await redis.delete(*keys)
+    ids = await redis.lrange(keys.webhook_log(job_id), 0, -1)
+    names = [keys.webhook_log(job_id)]
+    names += [keys.webhook_message(_s(m)) for m in ids] + [keys.webhook_attempts(_s(m)) for m in ids]
+    await redis.delete(*names)
 
 
 def event_name(event_type: str) -> str | None:

@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from app.core import metrics
+from app.core import keys
+from app.core.effects import build_async_job_store
 from app.core.jobstore import JobStore
 from app.core.jobstore_async import AsyncJobStore
 from app.core.leases import Leases
@@ -18,8 +19,9 @@ from app.core.reaper import reap_once
 from app.core.redisconn import async_client, sync_client
 from app.core.schemas import JobRecord, ResolvedParams
 from app.core.status import JobStatus
+from app.core.storage import make_storage
 from tests.service_support import SIGNING_KEY
-from worker.reliability import LeaseKeeper
+from worker.leases import LeaseKeeper
 
 pytestmark = pytest.mark.integration
 
@@ -69,13 +71,16 @@ def _start(settings, worker: str, attempts: int = 1) -> tuple[JobStore, JobRecor
     return store, rec, leases
 
 
+def _no_webhooks(*args: object, **kwargs: object) -> None:
+    raise AssertionError("these jobs have no webhook")
+
+
 def _reap(settings, max_attempts: int = 3, reapers: int = 1) -> tuple[list[dict[str, str]], list[str]]:
     enqueued: list[str] = []
 
     async def main() -> list[dict[str, str]]:
         r = async_client(settings)
-        store = AsyncJobStore(r, retention_s=60)
-        store.add_transition_hook(metrics.async_hook(r))
+        store = build_async_job_store(settings, r, storage=make_storage(settings), send_task=_no_webhooks)
 
         async def enqueue(job_id: str, model: str) -> None:
             enqueued.append(job_id)
@@ -119,14 +124,14 @@ def test_job_finished_before_the_claim_is_left_alone(settings) -> None:
 
 def test_attempt_cap_fails_worker_lost_and_counts_it(settings) -> None:
     store, rec, _ = _start(settings, "w-dead", attempts=2)
-    before = store.r.hget(metrics.JOBS, "failed|worker_lost")
+    before = store.r.hget(keys.METRICS_JOBS, "failed|worker_lost")
     rounds, enqueued = _reap(settings, max_attempts=2)
     assert enqueued == [] and rounds[0][rec.id] == "failed"
     failed = store.get(rec.id)
     assert failed is not None and failed.status is JobStatus.FAILED
     assert failed.error is not None and failed.error.code == "worker_lost"
     assert failed.expires_at is not None
-    assert int(store.r.hget(metrics.JOBS, "failed|worker_lost") or 0) == int(before or 0) + 1
+    assert int(store.r.hget(keys.METRICS_JOBS, "failed|worker_lost") or 0) == int(before or 0) + 1
 
 
 def test_owner_claim_is_graceful_and_exclusive(settings) -> None:

@@ -128,7 +128,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         logs = [tmp / "worker.log", tmp / "webhooks.log", tmp / "gateway.log", tmp / "tight.log"]
         procs = [
             _spawn(["-m", "worker"], env | {"WANSERVE_WORKER_ID": "e2e-worker"}, logs[0]),
-            _spawn(["-m", "worker.webhooks_main"], env, logs[1]),
+            _spawn(["-m", "app.cli.main", "webhooks"], env, logs[1]),
             _spawn(["-m", "app.cli.main", "gateway"], env, logs[2]),
             _spawn(["-m", "app.cli.main", "gateway"], tight_env, logs[3]),
         ]

@@ -10,6 +10,7 @@ import pytest
 from app.core.config import Settings
 from app.core.errors import JobCancelled, JobTimeout
 from app.core.jobstore import JobStore
+from app.core.lost import lost_job_error
 from app.core.redisconn import sync_client
 from app.core.schemas import JobRecord, ResolvedParams
 from app.core.status import JobStatus
@@ -66,6 +67,7 @@ def test_attempt_cap_fails_with_worker_lost(rt) -> None:
     assert run_job(rt, rec.id) == "failed"
     got = rt.store.get(rec.id)
     assert got.status is JobStatus.FAILED and got.error.code == "worker_lost"
+    assert got.error.message == lost_job_error(rec, 2).message  # the reaper's and Celery parent's too
 
 
 def test_skips_finished_gone_and_cancelled_jobs(rt) -> None:
@@ -117,6 +119,7 @@ def test_settle_lost_job(rt) -> None:
     rec = put(rt, JobStatus.IN_PROGRESS, attempts=2)
     assert settle_lost_job(rt.store, rec.id, timed_out=False, **kw) == "failed"
     assert rt.store.get(rec.id).error.code == "worker_lost"
+    assert rt.store.get(rec.id).error.message == lost_job_error(rec, 2).message
     rec = put(rt, JobStatus.IN_PROGRESS, attempts=1)
     assert settle_lost_job(rt.store, rec.id, timed_out=True, **kw) == "failed"
     assert rt.store.get(rec.id).error.code == "timeout"

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from app.api.deps import JobDep, SettingsDep, StorageDep
-from app.api.present import absolute
 from app.core.errors import Conflict, Forbidden, NotFound
 from app.core.status import JobStatus
 from app.core.storage import LocalStorage, content_type_for
+from app.core.video_object import join_url
 
 router = APIRouter(tags=["content"])
 
@@ -36,7 +36,9 @@ async def get_content(
         raise NotFound(f"video {rec.id} has no {variant}")
     path = storage.local_path(key)
     if path is None:
-        return RedirectResponse(absolute(request, storage.presigned_url(key, ttl_s=settings.url_ttl_s)), 302)
+        return RedirectResponse(
+            join_url(str(request.base_url), storage.presigned_url(key, ttl_s=settings.url_ttl_s)), 302
+        )
     ext = path.suffix
     return FileResponse(path, media_type=content_type_for(key), filename=f"{rec.id}{ext}")
 
