@@ -43,7 +43,13 @@ def test_upload_failure_fails_job_with_storage_error(redis_url: str, tmp_path: A
     store = JobStore(sync_client(settings), retention_s=60)
     storage = UnreachableS3(dead_s3_config(retry_backoff_s=0.01))
     rt = Runtime(
-        settings=settings, store=store, storage=storage, worker_id="w", pipe=FakePipe(), extender=None
+        settings=settings,
+        store=store,
+        storage=storage,
+        worker_id="w",
+        pipe=FakePipe(),
+        extender=None,
+        interpolator=None,
     )
     rec = tiny_record(model="m")
     store.r.hset(keys.job(rec.id), mapping=pairs_to_dict(encode_fields(rec.model_dump())))
