@@ -8,7 +8,6 @@ from typing import Annotated
 import redis.asyncio as aredis
 from fastapi import Depends, Request
 
-from app.api.queue import JobQueue
 from app.api.state import AppState
 from app.core.config import Settings
 from app.core.errors import Forbidden, NotFound
@@ -33,10 +32,6 @@ def get_store(request: Request) -> AsyncJobStore:
     return get_state(request).store
 
 
-def get_queue(request: Request) -> JobQueue:
-    return get_state(request).queue
-
-
 def get_storage(request: Request) -> Storage:
     return get_state(request).storage
 
@@ -51,9 +46,9 @@ async def current_owner(request: Request) -> str | None:
     return None if authenticate is None else await authenticate(request)
 
 
+StateDep = Annotated[AppState, Depends(get_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 JobStoreDep = Annotated[AsyncJobStore, Depends(get_store)]
-QueueDep = Annotated[JobQueue, Depends(get_queue)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 RedisDep = Annotated[aredis.Redis, Depends(get_redis)]
 OwnerDep = Annotated[str | None, Depends(current_owner)]

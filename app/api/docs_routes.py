@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.api.docs_examples import (
-    CREATE_FORM_FIELDS,
     CREATE_JSON_EXAMPLES,
     CREATE_MULTIPART_EXAMPLE,
     FILE_HEADERS,
@@ -63,11 +62,6 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
                 "content": {
                     "application/json": {"examples": CREATE_JSON_EXAMPLES},
                     "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["prompt"],
-                            "properties": CREATE_FORM_FIELDS,
-                        },
                         "examples": {
                             "image_upload": {
                                 "summary": "Image upload (OpenAI SDK style)",

@@ -1,4 +1,5 @@
-"""The gateway: `create_app(settings)` plus a lifespan that opens Redis, the queue and storage."""
+"""The gateway: `create_app(settings, state=None)` plus a lifespan that opens Redis, the queue and
+storage (or takes them ready-made)."""
 
 from __future__ import annotations
 
@@ -37,11 +38,19 @@ from app.core.storage import make_storage
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+def create_app(settings: Settings | None = None, *, state: AppState | None = None) -> FastAPI:
+    """The gateway app. Its lifespan opens Redis, the queue and storage from ``settings``, hooks up
+    the job store's effects and starts the background loops; or, given a ready ``state``, uses it as
+    it is (the caller owns those resources and chose the effects: the in-process service tests)."""
+    if settings is None:
+        settings = state.settings if state is not None else Settings()
+    given = state
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if given is not None:  # set in create_app already
+            yield
+            return
         r = async_client(settings)
         queue = JobQueue(settings)
         state = AppState(
@@ -53,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.wanserve = state
         sweeper = install_gateway_hooks(state.store, queue, state.storage, settings)  # webhooks, retention
-        background = start_background(state)  # metrics hook, reaper of dead workers' jobs (issue 5)
+        background = start_background(state)  # metrics hook, reaper of dead workers' jobs
         log.info("gateway ready: redis=%s default model=%s", settings.redis_url, settings.model)
         try:
             yield
@@ -71,13 +80,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     register_error_handlers(app)
-    install_security(app, settings)  # auth, rate limits, CORS, body-size cap (issue 4)
-    install_observability(app)  # X-Request-ID, GET /metrics, GET /v1/admin/workers (issue 5)
+    install_security(app, settings)  # auth, rate limits, CORS, body-size cap
+    install_observability(app)  # X-Request-ID, GET /metrics, GET /v1/admin/workers
     app.include_router(webhooks.router)  # GET /v1/videos/{id}/webhooks
-    app.include_router(video_sources.router)  # extensions, edits, remixes (issue 17)
+    app.include_router(video_sources.router)  # extensions, edits, remixes
     for module in (videos, content, events, logs, queue_view, models, styles, health):
         app.include_router(module.router)
-    app.include_router(loras.router)  # GET /v1/loras (issue 14)
+    app.include_router(loras.router)  # GET /v1/loras
     app.include_router(web.router)  # GET /: the web page
     apply_docs(app)  # summaries, examples and problem+json errors for every route (app/api/docs.py)
+    if given is not None:  # usable without running the lifespan (httpx's ASGITransport runs none)
+        app.state.wanserve = given
     return app
