@@ -1,5 +1,7 @@
-"""The gateway: `create_app(settings, state=None)` plus a lifespan that opens Redis, the queue and
-storage (or takes them ready-made)."""
+"""The gateway: `create_app(settings)` plus a lifespan that opens Redis, the queue and storage.
+
+`create_app(settings, state=...)` takes those resources ready-made instead and runs no lifespan:
+the caller owns them and chose the job store's effects (the in-process service tests do this)."""
 
 from __future__ import annotations
 
@@ -39,18 +41,11 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, state: AppState | None = None) -> FastAPI:
-    """The gateway app. Its lifespan opens Redis, the queue and storage from ``settings``, hooks up
-    the job store's effects and starts the background loops; or, given a ready ``state``, uses it as
-    it is (the caller owns those resources and chose the effects: the in-process service tests)."""
     if settings is None:
         settings = state.settings if state is not None else Settings()
-    given = state
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if given is not None:  # set in create_app already
-            yield
-            return
         r = async_client(settings)
         queue = JobQueue(settings)
         state = AppState(
@@ -62,7 +57,7 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         )
         app.state.wanserve = state
         sweeper = install_gateway_hooks(state.store, queue, state.storage, settings)  # webhooks, retention
-        background = start_background(state)  # metrics hook, reaper of dead workers' jobs
+        background = start_background(state)  # metrics hook, reaper of dead workers' jobs (issue 5)
         log.info("gateway ready: redis=%s default model=%s", settings.redis_url, settings.model)
         try:
             yield
@@ -77,7 +72,7 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         title="wanserve",
         version="0.1.0",
         summary="Wan2.2 video generation behind a durable asynchronous REST API (OpenAI /v1/videos shape).",
-        lifespan=lifespan,
+        lifespan=lifespan if state is None else None,
     )
     register_error_handlers(app)
     install_security(app, settings)  # auth, rate limits, CORS, body-size cap
@@ -89,6 +84,6 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
     app.include_router(loras.router)  # GET /v1/loras
     app.include_router(web.router)  # GET /: the web page
     apply_docs(app)  # summaries, examples and problem+json errors for every route (app/api/docs.py)
-    if given is not None:  # usable without running the lifespan (httpx's ASGITransport runs none)
-        app.state.wanserve = given
+    if state is not None:
+        app.state.wanserve = state
     return app
