@@ -84,7 +84,7 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
         image = Image.open(io.BytesIO(rt.storage.get_bytes(rec.input_key))).convert("RGB")
     prompt, prompt_timings = prepare_job_prompt(rec, extender=rt.extender, store=rt.store)
     clock = StepClock(rt, rec.id, time.monotonic() + s.soft_time_limit_s, rec.attempt_token)
-    if needs_segments(rt, rec):  # issue 17: long video / extension, chained segments
+    if needs_segments(rt, rec):  # long video / extension: chained segments
         frames, seg_timings = generate_segments(rt, rec, prompt, image, clock)
         timings = {**prompt_timings, **clock.timings(time.monotonic()), **seg_timings}
         out = _encode_and_upload(rt, rec, frames, timings)
@@ -122,9 +122,9 @@ def _encode_and_upload(
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         mp4, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumbnail.webp"
-        if p.refine_strength:  # issue 17: upscale + a low-strength pass of the model at the target size
+        if p.refine_strength:  # upscale + a low-strength pass of the model at the target size
             frames = refine(rt, rec, frames)
-        frames, out_fps = apply_output(frames, p)  # issue 17: upscale, interpolate the frame rate
+        frames, out_fps = apply_output(frames, p)  # upscale, interpolate the frame rate
         encode_mp4(frames, mp4, fps=out_fps)
         write_thumbnail(frames[0], thumb)
         sheet = Path(tmp) / "spritesheet.webp"

@@ -15,7 +15,8 @@ from app.core.jobstore_async import AsyncJobStore
 from app.core.schemas import JobRecord
 from app.core.storage import Storage
 
-# Set by the auth feature (`app.api.security`): ``app.state.authenticate(request) -> owner id | None``.
+# `app.api.security.authenticate`, which `install_security` puts on ``app.state`` (that module
+# imports this one, so it cannot be imported here).
 Authenticator = Callable[[Request], Awaitable[str | None]]
 
 
@@ -41,9 +42,9 @@ def get_redis(request: Request) -> aredis.Redis:
 
 
 async def current_owner(request: Request) -> str | None:
-    """The caller's API key id, or None while auth is off (the embedded default)."""
-    authenticate: Authenticator | None = getattr(request.app.state, "authenticate", None)
-    return None if authenticate is None else await authenticate(request)
+    """The caller's API key id, or None while auth is off."""
+    authenticate: Authenticator = request.app.state.authenticate
+    return await authenticate(request)
 
 
 StateDep = Annotated[AppState, Depends(get_state)]

@@ -361,6 +361,6 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ),
 }
 
-from app.api.docs_sources import SOURCE_DOCS  # noqa: E402  (issue 17; it imports RouteDoc from here)
+from app.api.docs_sources import SOURCE_DOCS  # noqa: E402  (it imports RouteDoc from here)
 
 ROUTE_DOCS.update(SOURCE_DOCS)

@@ -21,7 +21,6 @@ from app.api.routes import (
     events,
     health,
     logs,
-    loras,
     models,
     queue_view,
     styles,
@@ -79,9 +78,8 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
     install_observability(app)  # X-Request-ID, GET /metrics, GET /v1/admin/workers
     app.include_router(webhooks.router)  # GET /v1/videos/{id}/webhooks
     app.include_router(video_sources.router)  # extensions, edits, remixes
-    for module in (videos, content, events, logs, queue_view, models, styles, health):
+    for module in (videos, content, events, logs, queue_view, models, styles, health):  # models: +/v1/loras
         app.include_router(module.router)
-    app.include_router(loras.router)  # GET /v1/loras
     app.include_router(web.router)  # GET /: the web page
     apply_docs(app)  # summaries, examples and problem+json errors for every route (app/api/docs.py)
     if state is not None:

@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     cors_origins: str = ""  # comma-separated allowed origins for browser frontends elsewhere
     max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024)  # larger request bodies → 413
     max_image_pixels: int = Field(4096 * 4096, ge=1)
-    # --- long videos and video sources (issue 17; README "Long videos, extend, edit, remix") ---
+    # --- long videos and video sources (README "Long videos, extend, edit, remix") -------------
     max_video_seconds: float = Field(60.0, gt=0)  # longest video a request may ask for (segments chained)
     # input_reference {"image_url": "https://..."}: fetched through the SSRF guard (off: such URLs → 400)
     image_url_fetch: bool = False
@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     prompt_extend_sample: bool = False  # greedy by default; sampling is seeded with the job's seed
     prompt_extend_queue: bool = False  # gateway: extend on the `prompt_extend` queue (worker.extend_worker)
 
-    # --- LoRAs and few-step generation (issue 14; app/core/loras.py) -----------------------------
+    # --- LoRAs and few-step generation (app/core/loras.py) ---------------------------------------
     lora_dir: Path | None = None  # NAME.safetensors / NAME/ (+ NAME.json); read by gateway and worker
     max_loras_per_request: int = Field(4, ge=1, le=16)
     lora_scale_max: float = Field(4.0, gt=0)  # a request's scale must lie in [-max, max]
