@@ -34,7 +34,10 @@ def create_celery(settings: Settings, *, pool: str = "prefork") -> Celery:
     app = Celery("wanserve-worker")
     app.conf.update(celery_config(settings))
     register_tasks(app)
-    import worker.webhooks  # noqa: F401  (registers the webhook delivery task on import)
+    try:  # webhook delivery task (issue 4), when that module is present
+        import worker.webhooks  # noqa: F401
+    except ImportError:
+        log.debug("worker.webhooks not available")
 
     init_signal = signals.worker_init if pool == "solo" else signals.worker_process_init
     shutdown_signal = signals.worker_shutdown if pool == "solo" else signals.worker_process_shutdown
@@ -71,6 +74,6 @@ def create_celery(settings: Settings, *, pool: str = "prefork") -> Celery:
         claim=claim,
     )
     signals.task_failure.connect(on_failure, weak=False)
-    install_shutdown_grace(settings, lambda: store().r, requeue)  # SIGTERM: finish or requeue
+    install_shutdown_grace(settings, lambda: store().r, requeue)  # SIGTERM (issue 5)
 
     return app

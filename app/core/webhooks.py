@@ -257,6 +257,12 @@ async def list_deliveries(redis: AsyncRedis, job_id: str) -> list[dict[str, Any]
     return out
 
 
+async def delete_log(redis: AsyncRedis, job_id: str) -> None:
+    ids = await redis.lrange(_LOG + job_id, 0, -1)
+    keys = [_LOG + job_id] + [_MSG + _s(m) for m in ids] + [_MSG + _s(m) + ":attempts" for m in ids]
+    await redis.delete(*keys)
+
+
 def event_name(event_type: str) -> str | None:
     """``video.completed`` → ``completed`` when it is a webhook event, else None."""
     name = event_type.removeprefix("video.")
