@@ -362,7 +362,7 @@ class WanPipeline:
     # -- 3. the denoising loop -----------------------------------------------------------------
     def _velocity(
         self,
-        dit: Any,
+        dit: WanTransformer,
         x: torch.Tensor,
         t: torch.Tensor,
         ctx: torch.Tensor,
