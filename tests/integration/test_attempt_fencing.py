@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.test_reliability_workers import STEPS, _stored_files
+from tests.integration.test_lost_workers_shutdown import STEPS, _stored_files
 from tests.reliability_support import Stack, open_stack
 from tests.service_support import wait_for
 
