@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.api.jobs import Adjust, Created, Creation, create_job
 from app.api.state import AppState
-from app.api.submit import Adjust, Created, Creation, create_job
 from app.core.config import Settings
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.jobstore_async import AsyncJobStore

@@ -2,7 +2,7 @@
 routes for `client.videos.extend`, `.edit` and `.remix`): new videos made from a source video.
 
 Each reads its body and makes one call into `app.api.video_sources`, which builds the job's
-`Creation` and hands it to the create path of ``POST /v1/videos`` (`app.api.submit.create_job`).
+`Creation` and hands it to the create path of ``POST /v1/videos`` (`app.api.jobs.create_job`).
 """
 
 from __future__ import annotations

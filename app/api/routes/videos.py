@@ -1,7 +1,7 @@
 """`/v1/videos`: create, list, retrieve, cancel, delete (the OpenAI shape, extended).
 
-Each route reads and checks its input, makes one call into the service (`app.api.submit`,
-`app.api.cancel`, the job store) and answers the public video object (`app.api.present`).
+Each route reads and checks its input, makes one call into the service (`app.api.jobs`,
+the job store) and answers the public video object (`app.api.present`).
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app.api.cancel import cancel_job, delete_job
 from app.api.deps import JobDep, OwnerDep, StateDep
 from app.api.forms import CREATE_BODY, read_create_body
+from app.api.jobs import Creation, cancel_job, create_job, delete_job
 from app.api.present import to_public, video_answer
-from app.api.submit import Creation, create_job
 from app.core.errors import InvalidInput
 from app.core.idempotency import HEADER as IDEMPOTENCY_HEADER
 from app.core.schemas import VideoDeleted, VideoList, VideoPublic

@@ -1,8 +1,11 @@
-"""Create a job, whichever route asked: admission (limits, Idempotency-Key), resolution against the
-served model, the stored record, the enqueued task.
+"""The job service the routes call: create, cancel, delete.
 
 `create_job` is the one create path of ``POST /v1/videos``, ``/extensions``, ``/edits`` and
-``/{id}/remix``; the source routes differ only in the `Creation` they build (`app.api.video_sources`).
+``/{id}/remix`` (the source routes differ only in the `Creation` they build, `app.api.video_sources`):
+admission (limits, Idempotency-Key), resolution against the served model, the stored record, the
+enqueued task. `cancel_job`: a queued job is cancelled at once and its task revoked; a running one gets
+the cancel flag its worker checks every denoising step, so it is still pending (the route's 202).
+`delete_job` removes the record and the stored files.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 from app.api.forms import normalise_image
 from app.api.security import admit_create
 from app.api.state import AppState
-from app.core.errors import InvalidInput, QueueUnavailable
+from app.core.errors import Conflict, InvalidInput, QueueUnavailable
 from app.core.extenders import extend_route, extension_available
 from app.core.jobstore_async import AsyncJobStore
 from app.core.logjson import request_id_var
@@ -164,3 +167,23 @@ async def _undo(rec: JobRecord, store: AsyncJobStore, storage: Storage) -> None:
         await store.delete(rec)
     finally:
         await asyncio.to_thread(storage.delete_prefix, job_prefix(rec.id))
+
+
+async def cancel_job(state: AppState, rec: JobRecord) -> JobRecord:
+    """-> the record after the call: ``cancelled``, or still pending with the cancel requested.
+
+    Conflict (409) when the job already finished, before or during the call."""
+    if rec.status.is_terminal:
+        raise Conflict(f"video {rec.id} is already {rec.status.value}; nothing to cancel")
+    new = await state.store.cancel(rec)
+    if new.status is JobStatus.CANCELLED and rec.status is JobStatus.QUEUED:
+        await state.queue.revoke(rec.id)  # best effort: the worker skips a cancelled record anyway
+    if not new.status.is_pending and new.status is not JobStatus.CANCELLED:
+        raise Conflict(f"video {rec.id} is already {new.status.value}; nothing to cancel")
+    return new
+
+
+async def delete_job(state: AppState, rec: JobRecord) -> None:
+    """Cancels a pending job (a running worker sees its record gone), then removes its files."""
+    await state.store.delete(rec)
+    await asyncio.to_thread(state.storage.delete_prefix, job_prefix(rec.id))
