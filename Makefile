@@ -13,7 +13,7 @@ PY_DIRS     := app worker model training tests bench scripts
 RUNTIME_STAMP := $(VENV)/.wanserve-runtime
 DEV_STAMP     := $(VENV)/.wanserve-dev
 
-.PHONY: serve test test-unit test-integration test-model lint format typecheck check openapi \
+.PHONY: serve test test-unit test-service test-integration test-model lint format typecheck check openapi \
         bench-pickup install install-dev clean gpu-check test-gpu
 
 serve: $(RUNTIME_STAMP)  ## install if needed, then run redis + worker + gateway on this machine
@@ -24,6 +24,9 @@ test: $(DEV_STAMP)  ## the whole suite (starts its own redis-server, workers and
 
 test-unit: $(DEV_STAMP)
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+test-service: $(DEV_STAMP)  ## the HTTP contract in process (real Redis store, recorded broker; seconds)
+	$(PY) -m pytest -q tests/service $(PYTEST_ARGS)
 
 test-integration: $(DEV_STAMP)
 	$(PY) -m pytest -q -m integration tests/integration $(PYTEST_ARGS)

@@ -43,8 +43,6 @@ __all__ = [
 ]
 
 CACHE_TYPES: tuple[str, ...] = ("first_block", "teacache", "magcache", "easycache")
-# Types that need per-model numbers (polynomial / ratios) before they can run.
-NEEDS_CALIBRATION = frozenset({"teacache", "magcache"})
 GENERIC_THRESHOLDS: dict[str, float] = {"first_block": 0.05, "easycache": 0.05}
 CALIBRATION_FILE = "cache_calibration.json"  # beside the weights, written by model.cache_calibrate
 THRESHOLD_RANGE = (0.0, 2.0)  # exclusive low, inclusive high
@@ -79,13 +77,6 @@ PUBLISHED_CALIBRATION: dict[str, dict[str, Any]] = {
             "threshold": 0.26,
         },
     },
-}
-# Wan2.1 references (not served here, kept for comparison with the calibration of new presets).
-WAN21_TEACACHE: dict[str, list[float]] = {
-    "t2v-1.3b": [2.39676752e3, -1.31110545e3, 2.01331979e2, -8.29855975, 1.37887774e-1],
-    "t2v-14b": [-5784.54975374, 5449.50911966, -1811.16591783, 256.27178429, -13.02252404],
-    "i2v-480p": [-3.02331670e2, 2.23948934e2, -5.25463970e1, 5.87348440, -2.01973289e-1],
-    "i2v-720p": [-114.36346466, 65.26524496, -18.82220707, 4.91518089, -0.23412683],
 }
 
 

@@ -61,7 +61,6 @@ T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
 T5_TOKENIZER_DIR = "google/umt5-xxl"
 VAE21_FILE = "Wan2.1_VAE.pth"
 VAE22_FILE = "Wan2.2_VAE.pth"
-DIT_WEIGHTS = "diffusion_pytorch_model.safetensors"
 PRESET_FILE = "wanserve_preset.json"
 
 

@@ -16,7 +16,7 @@ and `wan/textimage2video.py` (`WanTI2V`) of Wan2.2 commit 42bf4cf:
 * the sampler (`model.scheduler`) sees the DiT's float32 velocity; the VAE decodes the final
   latent into `[3, F, H, W]` in [-1, 1].
 
-`generate` runs `check_inputs` -> encode -> denoise -> decode.
+`generate` runs `check_inputs` (defaults filled in, one `Sampling`) -> encode -> denoise -> decode.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,7 +37,12 @@ from model.presets import ModelPreset
 from model.scheduler import make_sampler
 from model.text_encoder import TextEncoder, pad_embeddings
 
-__all__ = ["StepCallback", "WanPipeline"]
+if TYPE_CHECKING:
+    from model.transformer import WanTransformer
+    from model.vae21 import Wan21VAE
+    from model.vae22 import Wan22VAE
+
+__all__ = ["Sampling", "StepCallback", "WanPipeline"]
 
 StepCallback = Callable[[int, int, float], None]
 NUM_TRAIN_TIMESTEPS = 1000
@@ -60,6 +66,24 @@ def _module_dtype(m: nn.Module) -> torch.dtype:
     return next(m.parameters()).dtype
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """One checked request with the preset's defaults filled in: what the sampling loops read."""
+
+    prompt: str
+    negative_prompt: str
+    image: Any  # PIL image, [3, H, W] tensor in [-1, 1], or None
+    height: int
+    width: int
+    num_frames: int
+    num_steps: int
+    guidance: tuple[float, float]  # (low_noise, high_noise)
+    shift: float
+    sampler: str
+    seed: int
+    callback: StepCallback | None
+
+
 class WanPipeline:
     """One loaded Wan2.2 model: text encoder, one or two DiT experts, VAE, and its preset.
 
@@ -78,10 +102,10 @@ class WanPipeline:
         self,
         preset: ModelPreset,
         text_encoder: TextEncoder,
-        transformer: nn.Module,
-        vae: nn.Module,
+        transformer: WanTransformer,
+        vae: Wan21VAE | Wan22VAE,
         *,
-        transformer_2: nn.Module | None = None,
+        transformer_2: WanTransformer | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         offload: bool = False,
@@ -93,9 +117,9 @@ class WanPipeline:
             )
         self.preset = preset
         self.text_encoder = text_encoder
-        self.transformer: Any = transformer
-        self.transformer_2: Any = transformer_2
-        self.vae: Any = vae
+        self.transformer = transformer
+        self.transformer_2 = transformer_2
+        self.vae = vae
         self.device = torch.device(device)
         self.dtype = dtype
         self.offload = offload and self.device.type != "cpu"
@@ -128,31 +152,31 @@ class WanPipeline:
 
     # -- properties ---------------------------------------------------------------------------
     @property
-    def experts(self) -> tuple[nn.Module, ...]:
+    def experts(self) -> tuple[WanTransformer, ...]:
         return (self.transformer,) if self.transformer_2 is None else (self.transformer, self.transformer_2)
 
     @property
     def z_dim(self) -> int:
         return int(self.vae.config.z_dim)
 
-    # -- device management --------------------------------------------------------------------
-    def _activate(self, module: nn.Module) -> None:
-        """With offload: move `module` to the device and every other big module to CPU."""
+    # -- device management: every offload move goes through `_place` -------------------------
+    def _place(self, active: nn.Module | None) -> None:
+        """With offload: `active` on the device, the text encoder and experts other than it on CPU
+        (None: all of them on CPU). Without offload everything stays where it was loaded."""
         if not self.offload:
             return
         cpu = torch.device("cpu")
         for other in (self.text_encoder, *self.experts):
-            if other is not module and _module_device(other) != cpu:
+            if other is not active and _module_device(other) != cpu:
                 other.to(cpu)
-        if _module_device(module) != self.device:
-            module.to(self.device)
+        if active is not None and _module_device(active) != self.device:
+            active.to(self.device)
 
     def _release(self) -> None:
-        """With offload: put every offloadable module back on CPU."""
+        """End of a call: with offload, every offloadable module back on CPU, the CUDA cache freed."""
         if not self.offload:
             return
-        for m in (self.text_encoder, *self.experts):
-            m.to("cpu")
+        self._place(None)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -175,20 +199,31 @@ class WanPipeline:
     def check_inputs(
         self,
         prompt: str,
-        negative_prompt: str | None,
-        image: Any,
-        height: int,
-        width: int,
-        num_frames: int,
-        num_steps: int,
-        guidance_scale: float | Sequence[float],
-        shift: float,
-        sampler: str,
-        seed: int,
-        callback: StepCallback | None,
-    ) -> None:
-        """Raise ValueError naming the offending argument and its value."""
+        *,
+        negative_prompt: str | None = None,
+        image: Any = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        num_steps: int | None = None,
+        guidance_scale: float | Sequence[float] | None = None,
+        shift: float | None = None,
+        sampler: str = "unipc",
+        seed: int = 0,
+        callback: StepCallback | None = None,
+    ) -> Sampling:
+        """Fill in the preset's defaults and check -> the `Sampling` to run.
+
+        Raises ValueError naming the offending argument and its value. Unset sizes, frames, steps,
+        guidance and shift take the preset defaults; `negative_prompt=None` the official one.
+        """
         p = self.preset
+        width = p.default_size[0] if width is None else width
+        height = p.default_size[1] if height is None else height
+        num_frames = p.default_num_frames if num_frames is None else num_frames
+        num_steps = p.default_num_steps if num_steps is None else num_steps
+        guidance_scale = p.default_guidance_scale if guidance_scale is None else guidance_scale
+        shift = p.default_shift if shift is None else shift
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
         if negative_prompt is not None and not isinstance(negative_prompt, str):
@@ -223,6 +258,24 @@ class WanPipeline:
             raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
         if callback is not None and not callable(callback):
             raise ValueError(f"callback must be callable, got {callback!r}")
+        self._check_image(image)
+        return Sampling(
+            prompt=prompt,
+            negative_prompt=p.negative_prompt if negative_prompt is None else negative_prompt,
+            image=image,
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            num_steps=num_steps,
+            guidance=pair,
+            shift=float(shift),
+            sampler=sampler,
+            seed=seed,
+            callback=callback,
+        )
+
+    def _check_image(self, image: Any) -> None:
+        p = self.preset
         if image is None:
             if p.image_input == "required":
                 raise ValueError(f"image is required for {p.model_id!r} (task {p.task})")
@@ -248,27 +301,24 @@ class WanPipeline:
     def _prepare_image(self, image: Any, height: int, width: int) -> torch.Tensor:
         """-> [3, height, width] float32 on CPU, in [-1, 1] up to resampling overshoot.
 
-        The overshoot of a bicubic resize is kept: the official I2V path hands the resized image to the
-        VAE unclamped (clamping moves a sharp-edged image's latent by ~1e-1).
-        I2V-A14B: bicubic stretch to the target size (no crop), as upstream.
-        TI2V: cover-resize, then centre crop (one geometry, `_cover_box`); a PIL image is resized with
-        LANCZOS in 8 bits as upstream, a tensor with bicubic + antialias (no upstream tensor path).
+        One geometry for both kinds of input: resize to (new_w, new_h), then crop at (left, top).
+        I2V-A14B: bicubic stretch to the target size (no crop), as upstream. TI2V: cover-resize,
+        then centre crop (`_cover_box`). Only the resampling differs by input: a PIL image is resized
+        for TI2V with LANCZOS in 8 bits as upstream; a tensor (and any I2V image) with bicubic, with
+        antialias for TI2V (there is no upstream tensor path).
+        The overshoot of a bicubic resize is kept: the official I2V path hands the resized image to
+        the VAE unclamped (clamping moves a sharp-edged image's latent by ~1e-1).
         """
         ti2v = self.preset.task == "ti2v"
-        if not isinstance(image, torch.Tensor):
-            if ti2v:
-                iw, ih = image.size
-                nw, nh, left, top = _cover_box(iw, ih, width, height)
-                if (iw, ih) != (nw, nh):
-                    from PIL import Image
-
-                    image = image.convert("RGB").resize((nw, nh), Image.Resampling.LANCZOS)
-                return self._pil_to_tensor(image.crop((left, top, left + width, top + height)))
-            image = self._pil_to_tensor(image)
-        x = image.detach().float().cpu()  # [3, ih, iw]
-        _, ih, iw = x.shape
+        pil = not isinstance(image, torch.Tensor)
+        iw, ih = image.size if pil else (int(image.shape[2]), int(image.shape[1]))
         nw, nh, left, top = _cover_box(iw, ih, width, height) if ti2v else (width, height, 0, 0)
-        if (ih, iw) != (nh, nw):
+        if pil and ti2v and (iw, ih) != (nw, nh):
+            from PIL import Image
+
+            image = image.convert("RGB").resize((nw, nh), Image.Resampling.LANCZOS)
+        x = self._pil_to_tensor(image) if pil else image.detach().float().cpu()  # [3, ih', iw']
+        if tuple(x.shape[1:]) != (nh, nw):
             x = F.interpolate(x[None], size=(nh, nw), mode="bicubic", antialias=ti2v)[0]
         return x[:, top : top + height, left : left + width]
 
@@ -279,11 +329,10 @@ class WanPipeline:
         found = {p: self._text_cache[p] for p in prompts if p in self._text_cache}
         todo = [p for p in dict.fromkeys(prompts) if p not in found]
         if todo:
-            self._activate(te)
+            self._place(te)
             for p, e in zip(todo, te.encode(todo), strict=True):
                 found[p] = e.to(self.device, self.dtype)  # [L_i, text_dim], trimmed
-            if self.offload:
-                te.to("cpu")
+            self._place(None)
         for p in prompts:  # most recently used last; evict the oldest
             self._text_cache[p] = found[p]
             self._text_cache.move_to_end(p)
@@ -313,7 +362,7 @@ class WanPipeline:
     # -- 3. the denoising loop -----------------------------------------------------------------
     def _velocity(
         self,
-        dit: Any,
+        dit: WanTransformer,
         x: torch.Tensor,
         t: torch.Tensor,
         ctx: torch.Tensor,
@@ -389,82 +438,82 @@ class WanPipeline:
         `cache={"type": T, "threshold": x}` skips transformer blocks on steps that change little
         (`model.cache`; a `CacheError` for a bad request); None runs every block of every step.
         """
-        p = self.preset
-        width = p.default_size[0] if width is None else width
-        height = p.default_size[1] if height is None else height
-        num_frames = p.default_num_frames if num_frames is None else num_frames
-        num_steps = p.default_num_steps if num_steps is None else num_steps
-        guidance_scale = p.default_guidance_scale if guidance_scale is None else guidance_scale
-        shift = p.default_shift if shift is None else shift
-        self.check_inputs(
-            prompt, negative_prompt, image, height, width, num_frames, num_steps,
-            guidance_scale, shift, sampler, seed, callback,
-        )  # fmt: skip
-        g_low, g_high = self._guidance_pair(guidance_scale)
+        run = self.check_inputs(
+            prompt,
+            negative_prompt=negative_prompt,
+            image=image,
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            num_steps=num_steps,
+            guidance_scale=guidance_scale,
+            shift=shift,
+            sampler=sampler,
+            seed=seed,
+            callback=callback,
+        )
         if cache is None or isinstance(cache, Mapping):
-            spec = resolve_cache(cache, p.model_id, self.cache_calibration, sampler)
-            self.last_cache = None if spec is None else StepCache(spec, num_steps)
+            spec = resolve_cache(cache, self.preset.model_id, self.cache_calibration, sampler)
+            self.last_cache = None if spec is None else StepCache(spec, run.num_steps)
         else:  # a ready cache-like object (begin_step / run_blocks), e.g. the calibration recorder
             self.last_cache = cache
-        if negative_prompt is None:
-            negative_prompt = p.negative_prompt
         applied = []
         if loras:
             from model.lora import apply_to_experts
 
             applied = apply_to_experts(self.experts, loras, fuse=self.lora_fuse)
         try:
-            return self._generate(
-                prompt, negative_prompt, image, height, width, num_frames, num_steps,
-                (g_low, g_high), float(shift), sampler, seed, callback, self.last_cache,
-            )  # fmt: skip
+            return self._generate(run, self.last_cache)
         finally:
             for handle in applied:  # restores the resident weights exactly
                 handle.remove()
             self._release()
 
-    def _generate(
-        self,
-        prompt: str,
-        negative_prompt: str,
-        image: Any,
-        height: int,
-        width: int,
-        num_frames: int,
-        num_steps: int,
-        guidance: tuple[float, float],
-        shift: float,
-        sampler_name: str,
-        seed: int,
-        callback: StepCallback | None,
-        cache: Any = None,
-    ) -> torch.Tensor:
+    def expert_at(self, t: float, guidance: tuple[float, float]) -> tuple[WanTransformer, float, bool]:
+        """-> (the DiT for timestep `t`, its guidance scale, whether it is the high-noise expert).
+
+        Two-expert models switch at ``boundary * 1000``; `guidance` is (low_noise, high_noise)."""
+        boundary = self.preset.boundary
+        if boundary is None:
+            return self.transformer, guidance[0], False
+        if t >= boundary * NUM_TRAIN_TIMESTEPS:
+            return self.transformer, guidance[1], True
+        assert self.transformer_2 is not None
+        return self.transformer_2, guidance[0], False
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Normalised latent [1, z, T', h, w] -> video [3, F, H, W] float32 in [-1, 1] on CPU."""
+        self._place(None)  # with offload, the experts leave the device before the VAE decodes
+        vdev = _module_device(self.vae)
+        video: torch.Tensor = self.vae.decode(latent.to(vdev, _module_dtype(self.vae)))  # [1, 3, F, H, W]
+        return video[0].float().cpu()
+
+    def _generate(self, run: Sampling, cache: Any = None) -> torch.Tensor:
         p = self.preset
         st, sh, sw = p.vae_stride
         ph, pw = p.patch_size[1], p.patch_size[2]
-        lat_shape = (self.z_dim, (num_frames - 1) // st + 1, height // sh, width // sw)  # [z, T', h, w]
+        lat_shape = (self.z_dim, (run.num_frames - 1) // st + 1, run.height // sh, run.width // sw)
 
         # 1. text: cond and uncond contexts [1, text_len, text_dim]
-        ctx_both = self.encode_prompts([prompt, negative_prompt])
+        ctx_both = self.encode_prompts([run.prompt, run.negative_prompt])
         ctx, ctx_null = ctx_both[:1], ctx_both[1:]
 
         # 2. initial noise (float32, CPU generator) and the image conditioning
-        gen = torch.Generator(device="cpu").manual_seed(seed)
+        gen = torch.Generator(device="cpu").manual_seed(run.seed)
         latent = torch.randn((1, *lat_shape), generator=gen, dtype=torch.float32).to(self.device)
         y: torch.Tensor | None = None
         first_frame: torch.Tensor | None = None  # TI2V image latent [1, z, 1, h, w]
-        if image is not None:
-            img = self._prepare_image(image, height, width)  # [3, H, W]
+        if run.image is not None:
+            img = self._prepare_image(run.image, run.height, run.width)  # [3, H, W]
             if p.task == "i2v":
-                y = self._i2v_condition(img, num_frames, lat_shape)  # [1, 20, T', h, w]
+                y = self._i2v_condition(img, run.num_frames, lat_shape)  # [1, 20, T', h, w]
             else:
                 first_frame = self._vae_encode(img[None, :, None])  # [1, z, 1, h, w]
                 latent[:, :, :1] = first_frame
 
         # 3. denoise
-        sampler = make_sampler(sampler_name, num_steps, shift)
+        sampler = make_sampler(run.sampler, run.num_steps, run.shift)
         total = sampler.num_steps
-        boundary = None if p.boundary is None else p.boundary * NUM_TRAIN_TIMESTEPS
         tok_t: torch.Tensor | None = None
         if first_frame is not None:
             # per-token timestep mask: 0 on the tokens of latent frame 0, 1 elsewhere -> [1, L]
@@ -473,36 +522,24 @@ class WanPipeline:
             tok_t[0] = 0.0
             tok_t = tok_t.flatten()[None]
         ts = sampler.timesteps.tolist()
-        n_high = sum(1 for v in ts if boundary is not None and v >= boundary)
+        n_high = sum(1 for v in ts if self.expert_at(v, run.guidance)[2])
         for i, t_int in enumerate(ts):
-            if boundary is not None and t_int >= boundary:
-                dit, g = self.transformer, guidance[1]  # high-noise expert
-            elif boundary is not None:
-                assert self.transformer_2 is not None
-                dit, g = self.transformer_2, guidance[0]  # low-noise expert
-            else:
-                dit, g = self.transformer, guidance[0]
+            dit, g, high = self.expert_at(t_int, run.guidance)
             if not sampler.uses_guidance:
                 g = 1.0  # distilled few-step sampling: one conditional forward per step
-            self._activate(dit)
+            self._place(dit)
             t = (
                 (tok_t * float(t_int))
                 if tok_t is not None
                 else torch.tensor([float(t_int)], device=self.device)
             )
-            high = boundary is not None and t_int >= boundary
             where = (i, 0, i, n_high) if high else (i, 1, i - n_high, total - n_high)
             v = self._velocity(dit, latent, t, ctx, ctx_null, y, g, cache, where)
             latent = sampler.step(v, latent)
             if first_frame is not None:
                 latent[:, :, :1] = first_frame  # keep frame 0 pinned to the image latent
-            if callback is not None:
-                callback(i + 1, total, float(t_int))
+            if run.callback is not None:
+                run.callback(i + 1, total, float(t_int))
 
         # 4. decode
-        if self.offload:
-            for m in self.experts:
-                m.to("cpu")
-        vdev = _module_device(self.vae)
-        video: torch.Tensor = self.vae.decode(latent.to(vdev, _module_dtype(self.vae)))  # [1, 3, F, H, W]
-        return video[0].float().cpu()
+        return self.decode(latent)

@@ -21,14 +21,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import ftfy  # what the official tokenizer wrapper cleans text with
 import torch
 from torch import nn
-
-ftfy: Any
-try:  # ftfy is what the official tokenizer wrapper uses; without it the text is used as is.
-    import ftfy
-except ImportError:  # pragma: no cover - ftfy is a declared dependency
-    ftfy = None
 
 __all__ = [
     "TextEncoder",
@@ -59,8 +54,7 @@ UMT5_XXL_CONFIG: dict[str, Any] = dict(
 
 def clean_prompt(text: str) -> str:
     """The official `whitespace` cleaning: ftfy, html-unescape twice, collapse whitespace."""
-    if ftfy is not None:
-        text = ftfy.fix_text(text)
+    text = ftfy.fix_text(text)
     text = html.unescape(html.unescape(text)).strip()
     return re.sub(r"\s+", " ", text).strip()
 

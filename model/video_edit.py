@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from model.pipeline import NUM_TRAIN_TIMESTEPS, StepCallback
+from model.pipeline import Sampling, StepCallback, WanPipeline
 from model.scheduler import make_sampler
 
 __all__ = ["edit_video", "valid_edit_frames"]
@@ -36,7 +36,7 @@ def valid_edit_frames(preset: Any, frames: int) -> int:
 
 @torch.inference_mode()
 def edit_video(
-    pipe: Any,
+    pipe: WanPipeline,
     prompt: str,
     video: torch.Tensor,
     *,
@@ -53,87 +53,51 @@ def edit_video(
 
     `callback(step, total, timestep)` counts only the steps that run (`round(N * strength)`).
     """
-    p = pipe.preset
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1], got {strength!r}")
     _, n_frames, height, width = video.shape
-    num_steps = p.default_num_steps if num_steps is None else num_steps
-    guidance_scale = p.default_guidance_scale if guidance_scale is None else guidance_scale
-    shift = p.default_shift if shift is None else shift
-    image = video[:, 0] if p.image_input == "required" else None
-    pipe.check_inputs(
-        prompt, negative_prompt, image, height, width, n_frames, num_steps,
-        guidance_scale, shift, sampler, seed, callback,
-    )  # fmt: skip
-    g_low, g_high = pipe._guidance_pair(guidance_scale)
-    neg = p.negative_prompt if negative_prompt is None else negative_prompt
+    run = pipe.check_inputs(
+        prompt,
+        negative_prompt=negative_prompt,
+        image=video[:, 0] if pipe.preset.image_input == "required" else None,
+        height=height,
+        width=width,
+        num_frames=n_frames,
+        num_steps=num_steps,
+        guidance_scale=guidance_scale,
+        shift=shift,
+        sampler=sampler,
+        seed=seed,
+        callback=callback,
+    )
     try:
-        return _edit(
-            pipe,
-            prompt,
-            neg,
-            video,
-            image,
-            strength,
-            seed,
-            num_steps,
-            (g_low, g_high),
-            float(shift),
-            sampler,
-            callback,
-        )
+        return _edit(pipe, run, video, strength)
     finally:
         pipe._release()
 
 
-def _edit(
-    pipe: Any,
-    prompt: str,
-    negative_prompt: str,
-    video: torch.Tensor,
-    image: torch.Tensor | None,
-    strength: float,
-    seed: int,
-    num_steps: int,
-    guidance: tuple[float, float],
-    shift: float,
-    sampler_name: str,
-    callback: StepCallback | None,
-) -> torch.Tensor:
-    p = pipe.preset
-    ctx_both = pipe.encode_prompts([prompt, negative_prompt])
+def _edit(pipe: WanPipeline, run: Sampling, video: torch.Tensor, strength: float) -> torch.Tensor:
+    ctx_both = pipe.encode_prompts([run.prompt, run.negative_prompt])
     ctx, ctx_null = ctx_both[:1], ctx_both[1:]
     x0 = pipe._vae_encode(video.float().clamp(-1, 1)[None])  # [1, z, T', h, w]
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    gen = torch.Generator(device="cpu").manual_seed(run.seed)
     noise = torch.randn(tuple(x0.shape), generator=gen, dtype=torch.float32).to(pipe.device)
     y = None
-    if image is not None:  # I2V-A14B: conditioned on the source's first frame
-        y = pipe._i2v_condition(image.float().cpu(), video.shape[1], tuple(x0.shape[1:]))
+    if run.image is not None:  # I2V-A14B: conditioned on the source's first frame
+        y = pipe._i2v_condition(run.image.float().cpu(), video.shape[1], tuple(x0.shape[1:]))
 
-    full = make_sampler(sampler_name, num_steps, shift)
+    full = make_sampler(run.sampler, run.num_steps, run.shift)
     k = max(1, round(full.num_steps * strength))
     i0 = full.num_steps - k
     s0 = float(full.sigmas[i0])
     latent = (1.0 - s0) * x0 + s0 * noise
     sampler = type(full)(full.sigmas[i0:], full.timesteps[i0:])  # the grid's last k steps
-    boundary = None if p.boundary is None else p.boundary * NUM_TRAIN_TIMESTEPS
     for i, t_int in enumerate(sampler.timesteps.tolist()):
-        if boundary is not None and t_int >= boundary:
-            dit, g = pipe.transformer, guidance[1]
-        elif boundary is not None:
-            dit, g = pipe.transformer_2, guidance[0]
-        else:
-            dit, g = pipe.transformer, guidance[0]
-        pipe._activate(dit)
+        dit, g, _ = pipe.expert_at(t_int, run.guidance)
+        pipe._place(dit)
         t = torch.tensor([float(t_int)], device=pipe.device)
         v = pipe._velocity(dit, latent, t, ctx, ctx_null, y, g)
         latent = sampler.step(v, latent)
-        if callback is not None:
-            callback(i + 1, k, float(t_int))
-    if pipe.offload:
-        for m in pipe.experts:
-            m.to("cpu")
-    vae = pipe.vae
-    dev, dt = next(vae.parameters()).device, next(vae.parameters()).dtype
-    out: torch.Tensor = vae.decode(latent.to(dev, dt))
-    return out[0].float().cpu()
+        if run.callback is not None:
+            run.callback(i + 1, k, float(t_int))
+    return pipe.decode(latent)

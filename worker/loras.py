@@ -1,4 +1,4 @@
-"""The worker's LoRAs (issue 14): tensors read once into a byte-bounded LRU, checked at start.
+"""The worker's LoRAs: tensors read once into a byte-bounded LRU, checked at start.
 
 A job names LoRAs from `WANSERVE_LORA_DIR` (the gateway has validated names, models and scales);
 the pipeline applies them for that job only and removes them after (`model.lora`), so a job

@@ -8,7 +8,6 @@ from typing import Annotated
 import redis.asyncio as aredis
 from fastapi import Depends, Request
 
-from app.api.queue import JobQueue
 from app.api.state import AppState
 from app.core.config import Settings
 from app.core.errors import Forbidden, NotFound
@@ -16,7 +15,8 @@ from app.core.jobstore_async import AsyncJobStore
 from app.core.schemas import JobRecord
 from app.core.storage import Storage
 
-# Set by the auth feature (`app.api.security`): ``app.state.authenticate(request) -> owner id | None``.
+# `app.api.security.authenticate`, which `install_security` puts on ``app.state`` (that module
+# imports this one, so it cannot be imported here).
 Authenticator = Callable[[Request], Awaitable[str | None]]
 
 
@@ -33,10 +33,6 @@ def get_store(request: Request) -> AsyncJobStore:
     return get_state(request).store
 
 
-def get_queue(request: Request) -> JobQueue:
-    return get_state(request).queue
-
-
 def get_storage(request: Request) -> Storage:
     return get_state(request).storage
 
@@ -46,14 +42,14 @@ def get_redis(request: Request) -> aredis.Redis:
 
 
 async def current_owner(request: Request) -> str | None:
-    """The caller's API key id, or None while auth is off (the embedded default)."""
-    authenticate: Authenticator | None = getattr(request.app.state, "authenticate", None)
-    return None if authenticate is None else await authenticate(request)
+    """The caller's API key id, or None while auth is off."""
+    authenticate: Authenticator = request.app.state.authenticate
+    return await authenticate(request)
 
 
+StateDep = Annotated[AppState, Depends(get_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 JobStoreDep = Annotated[AsyncJobStore, Depends(get_store)]
-QueueDep = Annotated[JobQueue, Depends(get_queue)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 RedisDep = Annotated[aredis.Redis, Depends(get_redis)]
 OwnerDep = Annotated[str | None, Depends(current_owner)]

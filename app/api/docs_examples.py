@@ -142,31 +142,6 @@ CREATE_MULTIPART_EXAMPLE: dict[str, Any] = {
     "input_reference": "(binary image file)",
 }
 
-CREATE_FORM_FIELDS: dict[str, Any] = {
-    "prompt": {"type": "string", "minLength": 1, "maxLength": 4000},
-    "model": {"type": "string", "description": "a model id served by a live worker (GET /v1/models)"},
-    "size": {"type": "string", "description": "WIDTHxHEIGHT, one of the model's sizes"},
-    "seconds": {"type": "string", "description": "duration; frames = 4*round(seconds*fps/4)+1"},
-    "num_frames": {"type": "integer", "description": "4n+1 within the model's bounds"},
-    "fps": {"type": "integer"},
-    "negative_prompt": {"type": "string"},
-    "seed": {"type": "integer"},
-    "num_inference_steps": {"type": "integer"},
-    "guidance_scale": {"type": "number", "description": "both experts"},
-    "guidance_scale_high_noise": {"type": "number", "description": "A14B: the high-noise expert"},
-    "guidance_scale_low_noise": {"type": "number", "description": "A14B: the low-noise expert"},
-    "shift": {"type": "number"},
-    "sampler": {"type": "string", "enum": ["unipc", "dpm++", "euler", "distill"]},
-    "metadata": {"type": "string", "description": "JSON object, echoed back"},
-    "input_reference": {"type": "string", "format": "binary", "description": "the input image"},
-    "style": {
-        "type": "string",
-        "description": "JSON object of style controls (GET /v1/styles); or style[category] fields",
-    },
-    "prompt_extend": {"type": "boolean", "description": "rewrite the prompt with the worker's LLM first"},
-    "prompt_extend_language": {"type": "string", "enum": ["auto", "en", "zh"]},
-}
-
 MODEL_EXAMPLE: dict[str, Any] = {
     "id": "wan2.2-ti2v-5b",
     "object": "model",

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.api.docs_examples import (
-    CREATE_FORM_FIELDS,
     CREATE_JSON_EXAMPLES,
     CREATE_MULTIPART_EXAMPLE,
     FILE_HEADERS,
@@ -63,11 +62,6 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
                 "content": {
                     "application/json": {"examples": CREATE_JSON_EXAMPLES},
                     "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["prompt"],
-                            "properties": CREATE_FORM_FIELDS,
-                        },
                         "examples": {
                             "image_upload": {
                                 "summary": "Image upload (OpenAI SDK style)",
@@ -367,6 +361,6 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ),
 }
 
-from app.api.docs_sources import SOURCE_DOCS  # noqa: E402  (issue 17; it imports RouteDoc from here)
+from app.api.docs_sources import SOURCE_DOCS  # noqa: E402  (it imports RouteDoc from here)
 
 ROUTE_DOCS.update(SOURCE_DOCS)

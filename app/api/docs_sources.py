@@ -1,4 +1,4 @@
-"""Documentation of the source-video routes (issue 17): extensions, edits and remixes."""
+"""Documentation of the source-video routes: extensions, edits and remixes."""
 
 from __future__ import annotations
 

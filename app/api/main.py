@@ -1,4 +1,7 @@
-"""The gateway: `create_app(settings)` plus a lifespan that opens Redis, the queue and storage."""
+"""The gateway: `create_app(settings)` plus a lifespan that opens Redis, the queue and storage.
+
+`create_app(settings, state=...)` takes those resources ready-made instead and runs no lifespan:
+the caller owns them and chose the job store's effects (the in-process service tests do this)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,6 @@ from app.api.routes import (
     events,
     health,
     logs,
-    loras,
     models,
     queue_view,
     styles,
@@ -37,8 +39,9 @@ from app.core.storage import make_storage
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+def create_app(settings: Settings | None = None, *, state: AppState | None = None) -> FastAPI:
+    if settings is None:
+        settings = state.settings if state is not None else Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,16 +64,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="wanserve",
         version="0.1.0",
         summary="Wan2.2 video generation behind a durable asynchronous REST API (OpenAI /v1/videos shape).",
-        lifespan=lifespan,
+        lifespan=lifespan if state is None else None,
     )
     register_error_handlers(app)
-    install_security(app, settings)  # auth, rate limits, CORS, body-size cap (issue 4)
-    install_observability(app)  # X-Request-ID, GET /metrics, GET /v1/admin/workers (issue 5)
+    install_security(app, settings)  # auth, rate limits, CORS, body-size cap
+    install_observability(app)  # X-Request-ID, GET /metrics, GET /v1/admin/workers
     app.include_router(webhooks.router)  # GET /v1/videos/{id}/webhooks
-    app.include_router(video_sources.router)  # extensions, edits, remixes (issue 17)
-    for module in (videos, content, events, logs, queue_view, models, styles, health):
+    app.include_router(video_sources.router)  # extensions, edits, remixes
+    for module in (videos, content, events, logs, queue_view, models, styles, health):  # models: +/v1/loras
         app.include_router(module.router)
-    app.include_router(loras.router)  # GET /v1/loras (issue 14)
     app.include_router(web.router)  # GET /: the web page
     apply_docs(app)  # summaries, examples and problem+json errors for every route (app/api/docs.py)
+    if state is not None:
+        app.state.wanserve = state
     return app

@@ -1,12 +1,16 @@
-"""Job record → public video object (with freshly minted signed URLs)."""
+"""Job record → public video object (with freshly minted signed URLs) and its response headers."""
 
 from __future__ import annotations
 
-from fastapi import Request
+from fastapi import Request, Response
 
+from app.api.state import AppState
 from app.core.schemas import JobRecord, VideoPublic
 from app.core.storage import Storage
 from app.core.video_object import public_video
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+POLL_HEADER = "openai-poll-after-ms"
 
 
 def to_public(
@@ -14,4 +18,18 @@ def to_public(
 ) -> VideoPublic:
     return public_video(
         rec, storage=storage, ttl_s=ttl_s, base_url=str(request.base_url), queue_position=queue_position
+    )
+
+
+async def video_answer(
+    rec: JobRecord, state: AppState, request: Request, response: Response, *, replayed: bool = False
+) -> VideoPublic:
+    """The video object of one job, with its queue position, and the poll hint while it is pending."""
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    if rec.status.is_pending:
+        response.headers[POLL_HEADER] = str(state.settings.poll_after_ms)
+    pos = await state.store.queue_position(rec)
+    return to_public(
+        rec, request=request, storage=state.storage, ttl_s=state.settings.url_ttl_s, queue_position=pos
     )

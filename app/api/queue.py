@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Protocol
 
 from celery import Celery
 
@@ -18,6 +19,16 @@ from app.core.config import Settings
 from app.core.errors import QueueUnavailable
 
 log = logging.getLogger(__name__)
+
+
+class TaskQueue(Protocol):
+    """What the gateway needs from the broker: `JobQueue`, or a recording fake in service tests."""
+
+    async def enqueue(
+        self, job_id: str, model_id: str, *, task: str = GENERATE_TASK, queue: str | None = None
+    ) -> None: ...
+
+    async def revoke(self, job_id: str) -> None: ...
 
 
 class JobQueue:

@@ -20,10 +20,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.deps import get_state
+from app.api.state import AppState
 from app.core.apikeys import ANONYMOUS_OWNER, ApiKeyStore, parse_bearer
 from app.core.config import Settings
 from app.core.errors import FieldError, InvalidInput, ServiceError
-from app.core.idempotency import HEADER as IDEMPOTENCY_HEADER
 from app.core.idempotency import IdempotencyStore, Reservation, fingerprint
 from app.core.jobstore_async import AsyncJobStore
 from app.core.ratelimit import RateLimiter, RateLimits
@@ -242,9 +242,14 @@ async def validate_webhook(body: dict[str, Any], settings: Settings) -> None:
 
 
 async def admit_create(
-    request: Request, body: dict[str, Any], image: bytes | None, owner: str | None
+    state: AppState,
+    body: dict[str, Any],
+    image: bytes | None,
+    *,
+    owner: str | None,
+    idempotency_key: str | None,
 ) -> Admission:
-    state = get_state(request)
+    """``body`` and ``image`` as sent: the Idempotency-Key fingerprint covers them."""
     settings = state.settings
     raw_body = dict(body)
     await validate_webhook(body, settings)
@@ -257,7 +262,7 @@ async def admit_create(
         else:
             await limiter.reserve_job(owner, job_id)
 
-    key = request.headers.get(IDEMPOTENCY_HEADER)
+    key = idempotency_key
     if key is None:
         return Admission(replay=None, admit=admit)
     idem = IdempotencyStore(state.redis, ttl_s=settings.idempotency_ttl_s)

@@ -1,4 +1,9 @@
-"""The gateway's long-lived resources, opened in `lifespan` and reached through `app.api.deps`."""
+"""The gateway's long-lived resources, reached by routes through `app.api.deps`.
+
+`create_app` opens them in its lifespan, or takes them ready-made (``create_app(settings,
+state=...)``): the in-process service tests give a real Redis store and storage with a recording
+queue.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aredis
 
-from app.api.queue import JobQueue
+from app.api.queue import TaskQueue
 from app.core.config import Settings
 from app.core.jobstore_async import AsyncJobStore
 from app.core.storage import Storage
@@ -17,5 +22,5 @@ class AppState:
     settings: Settings
     redis: aredis.Redis
     store: AsyncJobStore
-    queue: JobQueue
+    queue: TaskQueue
     storage: Storage

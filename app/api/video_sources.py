@@ -1,4 +1,7 @@
-"""Source videos for extensions, edits and remixes: read the body, find the source, fit the params.
+"""Extensions, edits and remixes: find the source video, fit the params to it, create the job.
+
+`extend`, `edit` and `remix` build the `Creation` of their route and hand it to `create_job`, the
+create path of ``POST /v1/videos`` (limits, Idempotency-Key over the request as sent).
 
 A source is given as an uploaded file (multipart field ``video``), as a reference to a completed
 video of the caller (multipart ``video[id]=...``, the way the OpenAI SDK flattens it, or JSON
@@ -10,16 +13,14 @@ source video later does not break a queued job.
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request
-from starlette.datastructures import UploadFile
-
-from app.api.forms import _put
-from app.api.submit import Adjust
-from app.core import bodycheck
+from app.api.jobs import Adjust, Created, Creation, create_job
+from app.api.state import AppState
 from app.core.config import Settings
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.jobstore_async import AsyncJobStore
@@ -40,30 +41,6 @@ class Source:
     height: int
     video_id: str | None = None  # None: an uploaded file
     record: JobRecord | None = None
-
-
-async def read_source_body(request: Request, max_bytes: int) -> tuple[dict[str, Any], bytes | None]:
-    """-> (body fields, uploaded video bytes or None); multipart fields are un-flattened."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await request.form()
-        body: dict[str, Any] = {}
-        upload: bytes | None = None
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if name != "video":
-                    raise InvalidInput.field(name, "only video may be a file")
-                upload = await value.read(max_bytes + 1)
-            else:
-                _put(body, name, value)
-        return body, upload
-    try:
-        data = bodycheck.loads(await request.body())
-    except ValueError:
-        raise InvalidInput.field("body", "expected a JSON object or multipart/form-data") from None
-    if not isinstance(data, dict):
-        raise InvalidInput.field("body", "expected a JSON object")
-    return data, None
 
 
 async def completed_source(store: AsyncJobStore, video_id: str, owner: str | None) -> JobRecord:
@@ -221,3 +198,79 @@ def remix_adjust(src: JobRecord, storage: Storage) -> Adjust:
         return p, extra
 
     return adjust
+
+
+async def _from_source(
+    state: AppState,
+    body: dict[str, Any],
+    upload: bytes | None,
+    option: str,
+    make_adjust: Callable[[Source, Any], Adjust],
+    *,
+    owner: str | None,
+    idempotency_key: str | None,
+) -> Created:
+    """The source named by ``body`` (or uploaded); ``option`` (popped from ``body``) tunes the fit."""
+    sent = (copy.deepcopy(body), upload)
+    settings, store, storage = state.settings, state.store, state.storage
+    source = await find_source(body, upload, owner=owner, store=store, storage=storage, settings=settings)
+    if source.record is not None:
+        body.setdefault("model", source.record.model)
+    creation = Creation(body, adjust=make_adjust(source, body.pop(option, None)), sent=sent)
+    return await create_job(state, creation, owner=owner, idempotency_key=idempotency_key)
+
+
+async def extend(
+    state: AppState,
+    body: dict[str, Any],
+    upload: bytes | None,
+    *,
+    owner: str | None,
+    idempotency_key: str | None,
+) -> Created:
+    """The source followed by new segment(s), each conditioned on the end of the one before."""
+
+    def make(source: Source, seconds: Any) -> Adjust:
+        return extension_adjust(source, seconds, state.storage, state.settings)
+
+    return await _from_source(
+        state, body, upload, "seconds", make, owner=owner, idempotency_key=idempotency_key
+    )
+
+
+async def edit(
+    state: AppState,
+    body: dict[str, Any],
+    upload: bytes | None,
+    *,
+    owner: str | None,
+    idempotency_key: str | None,
+) -> Created:
+    """Video-to-video: the source is encoded, noised to `strength` and denoised with the prompt."""
+
+    def make(source: Source, strength: Any) -> Adjust:
+        return edit_adjust(source, strength, state.storage)
+
+    return await _from_source(
+        state, body, upload, "strength", make, owner=owner, idempotency_key=idempotency_key
+    )
+
+
+async def remix(
+    state: AppState,
+    video_id: str,
+    sent: dict[str, Any],
+    *,
+    owner: str | None,
+    idempotency_key: str | None,
+) -> Created:
+    """The source's resolved parameters (size, duration, seed, model) with a new prompt."""
+    src = await completed_source(state.store, video_id, owner)
+    body = {"prompt": sent.get("prompt"), "model": src.model}
+    if "metadata" in sent:
+        body["metadata"] = sent["metadata"]
+    # the source's input image (I2V / TI2V image mode) conditions the remix too
+    storage = state.storage
+    image = await asyncio.to_thread(storage.get_bytes, src.input_key) if src.input_key else None
+    creation = Creation(body, image, remix_adjust(src, storage), sent=({**sent, "remix_of": src.id}, None))
+    return await create_job(state, creation, owner=owner, idempotency_key=idempotency_key)

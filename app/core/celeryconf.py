@@ -12,8 +12,6 @@ from typing import Any
 from app.core.config import Settings
 
 GENERATE_TASK = "wan.generate"
-WEBHOOK_TASK = "wan.deliver_webhook"
-WEBHOOK_QUEUE = "webhooks"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

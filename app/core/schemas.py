@@ -15,7 +15,6 @@ from app.core.status import JobStatus
 from app.core.styles import PromptExtensionInfo, StyleSelection
 
 Sampler = Literal["unipc", "dpm++", "euler", "distill"]
-Variant = Literal["video", "thumbnail", "spritesheet"]
 
 
 class ModelInfo(BaseModel):
@@ -151,12 +150,12 @@ class ResolvedParams(BaseModel):
     seed: int
     negative_prompt: str | None = None  # None: the model's default negative prompt
     has_image: bool = False
-    # long videos (issue 17): > 1 when num_frames exceeds the model's native length
+    # long videos: > 1 when num_frames exceeds the model's native length
     segments: int = Field(1, description="segments generated, each conditioned on the previous one")
     source_frames: int | None = Field(None, description="extensions: frames of the source video, kept as is")
     strength: float | None = Field(None, description="edits: how far the source is noised (1 = fully)")
     loras: list[LoraRef] = []
-    # output post-processing (issue 17): `fps` above the model's rate, `size` above its native sizes
+    # output post-processing: `fps` above the model's rate, `size` above its native sizes
     output_fps: int | None = Field(None, description="frame rate of the MP4 when above `fps` (interpolated)")
     interpolation: Literal["minterpolate", "rife"] | None = Field(
         None,
@@ -201,7 +200,7 @@ class JobRecord(BaseModel):
     assets: dict[str, str] = {}  # variant -> storage key
     input_key: str | None = None  # storage key of the input image
     cancel_requested: bool = False
-    # room for other features (issues 4 and 8); the spine stores and returns them as given
+    # owner and webhook fields (auth, webhooks); the job store stores and returns them as given
     owner: str | None = None  # API key id; None when auth is off
     webhook_url: str | None = None
     webhook_events: list[str] | None = None
@@ -211,7 +210,7 @@ class JobRecord(BaseModel):
     prompt_extend: bool = False
     prompt_extension: PromptExtensionInfo | None = None  # set when prompt_extend was requested
     request_id: str | None = None  # X-Request-ID of the submission; in worker logs, to follow a request
-    # video sources (issue 17): extensions, edits and remixes
+    # video sources: extensions, edits and remixes
     operation: Literal["extend", "edit", "remix"] | None = None
     source_video_id: str | None = None  # the referenced source video (None for an uploaded file)
     source_key: str | None = None  # storage key of the source MP4 (extend / edit)

@@ -52,11 +52,3 @@ EVENT_TYPES: dict[JobStatus, str] = {
 }
 PROGRESS_EVENT = "video.progress"
 TERMINAL_EVENTS: frozenset[str] = frozenset(EVENT_TYPES[s] for s in TERMINAL)
-
-
-def is_terminal(status: str | JobStatus) -> bool:
-    return JobStatus(status) in TERMINAL
-
-
-def can_transition(current: JobStatus, target: JobStatus) -> bool:
-    return current in ALLOWED.get(target, frozenset())

@@ -75,7 +75,7 @@ async function loadModels() {
   loadLoras();
 }
 
-// LoRAs that fit the chosen model (issue 14); broken files are listed by the server with `error`
+// LoRAs that fit the chosen model; broken files are listed by the server with `error`
 async function loadLoras() {
   const sel = $("#lora");
   const previous = sel.value;

@@ -1,4 +1,4 @@
-"""Opt-in GPU tier for LoRAs (issue 14): unfused and fused (originals stashed on the CPU) restore the
+"""Opt-in GPU tier for LoRAs: unfused and fused (originals stashed on the CPU) restore the
 device weights exactly, and the branch follows the expert onto the device in bf16."""
 
 from __future__ import annotations

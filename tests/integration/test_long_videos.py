@@ -1,5 +1,5 @@
 """Long videos through the real service: the demo model, segments chained, seams measured, a
-worker killed mid-video resumes from its last stored segment (issue 17)."""
+worker killed mid-video resumes from its last stored segment."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LoRAs over real HTTP with a real worker (issue 14): catalog, validation, defaults, and that a job
+"""LoRAs over real HTTP with a real worker: catalog, validation, defaults, and that a job
 without LoRAs after a LoRA job is byte-identical to one before it."""
 
 from __future__ import annotations

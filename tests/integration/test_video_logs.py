@@ -1,4 +1,4 @@
-"""`GET /v1/videos/{id}/logs`: a real job's stages, steps and timings; owner-only (issue 18)."""
+"""`GET /v1/videos/{id}/logs`: a real job's stages, steps and timings; owner-only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Extensions, edits and remixes over real HTTP with the real worker (issue 17)."""
+"""Extensions, edits and remixes over real HTTP with the real worker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Same seed, same request → same video, job after job in one worker (issue 13, defect 10).
+"""Same seed, same request → same video, job after job in one worker (a reused worker once gave
+different MP4s for equal frames).
 
 Several seeds and prompts, identical requests repeated and interleaved, through one real worker of
 the demo model with its default thread count; every MP4 must equal the one built in this process

@@ -397,3 +397,20 @@ def test_distill_sampler_runs_without_guidance(tiny_t2v):
             h.remove()
     assert n == 4 and all(shape[0] == 1 for shape in calls)
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(("model", "size"), [("tiny-ti2v", (40, 64)), ("tiny-i2v-a14b", (24, 40))])
+def test_pil_and_tensor_images_take_one_preparation_path(model, size):
+    """One geometry for both input kinds. TI2V: an image already at its cover size is only cropped,
+    so a PIL image and the same pixels as a tensor give the same conditioning image; I2V-A14B: both
+    are stretched with the same bicubic resize."""
+    from PIL import Image
+
+    pipe = load_pipeline(model)
+    h, w = size
+    arr = (np.random.default_rng(5).random((h, w, 3)) * 255).astype(np.uint8)
+    pil = Image.fromarray(arr)
+    tensor = torch.from_numpy(arr).permute(2, 0, 1).float().div(255.0).sub(0.5).div(0.5)
+    a, b = pipe._prepare_image(pil, 32, 64), pipe._prepare_image(tensor, 32, 64)
+    assert a.shape == b.shape == (3, 32, 64)
+    assert torch.equal(a, b)

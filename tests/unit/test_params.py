@@ -7,7 +7,6 @@ import pytest
 from app.core.errors import InvalidInput
 from app.core.params import resolve, seconds_str, seconds_to_frames
 from app.core.schemas import ModelInfo, VideoCreate
-from app.core.status import ALLOWED, JobStatus, can_transition, is_terminal
 
 ONE = ModelInfo(
     model_id="m1",
@@ -104,12 +103,3 @@ def test_image_rules() -> None:
     with pytest.raises(InvalidInput):
         resolve(VideoCreate(prompt="x"), TWO, has_image=True)
     assert resolve(VideoCreate(prompt="x"), ONE, has_image=True).has_image
-
-
-def test_status_machine() -> None:
-    assert can_transition(JobStatus.QUEUED, JobStatus.IN_PROGRESS)
-    assert can_transition(JobStatus.IN_PROGRESS, JobStatus.IN_PROGRESS)  # redelivery
-    assert not can_transition(JobStatus.QUEUED, JobStatus.COMPLETED)
-    for terminal in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED):
-        assert is_terminal(terminal)
-        assert all(not can_transition(terminal, t) for t in ALLOWED)

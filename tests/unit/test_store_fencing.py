@@ -1,4 +1,4 @@
-"""Attempt fencing and cancel-before-complete in the atomic transition script (issue 13, defects 1, 8)."""
+"""Attempt fencing and cancel-before-complete in the atomic transition script."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Listing over expired and unreadable records (issue 13, defects 3 and 9), real redis-server."""
+"""Listing over expired and unreadable records, real redis-server."""
 
 from __future__ import annotations
 

@@ -60,12 +60,6 @@ def foreground_weights(video: Any, threshold: float = 0.25) -> tuple[np.ndarray,
     return weights, frames
 
 
-def nearest_color(rgb: np.ndarray) -> str:
-    names = list(COLORS)
-    pal = np.asarray([COLORS[n] for n in names], np.float32)
-    return names[int(np.argmin(np.linalg.norm(pal - rgb[None], axis=1)))]
-
-
 def dominant_color(video: Any, threshold: float = 0.25) -> str | None:
     """Palette colour most of the non-background pixels are closest to (None if nothing is there)."""
     weights, frames = foreground_weights(video, threshold)

@@ -21,12 +21,10 @@ diffusion loss alone teaches a from-scratch byte-level encoder too slowly).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -499,10 +497,6 @@ def build_latent_dataset(
     raw, stats = latent_stats(vae, torch.from_numpy(vids))
     _log(f"encoded latents {tuple(raw.shape)} ({time.time() - t0:.0f}s)", log)
     return raw, caps, stats
-
-
-def save_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:

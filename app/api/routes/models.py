@@ -1,17 +1,21 @@
-"""`GET /v1/models`: what live workers serve, with constraints and defaults (from Redis)."""
+"""What requests may name: `GET /v1/models` (what live workers serve, with constraints and defaults,
+from Redis) and `GET /v1/loras` (the LoRAs of `WANSERVE_LORA_DIR`)."""
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import APIRouter
 
 from app.api.deps import RedisDep, SettingsDep
 from app.core.extenders import live_extenders
+from app.core.loras import LoraList, catalog
 from app.core.output import upscale_sizes
 from app.core.params import size_str
 from app.core.registry import WorkerInfo, served_models
 from app.core.schemas import ModelInfo, ModelList, ModelPublic
 
-router = APIRouter(tags=["models"])
+router = APIRouter()
 
 
 def _public(info: ModelInfo, workers: list[WorkerInfo]) -> ModelPublic:
@@ -45,7 +49,7 @@ def _public(info: ModelInfo, workers: list[WorkerInfo]) -> ModelPublic:
     )
 
 
-@router.get("/v1/models", response_model=ModelList)
+@router.get("/v1/models", response_model=ModelList, tags=["models"])
 async def list_models(redis: RedisDep, settings: SettingsDep) -> ModelList:
     models = await served_models(redis, settings.worker_ttl_s)
     data = [_public(info, ws) for _, (info, ws) in sorted(models.items())]
@@ -53,3 +57,9 @@ async def list_models(redis: RedisDep, settings: SettingsDep) -> ModelList:
         available = bool(await live_extenders(redis, settings.worker_ttl_s))
         data = [m.model_copy(update={"prompt_extend_available": available}) for m in data]
     return ModelList(data=data)
+
+
+@router.get("/v1/loras", response_model=LoraList, tags=["loras"])
+async def list_loras(settings: SettingsDep) -> LoraList:
+    """Name, base models, recommended defaults, rank and size of each LoRA; broken files carry `error`."""
+    return LoraList(data=await asyncio.to_thread(catalog, settings.lora_dir))

@@ -1,105 +1,50 @@
-"""`/v1/videos`: create, list, retrieve, cancel, delete (the OpenAI shape, extended)."""
+"""`/v1/videos`: create, list, retrieve, cancel, delete (the OpenAI shape, extended).
+
+Each route reads and checks its input, makes one call into the service (`app.api.jobs`,
+the job store) and answers the public video object (`app.api.present`).
+"""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app.api.deps import JobDep, JobStoreDep, OwnerDep, QueueDep, RedisDep, SettingsDep, StorageDep
-from app.api.forms import read_create_body
-from app.api.present import to_public
-from app.api.security import admit_create
-from app.api.submit import submit
-from app.core.errors import Conflict, InvalidInput
-from app.core.schemas import VideoCreate, VideoDeleted, VideoList, VideoPublic
-from app.core.status import JobStatus
-from app.core.storage import job_prefix
+from app.api.deps import JobDep, OwnerDep, StateDep
+from app.api.forms import CREATE_BODY, read_create_body
+from app.api.jobs import Creation, cancel_job, create_job, delete_job
+from app.api.present import to_public, video_answer
+from app.core.errors import InvalidInput
+from app.core.idempotency import HEADER as IDEMPOTENCY_HEADER
+from app.core.schemas import VideoDeleted, VideoList, VideoPublic
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
-_CREATE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": VideoCreate.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "prompt": {"type": "string"},
-                        "input_reference": {"type": "string", "format": "binary"},
-                    },
-                    "required": ["prompt"],
-                    "additionalProperties": True,
-                }
-            },
-        },
-    }
-}
 
-
-def _poll_header(response: Response, status: JobStatus, settings: SettingsDep) -> None:
-    if status.is_pending:
-        response.headers["openai-poll-after-ms"] = str(settings.poll_after_ms)
-
-
-@router.post("", status_code=202, response_model=VideoPublic, openapi_extra=_CREATE_BODY)
-async def create_video(
-    request: Request,
-    response: Response,
-    settings: SettingsDep,
-    store: JobStoreDep,
-    queue: QueueDep,
-    storage: StorageDep,
-    redis: RedisDep,
-    owner: OwnerDep,
-) -> VideoPublic:
-    body, image = await read_create_body(request, settings)
-    gate = await admit_create(request, body, image, owner)  # webhook SSRF check, Idempotency-Key, limits
-    if gate.replay is not None:
-        response.headers["Idempotent-Replayed"] = "true"
-        rec = gate.replay
-    else:
-        try:
-            rec = await submit(
-                body,
-                image,
-                owner=owner,
-                settings=settings,
-                redis=redis,
-                store=store,
-                queue=queue,
-                storage=storage,
-                admit=gate.admit,
-            )
-        except BaseException:
-            await gate.abandon()
-            raise
-        await gate.complete(rec.id)
-    _poll_header(response, rec.status, settings)
-    pos = await store.queue_position(rec)
-    return to_public(rec, request=request, storage=storage, ttl_s=settings.url_ttl_s, queue_position=pos)
+@router.post("", status_code=202, response_model=VideoPublic, openapi_extra=CREATE_BODY)
+async def create_video(request: Request, response: Response, state: StateDep, owner: OwnerDep) -> VideoPublic:
+    body, image = await read_create_body(request, state.settings)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    created = await create_job(state, Creation(body, image), owner=owner, idempotency_key=key)
+    return await video_answer(created.record, state, request, response, replayed=created.replayed)
 
 
 @router.get("", response_model=VideoList)
 async def list_videos(
     request: Request,
-    settings: SettingsDep,
-    store: JobStoreDep,
-    storage: StorageDep,
+    state: StateDep,
     owner: OwnerDep,
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",
 ) -> VideoList:
+    settings = state.settings
     limit = min(limit, settings.max_list_limit)
     if "" in request.query_params:
         raise InvalidInput.field("query", "a query parameter has an empty name")
     after = after or None  # `after=` (empty) is the first page, as the spec's plain string allows
-    recs, has_more = await store.list(owner=owner, after=after, limit=limit, order=order)
-    data = [to_public(r, request=request, storage=storage, ttl_s=settings.url_ttl_s) for r in recs]
+    recs, has_more = await state.store.list(owner=owner, after=after, limit=limit, order=order)
+    data = [to_public(r, request=request, storage=state.storage, ttl_s=settings.url_ttl_s) for r in recs]
     return VideoList(
         data=data,
         first_id=data[0].id if data else None,
@@ -109,46 +54,21 @@ async def list_videos(
 
 
 @router.get("/{video_id}", response_model=VideoPublic)
-async def get_video(
-    rec: JobDep,
-    request: Request,
-    response: Response,
-    settings: SettingsDep,
-    store: JobStoreDep,
-    storage: StorageDep,
-) -> VideoPublic:
-    _poll_header(response, rec.status, settings)
-    pos = await store.queue_position(rec)
-    return to_public(rec, request=request, storage=storage, ttl_s=settings.url_ttl_s, queue_position=pos)
+async def get_video(rec: JobDep, request: Request, response: Response, state: StateDep) -> VideoPublic:
+    return await video_answer(rec, state, request, response)
 
 
 @router.post("/{video_id}/cancel", response_model=VideoPublic, responses={409: {}, 202: {}})
-async def cancel_video(
-    rec: JobDep,
-    request: Request,
-    response: Response,
-    settings: SettingsDep,
-    store: JobStoreDep,
-    queue: QueueDep,
-    storage: StorageDep,
-) -> VideoPublic:
+async def cancel_video(rec: JobDep, request: Request, response: Response, state: StateDep) -> VideoPublic:
     """Queued: cancelled at once (200). Running: stops at the next denoising step (202)."""
-    if rec.status.is_terminal:
-        raise Conflict(f"video {rec.id} is already {rec.status.value}; nothing to cancel")
-    new = await store.cancel(rec)
-    if new.status is JobStatus.CANCELLED and rec.status is JobStatus.QUEUED:
-        await queue.revoke(rec.id)
+    new = await cancel_job(state, rec)
     if new.status.is_pending:
         response.status_code = 202
-        _poll_header(response, new.status, settings)
-    elif new.status is not JobStatus.CANCELLED:
-        raise Conflict(f"video {rec.id} is already {new.status.value}; nothing to cancel")
-    return to_public(new, request=request, storage=storage, ttl_s=settings.url_ttl_s)
+    return await video_answer(new, state, request, response)
 
 
 @router.delete("/{video_id}", response_model=VideoDeleted)
-async def delete_video(rec: JobDep, store: JobStoreDep, storage: StorageDep) -> VideoDeleted:
+async def delete_video(rec: JobDep, state: StateDep) -> VideoDeleted:
     """Cancels a pending job, then removes its record and stored assets."""
-    await store.delete(rec)
-    await asyncio.to_thread(storage.delete_prefix, job_prefix(rec.id))
+    await delete_job(state, rec)
     return VideoDeleted(id=rec.id)

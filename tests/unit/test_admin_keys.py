@@ -1,4 +1,4 @@
-"""Admin keys and the placeholder signing key (issue 13, defect 4), against a real redis-server."""
+"""Admin keys and the placeholder signing key, against a real redis-server."""
 
 from __future__ import annotations
 

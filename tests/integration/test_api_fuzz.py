@@ -5,7 +5,7 @@ The gateway runs against a private Redis in which a worker for ``tiny-ti2v`` is 
 (its preset + a long-lived heartbeat) but none runs, so generated submissions are validated and
 queued without thousands of generations. Runtime is bounded by ``max_examples`` per operation.
 
-``test_api_contract_all_checks_with_auth`` (issue 18) runs *every* schemathesis check (status codes
+``test_api_contract_all_checks_with_auth`` runs *every* schemathesis check (status codes
 and headers documented, auth not ignored, content types, schemas, ...) against a gateway with auth on:
 the committed spec is the contract that client generators and fuzzers rely on.
 """

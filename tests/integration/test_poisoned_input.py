@@ -1,4 +1,4 @@
-"""Poisoned input never stored, never a 500 (issue 13, defects 3, 5, 7), against a real gateway + Redis.
+"""Poisoned input never stored, never a 500, against a real gateway + Redis.
 
 Every request below answered 500 (or was stored and broke GET/list for everyone) before: a lone
 surrogate or deep nesting in ``metadata``, a body or ``style`` nested 100k deep, conflicting form

@@ -1,6 +1,8 @@
-"""Same frames, same MP4 (issue 13, defect 10): libx264 with several threads made timing-dependent
-macroblock decisions, so one seed decoded to different videos (a whole 16x16 macroblock off by up
-to 24/255). The frames come from the demo model, where the effect was seen."""
+"""MP4 encoding (worker/encode.py): exact frames, size, rate and codec; same frames, same MP4.
+
+libx264 with several threads made timing-dependent macroblock decisions, so one seed decoded to
+different videos (a whole 16x16 macroblock off by up to 24/255). The frames come from the demo
+model, where the effect was seen."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import hashlib
 from pathlib import Path
 
 import av
+import numpy as np
+import pytest
 import torch
 
 from model import load_pipeline
@@ -28,3 +32,16 @@ def test_encoding_the_same_frames_gives_the_same_file(tmp_path: Path) -> None:
                 for _ in c.decode(c.streams.video[0]):
                     pass
     assert all(len(d) == 1 for d in digests.values()), digests
+
+
+def test_encode_exact_frames(tmp_path: Path) -> None:
+    frames = (np.random.default_rng(0).random((13, 32, 64, 3)) * 255).astype(np.uint8)
+    encode_mp4(frames, tmp_path / "v.mp4", fps=16)
+    with av.open(str(tmp_path / "v.mp4")) as c:
+        s = c.streams.video[0]
+        decoded = list(c.decode(s))
+        assert len(decoded) == 13 and (decoded[0].width, decoded[0].height) == (64, 32)
+        assert float(s.average_rate) == 16 and s.codec_context.name == "h264"
+        assert decoded[0].format.name == "yuv420p"
+    with pytest.raises(ValueError):
+        encode_mp4(frames[:, :31], tmp_path / "odd.mp4", fps=16)

@@ -162,7 +162,7 @@ def test_admin_view_needs_a_key_when_auth_is_on(stack: Stack) -> None:
         tenant = asyncio.run(make_key("reliability-tenant", False))
         with httpx.Client(base_url=gw.url or "", timeout=10) as c:
             assert c.get("/v1/admin/workers").status_code == 401
-            # issue 13: a tenant's key must not see every worker's current job (another tenant's id)
+            # a tenant's key must not see every worker's current job (another tenant's id)
             denied = c.get("/v1/admin/workers", headers={"Authorization": f"Bearer {tenant}"})
             assert denied.status_code == 403 and "admin" in denied.json()["detail"]
             auth = {"Authorization": f"Bearer {token}"}

@@ -1,4 +1,4 @@
-"""Issue 13, defect 6: the open event streams of a revoked key end within a few seconds."""
+"""The open event streams of a revoked key end within a few seconds (revoking must cut live access)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attempt fencing (issue 13, defect 1): a paused worker never touches a newer attempt's job.
+"""Attempt fencing: a paused worker never touches a newer attempt's job.
 
 Worker A is frozen (SIGSTOP on its whole process group, like a long GC pause or a frozen VM) past
 its lease; the reaper requeues the job; worker B completes it; A wakes (SIGCONT). A's writes carry
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.test_reliability_workers import STEPS, _stored_files
+from tests.integration.test_lost_workers_shutdown import STEPS, _stored_files
 from tests.reliability_support import Stack, open_stack
 from tests.service_support import wait_for
 

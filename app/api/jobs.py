@@ -1,4 +1,12 @@
-"""Create a job: resolve against the served model, store the record, enqueue by task name."""
+"""The job service the routes call: create, cancel, delete.
+
+`create_job` is the one create path of ``POST /v1/videos``, ``/extensions``, ``/edits`` and
+``/{id}/remix`` (the source routes differ only in the `Creation` they build, `app.api.video_sources`):
+admission (limits, Idempotency-Key), resolution against the served model, the stored record, the
+enqueued task. `cancel_job`: a queued job is cancelled at once and its task revoked; a running one gets
+the cancel flag its worker checks every denoising step, so it is still pending (the route's 202).
+`delete_job` removes the record and the stored files.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +14,13 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aredis
-
 from app.api.forms import normalise_image
-from app.api.queue import JobQueue
-from app.core.config import Settings
-from app.core.errors import InvalidInput, QueueUnavailable
+from app.api.security import admit_create
+from app.api.state import AppState
+from app.core.errors import Conflict, InvalidInput, QueueUnavailable
 from app.core.extenders import extend_route, extension_available
 from app.core.jobstore_async import AsyncJobStore
 from app.core.logjson import request_id_var
@@ -38,20 +45,56 @@ def new_job_id() -> str:
     return f"video_{uuid.uuid4().hex}"
 
 
+@dataclass(frozen=True)
+class Creation:
+    """One create request: the `VideoCreate` fields, the input image, how a source fits the params."""
+
+    body: dict[str, Any]
+    image: bytes | None = None
+    adjust: Adjust | None = None
+    # what the Idempotency-Key fingerprint covers when it is not (body, image): a source route's
+    # request as sent, with its source reference or file
+    sent: tuple[dict[str, Any], bytes | None] | None = None
+
+
+@dataclass(frozen=True)
+class Created:
+    record: JobRecord
+    replayed: bool  # an Idempotency-Key seen before: the earlier job, nothing new was created
+
+
+async def create_job(
+    state: AppState, creation: Creation, *, owner: str | None, idempotency_key: str | None
+) -> Created:
+    """Admit, create and enqueue one job, or replay the job an earlier request with the key made."""
+    sent_body, sent_image = creation.sent or (creation.body, creation.image)
+    gate = await admit_create(
+        state, sent_body, sent_image, owner=owner, idempotency_key=idempotency_key
+    )  # webhook SSRF check, Idempotency-Key, limits
+    if gate.replay is not None:
+        return Created(gate.replay, replayed=True)
+    try:
+        rec = await submit(
+            state, creation.body, creation.image, owner=owner, admit=gate.admit, adjust=creation.adjust
+        )
+    except BaseException:
+        await gate.abandon()
+        raise
+    await gate.complete(rec.id)
+    return Created(rec, replayed=False)
+
+
 async def submit(
+    state: AppState,
     body: dict[str, Any],
     image: bytes | None,
     *,
     owner: str | None,
-    settings: Settings,
-    redis: aredis.Redis,
-    store: AsyncJobStore,
-    queue: JobQueue,
-    storage: Storage,
     admit: Callable[[str], Awaitable[None]] | None = None,
     adjust: Adjust | None = None,
 ) -> JobRecord:
     """``admit(job_id)`` (quotas) enforces the active-job and queue limits before anything is stored."""
+    settings, redis, store, storage = state.settings, state.redis, state.store, state.storage
     req = VideoCreate.model_validate(body)
     if req.metadata is not None and len(str(req.metadata)) > MAX_METADATA_CHARS:
         raise InvalidInput.field("metadata", f"larger than {MAX_METADATA_CHARS} characters")
@@ -74,11 +117,11 @@ async def submit(
         model_id=model_id,
     )
     loras: list[LoraRef] = []
-    if req.loras:  # issue 14: names checked against WANSERVE_LORA_DIR, sidecar defaults filled in
+    if req.loras:  # names checked against WANSERVE_LORA_DIR, sidecar defaults filled in
         req, loras = await asyncio.to_thread(apply_lora_request, req, model_id, settings)
-    req, out_size = split_size(req, info)  # issue 17: sizes above native are upscaled
+    req, out_size = split_size(req, info)  # sizes above native are upscaled
     params = resolve(req, info, has_image=image is not None)
-    params = apply_output(req, info, params, out_size)  # issue 17: fps above native is interpolated
+    params = apply_output(req, info, params, out_size)  # fps above native is interpolated
     params = apply_long_video(req, info, params, max_video_seconds=settings.max_video_seconds)
     if loras:
         params = params.model_copy(update={"loras": loras})
@@ -91,7 +134,7 @@ async def submit(
         input_key = job_key(job_id, "input")
         await asyncio.to_thread(storage.put_bytes, input_key, png, "image/png")
     extra: dict[str, Any] = {}
-    if adjust is not None:  # issue 17: extensions, edits and remixes fit params to their source
+    if adjust is not None:  # extensions, edits and remixes fit params to their source
         params, extra = await adjust(req, info, params, job_id)
     rec = JobRecord(
         id=job_id,
@@ -112,7 +155,7 @@ async def submit(
     )
     await store.create(rec)
     try:
-        await queue.enqueue(job_id, model_id, **extend_route(rec.prompt_extend, settings))
+        await state.queue.enqueue(job_id, model_id, **extend_route(rec.prompt_extend, settings))
     except QueueUnavailable:
         await _undo(rec, store, storage)
         raise
@@ -124,3 +167,23 @@ async def _undo(rec: JobRecord, store: AsyncJobStore, storage: Storage) -> None:
         await store.delete(rec)
     finally:
         await asyncio.to_thread(storage.delete_prefix, job_prefix(rec.id))
+
+
+async def cancel_job(state: AppState, rec: JobRecord) -> JobRecord:
+    """-> the record after the call: ``cancelled``, or still pending with the cancel requested.
+
+    Conflict (409) when the job already finished, before or during the call."""
+    if rec.status.is_terminal:
+        raise Conflict(f"video {rec.id} is already {rec.status.value}; nothing to cancel")
+    new = await state.store.cancel(rec)
+    if new.status is JobStatus.CANCELLED and rec.status is JobStatus.QUEUED:
+        await state.queue.revoke(rec.id)  # best effort: the worker skips a cancelled record anyway
+    if not new.status.is_pending and new.status is not JobStatus.CANCELLED:
+        raise Conflict(f"video {rec.id} is already {new.status.value}; nothing to cancel")
+    return new
+
+
+async def delete_job(state: AppState, rec: JobRecord) -> None:
+    """Cancels a pending job (a running worker sees its record gone), then removes its files."""
+    await state.store.delete(rec)
+    await asyncio.to_thread(state.storage.delete_prefix, job_prefix(rec.id))
