@@ -177,14 +177,3 @@ class RateLimiter:
 
     async def active_count(self, owner: str) -> int:
         return int(await self.redis.scard(keys.active_jobs(owner)))
-
-
-def release_job_sync(redis_client: object, owner: str, job_id: str) -> None:
-    """Same as ``RateLimiter.release_job`` for synchronous callers (the worker's transition hook)."""
-    from redis import Redis as SyncRedis
-
-    assert isinstance(redis_client, SyncRedis)
-    pipe = redis_client.pipeline(transaction=True)
-    pipe.srem(keys.active_jobs(owner), job_id)
-    pipe.srem(keys.ACTIVE_ALL, job_id)
-    pipe.execute()

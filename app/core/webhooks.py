@@ -255,13 +255,6 @@ async def list_deliveries(redis: AsyncRedis, job_id: str) -> list[dict[str, Any]
     return out
 
 
-async def delete_log(redis: AsyncRedis, job_id: str) -> None:
-    ids = await redis.lrange(keys.webhook_log(job_id), 0, -1)
-    names = [keys.webhook_log(job_id)]
-    names += [keys.webhook_message(_s(m)) for m in ids] + [keys.webhook_attempts(_s(m)) for m in ids]
-    await redis.delete(*names)
-
-
 def event_name(event_type: str) -> str | None:
     """``video.completed`` → ``completed`` when it is a webhook event, else None."""
     name = event_type.removeprefix("video.")
