@@ -155,8 +155,10 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/videos/{}/events"): RouteDoc(
         "Stream job events (SSE)",
         "Server-Sent Events: every state transition and every denoising step, ending with the terminal "
-        "event. Reconnect with `Last-Event-ID` to resume without gaps.",
-        (*_AUTH, 404, 503),
+        "event. Reconnect with `Last-Event-ID` to resume without gaps. Open streams are capped per API "
+        "key (`WANSERVE_MAX_STREAMS_PER_KEY`, across gateways) and per gateway "
+        "(`WANSERVE_MAX_STREAMS_TOTAL`): beyond either the answer is 429 with `Retry-After`.",
+        (*_AUTH, 404, 429, 503),
         {
             200: {
                 "description": "text/event-stream",

@@ -28,6 +28,7 @@ from app.api.routes import (
 )
 from app.api.security import install_security
 from app.api.state import AppState
+from app.api.streams import EventStreams
 from app.api.webhooks import install_gateway_hooks
 from app.core.config import Settings
 from app.core.jobstore_async import AsyncJobStore
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store=AsyncJobStore(r, retention_s=settings.retention_s),
             queue=queue,
             storage=make_storage(settings),
+            streams=EventStreams.open(r, settings),
         )
         app.state.wanserve = state
         sweeper = install_gateway_hooks(state.store, queue, state.storage, settings)  # webhooks, retention
@@ -61,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sweeper.cancel()
             for task in background:
                 task.cancel()
+            await state.streams.close()
             queue.close()
             await r.aclose()
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import redis.asyncio as aredis
 
 from app.api.queue import JobQueue
+from app.api.streams import EventStreams
 from app.core.config import Settings
 from app.core.jobstore_async import AsyncJobStore
 from app.core.storage import Storage
@@ -19,3 +20,4 @@ class AppState:
     store: AsyncJobStore
     queue: JobQueue
     storage: Storage
+    streams: EventStreams

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     broker_url: str | None = None  # defaults to redis_url
     redis_timeout_s: float = Field(2.0, gt=0)  # connect/read timeout; Redis down -> 503 after this
     enqueue_timeout_s: float = Field(3.0, gt=0)  # broker publish budget before answering 503
+    # gateway: Redis connections shared by requests; a burst past it waits up to redis_timeout_s
+    redis_max_connections: int = Field(100, ge=2)
 
     # --- gateway -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -37,6 +39,8 @@ class Settings(BaseSettings):
     public_url: str | None = None  # base of signed URLs; default: the request's own base URL
     poll_after_ms: int = Field(1000, ge=0)  # `openai-poll-after-ms` hint while a job is pending
     sse_keepalive_s: float = Field(15.0, gt=0)
+    max_streams_per_key: int = Field(20, ge=0)  # open /events streams per API key, all gateways; 0 = off
+    max_streams_total: int = Field(500, ge=0)  # open /events streams per gateway process; 0 = off
     max_list_limit: int = Field(100, ge=1)
 
     # --- storage -----------------------------------------------------------------------------

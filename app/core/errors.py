@@ -5,6 +5,7 @@
     ├── NotFound              404     unknown (or not visible) job / object
     ├── Conflict              409     the request contradicts the job's state (cancel a finished job)
     ├── Forbidden             403     bad or expired signature
+    ├── TooManyStreams        429     too many open event streams (per key or per gateway); Retry-After
     ├── QueueUnavailable      503     Redis / broker unreachable; retry later
     ├── StorageError          502     the storage backend failed
     └── JobError                      raised inside the worker; ``code`` lands in the job's `error`
@@ -61,6 +62,14 @@ class Conflict(ServiceError):
 
 class Forbidden(ServiceError):
     status, title, type_slug = 403, "Forbidden", "forbidden"
+
+
+class TooManyStreams(ServiceError):
+    status, title, type_slug = 429, "Too many open streams", "too-many-streams"
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class QueueUnavailable(ServiceError):
