@@ -91,6 +91,16 @@ PROBLEM_EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
         _problem(413, "too-large", "Payload too large", "input_reference exceeds 20 MB"),
     ),
     416: ("Unsatisfiable range", _problem(416, "range", "Range not satisfiable", "bytes=999999999-")),
+    422: (
+        "Unreadable record",
+        _problem(
+            422,
+            "unreadable-record",
+            "Unreadable job record",
+            "the stored record of video video_0123456789abcdef cannot be read (params: Field required); "
+            "DELETE /v1/videos/video_0123456789abcdef removes it",
+        ),
+    ),
     429: ("Rate limited", _problem(429, "rate-limited", "Too many requests", "retry after 2 s")),
     502: ("Storage failure", _problem(502, "storage", "Storage error", "upload to the bucket failed")),
     503: (

@@ -103,8 +103,9 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/videos/{}"): RouteDoc(
         "Retrieve a video job",
         "The video object. While the job is pending the `openai-poll-after-ms` header suggests when to "
-        "poll again; `urls` holds short-lived signed links once it is completed.",
-        (*_AUTH, 404, 503),
+        "poll again; `urls` holds short-lived signed links once it is completed. A stored record that "
+        "cannot be read answers 422 (delete it with `DELETE`).",
+        (*_AUTH, 404, 422, 503),
         {
             200: _ok(
                 "The video object",
@@ -117,7 +118,8 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ),
     ("DELETE", "/v1/videos/{}"): RouteDoc(
         "Delete a video job",
-        "Cancels the job if it is still pending, then removes its record and stored files.",
+        "Cancels the job if it is still pending, then removes its record and stored files (also a "
+        "record that cannot be read any more).",
         (*_AUTH, 404, 503),
         {
             200: _ok(

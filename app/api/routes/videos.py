@@ -7,12 +7,21 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app.api.deps import JobDep, JobStoreDep, OwnerDep, QueueDep, RedisDep, SettingsDep, StorageDep
+from app.api.deps import (
+    JobDep,
+    JobOrUnreadableDep,
+    JobStoreDep,
+    OwnerDep,
+    QueueDep,
+    RedisDep,
+    SettingsDep,
+    StorageDep,
+)
 from app.api.forms import read_create_body
 from app.api.present import to_public
 from app.api.security import admit_create
 from app.api.submit import submit
-from app.core.errors import Conflict, InvalidInput
+from app.core.errors import Conflict, InvalidInput, UnreadableRecord
 from app.core.schemas import VideoCreate, VideoDeleted, VideoList, VideoPublic
 from app.core.status import JobStatus
 from app.core.storage import job_prefix
@@ -147,8 +156,14 @@ async def cancel_video(
 
 
 @router.delete("/{video_id}", response_model=VideoDeleted)
-async def delete_video(rec: JobDep, store: JobStoreDep, storage: StorageDep) -> VideoDeleted:
-    """Cancels a pending job, then removes its record and stored assets."""
-    await store.delete(rec)
-    await asyncio.to_thread(storage.delete_prefix, job_prefix(rec.id))
-    return VideoDeleted(id=rec.id)
+async def delete_video(rec: JobOrUnreadableDep, store: JobStoreDep, storage: StorageDep) -> VideoDeleted:
+    """Cancels a pending job, then removes its record and stored assets (also a record that
+    cannot be read any more: deleting it is how its owner gets rid of it)."""
+    if isinstance(rec, UnreadableRecord):
+        await store.purge(rec.job_id, owner=rec.owner, model=rec.model)
+        job_id = rec.job_id
+    else:
+        await store.delete(rec)
+        job_id = rec.id
+    await asyncio.to_thread(storage.delete_prefix, job_prefix(job_id))
+    return VideoDeleted(id=job_id)
