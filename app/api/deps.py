@@ -73,7 +73,7 @@ AdminDep = Annotated[str | None, Depends(require_admin)]
 async def get_job(video_id: str, store: JobStoreDep, owner: OwnerDep) -> JobRecord:
     """The job named in the path, visible to the caller, else 404 (other owners' jobs look absent).
 
-    A stored record that cannot be read answers 422 (`UnreadableRecord`) to its owner only."""
+    A stored record that cannot be read answers 409 (`UnreadableRecord`) to its owner only."""
     try:
         rec = await store.get(video_id)
     except UnreadableRecord as exc:

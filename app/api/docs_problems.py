@@ -91,16 +91,6 @@ PROBLEM_EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
         _problem(413, "too-large", "Payload too large", "input_reference exceeds 20 MB"),
     ),
     416: ("Unsatisfiable range", _problem(416, "range", "Range not satisfiable", "bytes=999999999-")),
-    422: (
-        "Unreadable record",
-        _problem(
-            422,
-            "unreadable-record",
-            "Unreadable job record",
-            "the stored record of video video_0123456789abcdef cannot be read (params: Field required); "
-            "DELETE /v1/videos/video_0123456789abcdef removes it",
-        ),
-    ),
     429: ("Rate limited", _problem(429, "rate-limited", "Too many requests", "retry after 2 s")),
     502: ("Storage failure", _problem(502, "storage", "Storage error", "upload to the bucket failed")),
     503: (
@@ -114,7 +104,7 @@ _DESCRIPTIONS = {
     401: "Missing or invalid API key",
     403: "Forbidden",
     404: "Not found",
-    409: "Conflict with the job's state",
+    409: "Conflict with the job's state (or its stored record cannot be read: DELETE still removes it)",
     413: "Payload too large",
     416: "Range not satisfiable",
     429: "Rate limited",

@@ -104,8 +104,8 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "Retrieve a video job",
         "The video object. While the job is pending the `openai-poll-after-ms` header suggests when to "
         "poll again; `urls` holds short-lived signed links once it is completed. A stored record that "
-        "cannot be read answers 422 (delete it with `DELETE`).",
-        (*_AUTH, 404, 422, 503),
+        "cannot be read answers 409 `unreadable_record` (delete it with `DELETE`).",
+        (*_AUTH, 404, 409, 503),
         {
             200: _ok(
                 "The video object",

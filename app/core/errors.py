@@ -5,7 +5,7 @@
     ├── NotFound              404     unknown (or not visible) job / object
     ├── Conflict              409     the request contradicts the job's state (cancel a finished job)
     ├── Forbidden             403     bad or expired signature
-    ├── UnreadableRecord      422     the stored job record cannot be read or rendered; DELETE still works
+    ├── UnreadableRecord      409     the stored job record cannot be read or rendered; DELETE still works
     ├── TooManyStreams        429     too many open event streams (per key or per gateway); Retry-After
     ├── QueueUnavailable      503     Redis / broker unreachable; retry later
     ├── StorageError          502     the storage backend failed
@@ -67,9 +67,11 @@ class Forbidden(ServiceError):
 
 class UnreadableRecord(ServiceError):
     """A stored job record that fails to decode or render (written by an older, laxer version, or
-    corrupted). Carries what could still be read, so ownership is checked and DELETE can remove it."""
+    corrupted). 409: the record's state, not the request, is at fault (and 422 stays out of the API,
+    whose validation errors are 400). Carries what could still be read, so ownership is checked and
+    DELETE can remove it."""
 
-    status, title, type_slug = 422, "Unreadable job record", "unreadable-record"
+    status, title, type_slug = 409, "Unreadable job record", "unreadable-record"
     retryable = False
 
     def __init__(self, job_id: str, *, owner: str | None, model: str | None, reason: str) -> None:
