@@ -29,7 +29,8 @@ from app.api.state import AppState
 from app.core import keys, metrics
 from app.core.errors import QueueUnavailable
 from app.core.logjson import job_id_var, request_id_var
-from app.core.reaper import reaper
+from app.core.reaper import Housekeeping, reaper
+from app.core.redisconn import async_broker_client
 
 HEADER = "X-Request-ID"
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -187,6 +188,11 @@ def start_background(state: AppState) -> list[asyncio.Task[None]]:
             interval_s=s.reaper_interval_s,
             max_attempts=s.max_attempts,
             enqueue=state.queue.enqueue,
+            housekeeping=Housekeeping(
+                broker=state.redis if s.broker == s.redis_url else async_broker_client(s),
+                queued_recover_s=s.queued_recover_s,
+                retention_s=s.retention_s,
+            ),
         ),
         name="wanserve-reaper",
     )

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # --- reliability (README "Reliability and observability settings") ---------------
     job_lease_ttl_s: float = Field(30.0, gt=0)  # a running job's worker silent this long is presumed dead
     reaper_interval_s: float = Field(5.0, gt=0)  # gateway: how often expired leases are reaped
+    # gateway: a queued job with no broker message this long (gateway died before publishing, worker
+    # child died before starting it) is re-published, and failed after max_attempts
+    queued_recover_s: float = Field(300.0, gt=0)
     shutdown_grace_s: float = Field(60.0, ge=0)  # SIGTERM: the job may finish this long, else requeued
     retention_sweep_interval_s: float = Field(60.0, gt=0)  # gateway: how often expired assets are deleted
     log_format: Literal["json", "text"] = "json"  # json: one object per line with request_id / job_id

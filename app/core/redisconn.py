@@ -40,3 +40,8 @@ def async_client(settings: Settings) -> aredis.Redis:
         **_kwargs(settings),
     )
     return aredis.Redis.from_pool(pool)
+
+
+def async_broker_client(settings: Settings) -> aredis.Redis:
+    """The broker's Redis (for reading its queues), with the same bounded timeouts."""
+    return aredis.Redis.from_url(settings.broker, **_kwargs(settings))
