@@ -28,6 +28,9 @@ class KeyCheck:
         now = time.monotonic()
         checked_at, valid = self._seen.get(token, (0.0, True))
         if now - checked_at >= KEY_RECHECK_S:
+            # marked before the lookup, so the other streams of this key keep the last answer
+            # meanwhile instead of all asking at once
+            self._seen[token] = (now, valid)
             valid = await ApiKeyStore(self.r).authenticate(token) is not None
             self._seen[token] = (now, valid)
             if len(self._seen) > 10_000:  # tokens of long-closed streams
