@@ -72,8 +72,6 @@ def _loras_field(value: Any) -> Any:
     if isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
         return [value[k] for k in sorted(value, key=int)]
     return value
-
-
 class CacheRequest(BaseModel):
     """Step caching: skip the transformer on denoising steps that change little (README "Step caching")."""
 
