@@ -5,6 +5,7 @@ key's requests, /readyz and /v1/models answering 2xx."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from typing import Any
 
@@ -77,6 +78,12 @@ async def _flood(base: str, flooder: str, other: str) -> dict[str, Any]:
         await again.aclose()
         for s in streams[1:]:
             await s.aclose()
+        # a stream that ends on its terminal event frees its slot too (the job waits behind the
+        # flooded one, so the cancel is immediate)
+        queued = (await oc.post("/v1/videos", json={"prompt": "to cancel", "num_inference_steps": 1})).json()
+        await oc.post(f"/v1/videos/{queued['id']}/cancel")
+        async with oc.stream("GET", f"/v1/videos/{queued['id']}/events") as s:
+            out["cancel_events"] = [line async for line in s.aiter_lines() if line.startswith("event:")]
     return out
 
 
@@ -103,6 +110,13 @@ def test_stream_caps_and_flood(tmp_path) -> None:
         assert retry_after is not None and int(retry_after) >= 1
         assert "stream" in body
         assert out["again"] == 200
+        assert out["cancel_events"][-1] == "event: video.cancelled"
+        # every slot is given back: by the client leaving, and by the terminal event
+        slots = server.client()
+        deadline = time.monotonic() + 10
+        while list(slots.scan_iter("wanserve:streams:*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not list(slots.scan_iter("wanserve:streams:*"))
     finally:
         worker.kill()
         gw.stop()
