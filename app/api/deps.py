@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from app.api.state import AppState
 from app.core.config import Settings
-from app.core.errors import Forbidden, NotFound
+from app.core.errors import Forbidden, NotFound, UnreadableRecord
 from app.core.jobstore_async import AsyncJobStore
 from app.core.schemas import JobRecord
 from app.core.storage import Storage
@@ -67,11 +67,29 @@ AdminDep = Annotated[str | None, Depends(require_admin)]
 
 
 async def get_job(video_id: str, store: JobStoreDep, owner: OwnerDep) -> JobRecord:
-    """The job named in the path, visible to the caller, else 404 (other owners' jobs look absent)."""
-    rec = await store.get(video_id)
+    """The job named in the path, visible to the caller, else 404 (other owners' jobs look absent).
+
+    A stored record that cannot be read answers 409 (`UnreadableRecord`) to its owner only."""
+    try:
+        rec = await store.get(video_id)
+    except UnreadableRecord as exc:
+        if owner is not None and exc.owner != owner:
+            raise NotFound(f"no video {video_id!r}") from None
+        raise
     if rec is None or (owner is not None and rec.owner != owner):
         raise NotFound(f"no video {video_id!r}")
     return rec
 
 
+async def get_job_or_unreadable(
+    video_id: str, store: JobStoreDep, owner: OwnerDep
+) -> JobRecord | UnreadableRecord:
+    """Like `get_job`, but an unreadable record of the caller's is returned, not raised (DELETE)."""
+    try:
+        return await get_job(video_id, store, owner)
+    except UnreadableRecord as exc:
+        return exc
+
+
 JobDep = Annotated[JobRecord, Depends(get_job)]
+JobOrUnreadableDep = Annotated[JobRecord | UnreadableRecord, Depends(get_job_or_unreadable)]

@@ -104,7 +104,7 @@ _DESCRIPTIONS = {
     401: "Missing or invalid API key",
     403: "Forbidden",
     404: "Not found",
-    409: "Conflict with the job's state",
+    409: "Conflict with the job's state (or its stored record cannot be read: DELETE still removes it)",
     413: "Payload too large",
     416: "Range not satisfiable",
     429: "Rate limited",

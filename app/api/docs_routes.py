@@ -97,8 +97,9 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/videos/{}"): RouteDoc(
         "Retrieve a video job",
         "The video object. While the job is pending the `openai-poll-after-ms` header suggests when to "
-        "poll again; `urls` holds short-lived signed links once it is completed.",
-        (*_AUTH, 404, 503),
+        "poll again; `urls` holds short-lived signed links once it is completed. A stored record that "
+        "cannot be read answers 409 `unreadable_record` (delete it with `DELETE`).",
+        (*_AUTH, 404, 409, 503),
         {
             200: _ok(
                 "The video object",
@@ -111,7 +112,8 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ),
     ("DELETE", "/v1/videos/{}"): RouteDoc(
         "Delete a video job",
-        "Cancels the job if it is still pending, then removes its record and stored files.",
+        "Cancels the job if it is still pending, then removes its record and stored files (also a "
+        "record that cannot be read any more).",
         (*_AUTH, 404, 503),
         {
             200: _ok(
@@ -149,8 +151,10 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/videos/{}/events"): RouteDoc(
         "Stream job events (SSE)",
         "Server-Sent Events: every state transition and every denoising step, ending with the terminal "
-        "event. Reconnect with `Last-Event-ID` to resume without gaps.",
-        (*_AUTH, 404, 503),
+        "event. Reconnect with `Last-Event-ID` to resume without gaps. Open streams are capped per API "
+        "key (`WANSERVE_MAX_STREAMS_PER_KEY`, across gateways) and per gateway "
+        "(`WANSERVE_MAX_STREAMS_TOTAL`): beyond either the answer is 429 with `Retry-After`.",
+        (*_AUTH, 404, 429, 503),
         {
             200: {
                 "description": "text/event-stream",

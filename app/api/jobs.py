@@ -20,7 +20,7 @@ from typing import Any
 from app.api.forms import normalise_image
 from app.api.security import admit_create
 from app.api.state import AppState
-from app.core.errors import Conflict, InvalidInput, QueueUnavailable
+from app.core.errors import Conflict, InvalidInput, QueueUnavailable, UnreadableRecord
 from app.core.extenders import extend_route, extension_available
 from app.core.jobstore_async import AsyncJobStore
 from app.core.logjson import request_id_var
@@ -183,7 +183,15 @@ async def cancel_job(state: AppState, rec: JobRecord) -> JobRecord:
     return new
 
 
-async def delete_job(state: AppState, rec: JobRecord) -> None:
-    """Cancels a pending job (a running worker sees its record gone), then removes its files."""
-    await state.store.delete(rec)
-    await asyncio.to_thread(state.storage.delete_prefix, job_prefix(rec.id))
+async def delete_job(state: AppState, rec: JobRecord | UnreadableRecord) -> str:
+    """Cancels a pending job (a running worker sees its record gone), then removes its files.
+
+    A record that cannot be read any more is purged by its index facts alone."""
+    if isinstance(rec, UnreadableRecord):
+        await state.store.purge(rec.job_id, owner=rec.owner, model=rec.model)
+        job_id = rec.job_id
+    else:
+        await state.store.delete(rec)
+        job_id = rec.id
+    await asyncio.to_thread(state.storage.delete_prefix, job_prefix(job_id))
+    return job_id

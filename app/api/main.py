@@ -30,6 +30,7 @@ from app.api.routes import (
 )
 from app.api.security import install_security
 from app.api.state import AppState
+from app.api.streams import EventStreams
 from app.core.background import start_gateway_loops, stop_gateway_loops
 from app.core.config import Settings
 from app.core.effects import build_async_job_store
@@ -49,7 +50,14 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         queue = JobQueue(settings)
         storage = make_storage(settings)
         store = build_async_job_store(settings, r, storage=storage, send_task=queue.celery.send_task)
-        state = AppState(settings=settings, redis=r, store=store, queue=queue, storage=storage)
+        state = AppState(
+            settings=settings,
+            redis=r,
+            store=store,
+            queue=queue,
+            storage=storage,
+            streams=EventStreams.open(r, settings),
+        )
         app.state.wanserve = state
         loops = start_gateway_loops(settings, r, store, storage, enqueue=queue.enqueue)
         log.info("gateway ready: redis=%s default model=%s", settings.redis_url, settings.model)
@@ -57,6 +65,7 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
             yield
         finally:
             await stop_gateway_loops(loops)
+            await state.streams.close()
             queue.close()
             await r.aclose()
 

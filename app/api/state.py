@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import redis.asyncio as aredis
 
 from app.api.queue import TaskQueue
+from app.api.streams import EventStreams
 from app.core.config import Settings
 from app.core.jobstore_async import AsyncJobStore
 from app.core.storage import Storage
@@ -24,3 +25,4 @@ class AppState:
     store: AsyncJobStore
     queue: TaskQueue
     storage: Storage
+    streams: EventStreams

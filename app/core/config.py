@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     broker_url: str | None = None  # defaults to redis_url
     redis_timeout_s: float = Field(2.0, gt=0)  # connect/read timeout; Redis down -> 503 after this
     enqueue_timeout_s: float = Field(3.0, gt=0)  # broker publish budget before answering 503
+    # gateway: Redis connections shared by requests; a burst past it waits up to redis_timeout_s
+    redis_max_connections: int = Field(100, ge=2)
 
     # --- gateway -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -37,6 +39,8 @@ class Settings(BaseSettings):
     public_url: str | None = None  # base of signed URLs; default: the request's own base URL
     poll_after_ms: int = Field(1000, ge=0)  # `openai-poll-after-ms` hint while a job is pending
     sse_keepalive_s: float = Field(15.0, gt=0)
+    max_streams_per_key: int = Field(20, ge=0)  # open /events streams per API key, all gateways; 0 = off
+    max_streams_total: int = Field(500, ge=0)  # open /events streams per gateway process; 0 = off
     max_list_limit: int = Field(100, ge=1)
 
     # --- storage -----------------------------------------------------------------------------
@@ -72,6 +76,9 @@ class Settings(BaseSettings):
     # --- reliability (README "Reliability and observability settings") ---------------
     job_lease_ttl_s: float = Field(30.0, gt=0)  # a running job's worker silent this long is presumed dead
     reaper_interval_s: float = Field(5.0, gt=0)  # gateway: how often expired leases are reaped
+    # gateway: a queued job with no broker message this long (gateway died before publishing, worker
+    # child died before starting it) is re-published, and failed after max_attempts
+    queued_recover_s: float = Field(300.0, gt=0)
     shutdown_grace_s: float = Field(60.0, ge=0)  # SIGTERM: the job may finish this long, else requeued
     retention_sweep_interval_s: float = Field(60.0, gt=0)  # gateway: how often expired assets are deleted
     log_format: Literal["json", "text"] = "json"  # json: one object per line with request_id / job_id

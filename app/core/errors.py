@@ -5,6 +5,8 @@
     ├── NotFound              404     unknown (or not visible) job / object
     ├── Conflict              409     the request contradicts the job's state (cancel a finished job)
     ├── Forbidden             403     bad or expired signature
+    ├── UnreadableRecord      409     the stored job record cannot be read or rendered; DELETE still works
+    ├── TooManyStreams        429     too many open event streams (per key or per gateway); Retry-After
     ├── QueueUnavailable      503     Redis / broker unreachable; retry later
     ├── StorageError          502     the storage backend failed
     └── JobError                      raised inside the worker; ``code`` lands in the job's `error`
@@ -61,6 +63,31 @@ class Conflict(ServiceError):
 
 class Forbidden(ServiceError):
     status, title, type_slug = 403, "Forbidden", "forbidden"
+
+
+class UnreadableRecord(ServiceError):
+    """A stored job record that fails to decode or render (written by an older, laxer version, or
+    corrupted). 409: the record's state, not the request, is at fault (and 422 stays out of the API,
+    whose validation errors are 400). Carries what could still be read, so ownership is checked and
+    DELETE can remove it."""
+
+    status, title, type_slug = 409, "Unreadable job record", "unreadable-record"
+    retryable = False
+
+    def __init__(self, job_id: str, *, owner: str | None, model: str | None, reason: str) -> None:
+        super().__init__(
+            f"the stored record of video {job_id} cannot be read ({reason}); "
+            f"DELETE /v1/videos/{job_id} removes it"
+        )
+        self.job_id, self.owner, self.model = job_id, owner, model
+
+
+class TooManyStreams(ServiceError):
+    status, title, type_slug = 429, "Too many open streams", "too-many-streams"
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class QueueUnavailable(ServiceError):

@@ -11,10 +11,11 @@ import logging
 from typing import Any, cast
 
 import redis.asyncio as aredis
+from pydantic import ValidationError
 
 from app.core import keys
 from app.core.bodycheck import check_body
-from app.core.errors import InvalidInput
+from app.core.errors import InvalidInput, ServiceError, UnreadableRecord
 from app.core.jobstore import (
     CANCEL_RUNNING_LUA,
     CREATE_LUA,
@@ -46,6 +47,23 @@ def _decode_listed(job_id: str, raw: dict[str, str]) -> JobRecord | None:
     except Exception as exc:
         log.error("job %s: stored record cannot be rendered (%r); left out of the list", job_id, exc)
         return None
+
+
+def lenient_field(raw: dict[str, str], name: str) -> str | None:
+    """One string field of a raw record, read without trusting the rest of it."""
+    try:
+        value = json.loads(raw[name])
+    except (KeyError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ServiceError):
+        return exc.detail
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+    return type(exc).__name__
 
 
 class AsyncJobStore(HookRegistry):
@@ -86,7 +104,21 @@ class AsyncJobStore(HookRegistry):
         return rec
 
     async def get(self, job_id: str) -> JobRecord | None:
-        return decode_record(cast(dict[str, str], await self.r.hgetall(keys.job(job_id))))
+        """The record, None if absent, or `UnreadableRecord` if it cannot be decoded or rendered."""
+        raw = cast(dict[str, str], await self.r.hgetall(keys.job(job_id)))
+        try:
+            rec = decode_record(raw)
+            if rec is not None:
+                check_body(rec.model_dump(mode="json"), field=job_id, max_depth=64)
+            return rec
+        except Exception as exc:
+            log.error("job %s: stored record cannot be rendered: %r", job_id, exc)
+            raise UnreadableRecord(
+                job_id,
+                owner=lenient_field(raw, "owner"),
+                model=lenient_field(raw, "model"),
+                reason=_reason(exc),
+            ) from exc
 
     async def transition(
         self,
@@ -122,14 +154,21 @@ class AsyncJobStore(HookRegistry):
 
     async def delete(self, rec: JobRecord) -> None:
         """Remove the record, its events and index entries (a running job sees it gone and stops)."""
+        await self.purge(
+            rec.id, owner=rec.owner, model=rec.model, running=rec.status is JobStatus.IN_PROGRESS
+        )
+
+    async def purge(self, job_id: str, *, owner: str | None, model: str | None, running: bool = True) -> None:
+        """`delete` by what is known of a record, also one that cannot be read (`UnreadableRecord`)."""
         async with self.r.pipeline(transaction=True) as p:
-            if rec.status is JobStatus.IN_PROGRESS:
-                p.set(keys.cancel_flag(rec.id), "1", ex=self.cancel_flag_ttl_s)
-            p.delete(keys.job(rec.id), keys.events(rec.id))
-            p.zrem(keys.JOBS_INDEX, rec.id)
-            if rec.owner:
-                p.zrem(keys.owner_index(rec.owner), rec.id)
-            p.zrem(keys.queued(rec.model), rec.id)
+            if running:
+                p.set(keys.cancel_flag(job_id), "1", ex=self.cancel_flag_ttl_s)
+            p.delete(keys.job(job_id), keys.events(job_id))
+            p.zrem(keys.JOBS_INDEX, job_id)
+            if owner:
+                p.zrem(keys.owner_index(owner), job_id)
+            if model:
+                p.zrem(keys.queued(model), job_id)
             await p.execute()
 
     async def queue_position(self, rec: JobRecord) -> int | None:

@@ -43,6 +43,7 @@ def model_queue(model_id: str) -> str:
 LEASES = PREFIX + "leases"  # zset: running job id -> lease expiry (unix s)
 LEASE_OWNERS = PREFIX + "lease_owners"  # hash: running job id -> worker id
 REAPER_LOCK = PREFIX + "reaper:lock"  # string with TTL: the gateway running this reaper round
+REAPER_HOUSEKEEPING = PREFIX + "reaper:housekeeping"  # string with TTL: a gateway did housekeeping lately
 ASSET_EXPIRY = PREFIX + "asset_expiry"  # zset: job id -> when its stored files are deleted
 
 # --- workers -----------------------------------------------------------------------------------

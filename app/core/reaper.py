@@ -12,6 +12,10 @@ A claimed job with attempts left is re-published to its model's queue (the statu
 ``max_attempts`` it is failed with ``worker_lost`` (`app.core.lost`, the rule every settler uses).
 The dead worker's own broker message stays unacknowledged until the visibility timeout; when it
 comes back the job is finished and skipped.
+
+The same locked round also does housekeeping, at most once per ``queued_recover_s / 4`` across gateways:
+queued jobs without a broker message are re-published or failed (`app.core.queued_sweep`), and
+index entries of expired records are pruned (`app.core.index_prune`).
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import redis.asyncio as aredis
 
 from app.core import keys
+from app.core.index_prune import prune_indexes
 from app.core.jobstore_async import AsyncJobStore
 from app.core.leases import AsyncLeases
 from app.core.lost import settle_lost_async
+from app.core.queued_sweep import sweep_queued
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,31 @@ async def reap_once(
     return out
 
 
+@dataclass(frozen=True)
+class Housekeeping:
+    broker: aredis.Redis  # where the Celery queues live (the job store's Redis unless configured apart)
+    queued_recover_s: float  # a queued job with no broker message this long is re-published
+    retention_s: float  # index entries older than this are checked for expired records
+
+    @property
+    def every_s(self) -> float:
+        return self.queued_recover_s / 4
+
+
+async def housekeeping_once(
+    r: aredis.Redis, store: AsyncJobStore, hk: Housekeeping, *, max_attempts: int, enqueue: Enqueue
+) -> None:
+    """Queued jobs without a broker message, then index pruning; skipped if done recently."""
+    if not await r.set(keys.REAPER_HOUSEKEEPING, "1", nx=True, px=int(hk.every_s * 1000)):
+        return
+    await sweep_queued(
+        r, hk.broker, store, older_than_s=hk.queued_recover_s, max_attempts=max_attempts, enqueue=enqueue
+    )
+    removed = await prune_indexes(r, retention_s=hk.retention_s)
+    if removed:
+        log.info("pruned %d index entries of expired jobs", removed)
+
+
 async def reaper(
     r: aredis.Redis,
     store: AsyncJobStore,
@@ -80,10 +112,10 @@ async def reaper(
     interval_s: float,
     max_attempts: int,
     enqueue: Enqueue,
+    housekeeping: Housekeeping | None = None,
 ) -> None:
-    """Every ``interval_s``: take the reaper lock for one round, `reap_once`, release (a gateway task).
-
-    The lock lapses by itself (30 s) if its gateway dies mid-round.
+    """Every ``interval_s``: take the reaper lock for one round, `reap_once` (and the housekeeping),
+    release (a gateway task). The lock lapses by itself (30 s) if its gateway dies mid-round.
     """
     token = uuid.uuid4().hex
     unlock = r.register_script(_UNLOCK_LUA)
@@ -94,6 +126,10 @@ async def reaper(
                     await reap_once(
                         r, store, max_attempts=max_attempts, enqueue=enqueue, retry_in_s=interval_s
                     )
+                    if housekeeping is not None:
+                        await housekeeping_once(
+                            r, store, housekeeping, max_attempts=max_attempts, enqueue=enqueue
+                        )
                 finally:
                     await unlock(keys=[keys.REAPER_LOCK], args=[token])
         except Exception as exc:  # Redis away: try again next round

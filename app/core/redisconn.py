@@ -30,8 +30,18 @@ def sync_client(settings: Settings) -> redis.Redis:
 
 
 def async_client(settings: Settings) -> aredis.Redis:
-    return aredis.Redis.from_url(
+    """A bounded pool that makes a burst wait (up to ``redis_timeout_s``) for a free connection
+    instead of failing at once: 150 requests arriving together are not 50 503s."""
+    pool = aredis.BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout_s,
         retry=aredis.retry.Retry(ConstantBackoff(0.05), 1),
         **_kwargs(settings),
     )
+    return aredis.Redis.from_pool(pool)
+
+
+def async_broker_client(settings: Settings) -> aredis.Redis:
+    """The broker's Redis (for reading its queues), with the same bounded timeouts."""
+    return aredis.Redis.from_url(settings.broker, **_kwargs(settings))

@@ -8,12 +8,12 @@ import time
 import pytest
 
 from app.core import keys
-from app.core.events import read_events
 from app.core.jobstore import JobEvent, JobStore, TransitionRejected
 from app.core.jobstore_async import AsyncJobStore
 from app.core.redisconn import async_client, sync_client
 from app.core.schemas import JobErrorInfo, JobRecord, ResolvedParams
 from app.core.status import JobStatus
+from app.core.stream_hub import StreamHub
 from tests.service_support import SIGNING_KEY
 
 
@@ -72,7 +72,8 @@ def test_lifecycle_events_hooks_and_rejections(settings) -> None:
             "video.failed",
         ]
         assert seen[-1].record is not None and seen[-1].previous is JobStatus.IN_PROGRESS
-        events = [e async for e in read_events(r, rec.id, after=None) if e is not None]
+        hub = StreamHub(async_client(settings))
+        events = [e async for e in hub.events(r, rec.id, after=None) if e is not None]
         assert [e.type for e in events] == [
             "video.queued",
             "video.started",
@@ -81,8 +82,9 @@ def test_lifecycle_events_hooks_and_rejections(settings) -> None:
             "video.progress",
             "video.failed",
         ]
-        resumed = [e async for e in read_events(r, rec.id, after=events[1].id) if e is not None]
+        resumed = [e async for e in hub.events(r, rec.id, after=events[1].id) if e is not None]
         assert [e.id for e in resumed] == [e.id for e in events[2:]]
+        await hub.close()
         await r.aclose()
 
     asyncio.run(scenario())

@@ -10,7 +10,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app.api.deps import JobDep, OwnerDep, StateDep
+from app.api.deps import JobDep, JobOrUnreadableDep, OwnerDep, StateDep
 from app.api.forms import CREATE_BODY, read_create_body
 from app.api.jobs import Creation, cancel_job, create_job, delete_job
 from app.api.present import to_public, video_answer
@@ -68,7 +68,7 @@ async def cancel_video(rec: JobDep, request: Request, response: Response, state:
 
 
 @router.delete("/{video_id}", response_model=VideoDeleted)
-async def delete_video(rec: JobDep, state: StateDep) -> VideoDeleted:
-    """Cancels a pending job, then removes its record and stored assets."""
-    await delete_job(state, rec)
-    return VideoDeleted(id=rec.id)
+async def delete_video(rec: JobOrUnreadableDep, state: StateDep) -> VideoDeleted:
+    """Cancels a pending job, then removes its record and stored assets (also a record that
+    cannot be read any more: deleting it is how its owner gets rid of it)."""
+    return VideoDeleted(id=await delete_job(state, rec))
