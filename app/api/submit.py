@@ -21,6 +21,7 @@ from app.core.long_video import apply_long_video
 from app.core.lora_request import apply_lora_request
 from app.core.output import apply_output, split_size
 from app.core.params import resolve
+from app.core.priority import check_allowed
 from app.core.registry import recent_model, served_models
 from app.core.schemas import JobRecord, LoraRef, ModelInfo, ResolvedParams, VideoCreate
 from app.core.status import JobStatus
@@ -50,9 +51,12 @@ async def submit(
     storage: Storage,
     admit: Callable[[str], Awaitable[None]] | None = None,
     adjust: Adjust | None = None,
+    priority_limit: str = "high",
 ) -> JobRecord:
-    """``admit(job_id)`` (quotas) enforces the active-job and queue limits before anything is stored."""
+    """``admit(job_id)`` (quotas) enforces the active-job and queue limits before anything is stored;
+    ``priority_limit`` is the highest priority the caller may ask for."""
     req = VideoCreate.model_validate(body)
+    check_allowed(req.priority, priority_limit)
     if req.metadata is not None and len(str(req.metadata)) > MAX_METADATA_CHARS:
         raise InvalidInput.field("metadata", f"larger than {MAX_METADATA_CHARS} characters")
     model_id = req.model or settings.model
@@ -93,6 +97,8 @@ async def submit(
     extra: dict[str, Any] = {}
     if adjust is not None:  # issue 17: extensions, edits and remixes fit params to their source
         params, extra = await adjust(req, info, params, job_id)
+    created_at = time.time()
+    deadline_at = None if req.cancel_after is None else created_at + req.cancel_after
     rec = JobRecord(
         id=job_id,
         status=JobStatus.QUEUED,
@@ -100,7 +106,10 @@ async def submit(
         prompt=req.prompt,
         params=params,
         metadata=req.metadata,
-        created_at=time.time(),
+        created_at=created_at,
+        priority=req.priority,
+        cancel_after=req.cancel_after,
+        deadline_at=deadline_at,
         total_steps=extra.pop("total_steps", params.num_inference_steps * params.segments),
         input_key=input_key,
         owner=owner,
@@ -112,7 +121,8 @@ async def submit(
     )
     await store.create(rec)
     try:
-        await queue.enqueue(job_id, model_id, **extend_route(rec.prompt_extend, settings))
+        route = extend_route(rec.prompt_extend, settings)
+        await queue.enqueue(job_id, model_id, priority=rec.priority, **route)
     except QueueUnavailable:
         await _undo(rec, store, storage)
         raise

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     rate_limit_requests: int = Field(300, ge=0)  # per API key per window; 0 = off
     rate_limit_window_s: int = Field(60, ge=1)
     max_active_jobs: int = Field(16, ge=0)  # queued + running per API key; 0 = off
+    # highest `priority` a request may ask for (keys created with --max-priority override it; admin
+    # keys may use any); above it → 403
+    max_priority: Literal["high", "normal", "low"] = "normal"
     max_queued_jobs: int = Field(1000, ge=0)  # active jobs across all keys; 0 = off
     idempotency_ttl_s: int = Field(24 * 3600, ge=60)
     cors_origins: str = ""  # comma-separated allowed origins for browser frontends elsewhere

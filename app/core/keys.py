@@ -7,6 +7,7 @@ JOBS_INDEX = PREFIX + "jobs"  # zset: job id by created_at (ms), every job
 WORKERS = PREFIX + "workers"  # zset: worker id by last heartbeat (unix s)
 PRESETS = PREFIX + "presets"  # hash: model id -> its preset JSON, as last published
 MODELS_SEEN = PREFIX + "models:seen"  # zset: model id by the last heartbeat of any of its workers
+DEADLINES = PREFIX + "deadlines"  # zset: job id by its deadline (unix s), jobs that asked for one
 
 
 def job(job_id: str) -> str:
@@ -30,7 +31,8 @@ def owner_index(owner: str) -> str:
 
 
 def queued(model_id: str) -> str:
-    """Zset: queued job ids of one model by enqueue time; ZRANK is the queue position."""
+    """Zset: queued job ids of one model by priority band, then enqueue time (`app.core.priority`);
+    ZRANK is the queue position."""
     return f"{PREFIX}queued:{model_id}"
 
 

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aredis
 
 from app.core import keys
+from app.core.deadlines import cancel_overdue
 from app.core.jobstore import TransitionRejected
 from app.core.jobstore_async import AsyncJobStore
 from app.core.leases import AsyncLeases
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 LOCK = keys.PREFIX + "reaper:lock"
 REQUEUES = keys.PREFIX + "metrics:reaper"  # hash: outcome -> count
 
-Enqueue = Callable[[str, str], Awaitable[None]]
+Enqueue = Callable[..., Awaitable[None]]  # (job id, model id, *, priority=...)
 
 # KEYS: lock. ARGV: token. Release only our own lock.
 _UNLOCK_LUA = """
@@ -63,7 +64,7 @@ async def settle(store: AsyncJobStore, job_id: str, *, max_attempts: int, enqueu
         except TransitionRejected:
             return "skipped"
         return "failed"
-    await enqueue(job_id, rec.model)
+    await enqueue(job_id, rec.model, priority=rec.priority)
     return "requeued"
 
 
@@ -108,7 +109,8 @@ async def reaper(
     max_attempts: int,
     enqueue: Enqueue,
 ) -> None:
-    """Every ``interval_s``: take the reaper lock for one round, `reap_once`, release (a gateway task).
+    """Every ``interval_s``: take the reaper lock for one round, `reap_once`, cancel the queued jobs
+    past their deadline (`app.core.deadlines`), release (a gateway task).
 
     The lock lapses by itself (30 s) if its gateway dies mid-round.
     """
@@ -121,6 +123,7 @@ async def reaper(
                     await reap_once(
                         r, store, max_attempts=max_attempts, enqueue=enqueue, retry_in_s=interval_s
                     )
+                    await cancel_overdue(r, store)
                 finally:
                     await unlock(keys=[LOCK], args=[token])
         except Exception as exc:  # Redis away: try again next round

@@ -77,7 +77,7 @@ def _reap(settings, max_attempts: int = 3, reapers: int = 1) -> tuple[list[dict[
         store = AsyncJobStore(r, retention_s=60)
         store.add_transition_hook(metrics.async_hook(r))
 
-        async def enqueue(job_id: str, model: str) -> None:
+        async def enqueue(job_id: str, model: str, priority: str = "normal") -> None:
             enqueued.append(job_id)
 
         try:

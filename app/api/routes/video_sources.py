@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 
 from app.api.deps import JobDep, JobStoreDep, OwnerDep, QueueDep, RedisDep, SettingsDep, StorageDep
 from app.api.present import to_public
+from app.api.scheduling import merge_cancel_after_header, priority_limit
 from app.api.security import admit_create
 from app.api.submit import Adjust, submit
 from app.api.video_sources import (
@@ -96,6 +97,7 @@ async def _create(
 ) -> VideoPublic:
     """The create flow of `POST /v1/videos` (limits, Idempotency-Key) with a source adjustment."""
     # the Idempotency-Key fingerprint covers the request as sent (its source reference or file too)
+    merge_cancel_after_header(request, body)
     gate = await admit_create(request, sent[0], sent[1], owner)
     if gate.replay is not None:
         response.headers["Idempotent-Replayed"] = "true"
@@ -113,6 +115,7 @@ async def _create(
                 storage=storage,
                 admit=gate.admit,
                 adjust=adjust,
+                priority_limit=priority_limit(request, settings),
             )
         except BaseException:
             await gate.abandon()

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from app.api.deps import JobDep, JobStoreDep, OwnerDep, QueueDep, RedisDep, SettingsDep, StorageDep
 from app.api.forms import read_create_body
 from app.api.present import to_public
+from app.api.scheduling import merge_cancel_after_header, priority_limit
 from app.api.security import admit_create
 from app.api.submit import submit
 from app.core.errors import Conflict, InvalidInput
@@ -57,6 +58,7 @@ async def create_video(
     owner: OwnerDep,
 ) -> VideoPublic:
     body, image = await read_create_body(request, settings)
+    merge_cancel_after_header(request, body)
     gate = await admit_create(request, body, image, owner)  # webhook SSRF check, Idempotency-Key, limits
     if gate.replay is not None:
         response.headers["Idempotent-Replayed"] = "true"
@@ -73,6 +75,7 @@ async def create_video(
                 queue=queue,
                 storage=storage,
                 admit=gate.admit,
+                priority_limit=priority_limit(request, settings),
             )
         except BaseException:
             await gate.abandon()
