@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     offload: bool = False
     torch_threads: int | None = Field(None, ge=1)
     worker_id: str | None = None  # default: <hostname>-<pid>
-    warmup: bool = True  # run one tiny generation before reporting ready
+    warmup: bool = True  # warm-up generations (worker/warmup.py) before reporting ready
     # torch.compile each DiT block (regional, one graph for all blocks); the warm-up then runs one
     # step per served (size, default frames, text/image mode) bucket so no job pays the compile
     compile: bool = False
