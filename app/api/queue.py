@@ -17,6 +17,7 @@ from app.core import keys
 from app.core.celeryconf import GENERATE_TASK, celery_config
 from app.core.config import Settings
 from app.core.errors import QueueUnavailable
+from app.core.priority import BROKER_PRIORITY
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,13 @@ class TaskQueue(Protocol):
     """What the gateway needs from the broker: `JobQueue`, or a recording fake in service tests."""
 
     async def enqueue(
-        self, job_id: str, model_id: str, *, task: str = GENERATE_TASK, queue: str | None = None
+        self,
+        job_id: str,
+        model_id: str,
+        *,
+        task: str = GENERATE_TASK,
+        queue: str | None = None,
+        priority: str = "normal",
     ) -> None: ...
 
     async def revoke(self, job_id: str) -> None: ...
@@ -44,24 +51,31 @@ class JobQueue:
             "interval_max": 0.2,
         }
 
-    def _publish(self, job_id: str, model_id: str, task: str, queue: str | None) -> None:
+    def _publish(self, job_id: str, model_id: str, task: str, queue: str | None, priority: str) -> None:
         self.celery.send_task(
             task,
             args=(job_id,),
             task_id=job_id,
             queue=queue or keys.model_queue(model_id),
+            priority=BROKER_PRIORITY[priority],
             retry=True,
             retry_policy=self._retry_policy,
         )
 
     async def enqueue(
-        self, job_id: str, model_id: str, *, task: str = GENERATE_TASK, queue: str | None = None
+        self,
+        job_id: str,
+        model_id: str,
+        *,
+        task: str = GENERATE_TASK,
+        queue: str | None = None,
+        priority: str = "normal",
     ) -> None:
-        """Publish ``task(job_id)`` on ``queue`` (default: the model's queue)."""
+        """Publish ``task(job_id)`` on ``queue`` (default: the model's queue) at ``priority``."""
         t0 = time.perf_counter()
         try:
             async with self._sem:
-                publish = asyncio.to_thread(self._publish, job_id, model_id, task, queue)
+                publish = asyncio.to_thread(self._publish, job_id, model_id, task, queue, priority)
                 await asyncio.wait_for(publish, self.timeout_s)
         except Exception as exc:
             log.warning("enqueue of %s failed after %.3fs: %r", job_id, time.perf_counter() - t0, exc)

@@ -67,6 +67,7 @@ async def authenticate(request: Request) -> str | None:
     if key is None:
         raise Unauthorized("invalid or revoked API key")
     request.state.api_key_admin = key.admin
+    request.state.priority_limit = key.priority_limit(state.settings.max_priority)
     decision = await RateLimiter(state.redis, rate_limits(state.settings)).hit(key.id)
     request.state.ratelimit_headers = decision.headers
     return key.id

@@ -209,6 +209,7 @@ async def _from_source(
     *,
     owner: str | None,
     idempotency_key: str | None,
+    priority_limit: str = "high",
 ) -> Created:
     """The source named by ``body`` (or uploaded); ``option`` (popped from ``body``) tunes the fit."""
     sent = (copy.deepcopy(body), upload)
@@ -217,7 +218,9 @@ async def _from_source(
     if source.record is not None:
         body.setdefault("model", source.record.model)
     creation = Creation(body, adjust=make_adjust(source, body.pop(option, None)), sent=sent)
-    return await create_job(state, creation, owner=owner, idempotency_key=idempotency_key)
+    return await create_job(
+        state, creation, owner=owner, idempotency_key=idempotency_key, priority_limit=priority_limit
+    )
 
 
 async def extend(
@@ -227,6 +230,7 @@ async def extend(
     *,
     owner: str | None,
     idempotency_key: str | None,
+    priority_limit: str = "high",
 ) -> Created:
     """The source followed by new segment(s), each conditioned on the end of the one before."""
 
@@ -234,7 +238,14 @@ async def extend(
         return extension_adjust(source, seconds, state.storage, state.settings)
 
     return await _from_source(
-        state, body, upload, "seconds", make, owner=owner, idempotency_key=idempotency_key
+        state,
+        body,
+        upload,
+        "seconds",
+        make,
+        owner=owner,
+        idempotency_key=idempotency_key,
+        priority_limit=priority_limit,
     )
 
 
@@ -245,6 +256,7 @@ async def edit(
     *,
     owner: str | None,
     idempotency_key: str | None,
+    priority_limit: str = "high",
 ) -> Created:
     """Video-to-video: the source is encoded, noised to `strength` and denoised with the prompt."""
 
@@ -252,7 +264,14 @@ async def edit(
         return edit_adjust(source, strength, state.storage)
 
     return await _from_source(
-        state, body, upload, "strength", make, owner=owner, idempotency_key=idempotency_key
+        state,
+        body,
+        upload,
+        "strength",
+        make,
+        owner=owner,
+        idempotency_key=idempotency_key,
+        priority_limit=priority_limit,
     )
 
 
@@ -263,14 +282,18 @@ async def remix(
     *,
     owner: str | None,
     idempotency_key: str | None,
+    priority_limit: str = "high",
 ) -> Created:
     """The source's resolved parameters (size, duration, seed, model) with a new prompt."""
     src = await completed_source(state.store, video_id, owner)
     body = {"prompt": sent.get("prompt"), "model": src.model}
-    if "metadata" in sent:
-        body["metadata"] = sent["metadata"]
+    for name in ("metadata", "priority", "cancel_after"):  # the request's own, not the source's
+        if name in sent:
+            body[name] = sent[name]
     # the source's input image (I2V / TI2V image mode) conditions the remix too
     storage = state.storage
     image = await asyncio.to_thread(storage.get_bytes, src.input_key) if src.input_key else None
     creation = Creation(body, image, remix_adjust(src, storage), sent=({**sent, "remix_of": src.id}, None))
-    return await create_job(state, creation, owner=owner, idempotency_key=idempotency_key)
+    return await create_job(
+        state, creation, owner=owner, idempotency_key=idempotency_key, priority_limit=priority_limit
+    )

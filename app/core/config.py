@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     offload: bool = False
     torch_threads: int | None = Field(None, ge=1)
     worker_id: str | None = None  # default: <hostname>-<pid>
-    warmup: bool = True  # run one tiny generation before reporting ready
+    warmup: bool = True  # warm-up generations (worker/warmup.py) before reporting ready
     # torch.compile each DiT block (regional, one graph for all blocks); the warm-up then runs one
     # step per served (size, default frames, text/image mode) bucket so no job pays the compile
     compile: bool = False
@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     rate_limit_requests: int = Field(300, ge=0)  # per API key per window; 0 = off
     rate_limit_window_s: int = Field(60, ge=1)
     max_active_jobs: int = Field(16, ge=0)  # queued + running per API key; 0 = off
+    # highest `priority` a request may ask for (keys created with --max-priority override it; admin
+    # keys may use any); above it → 403
+    max_priority: Literal["high", "normal", "low"] = "normal"
     max_queued_jobs: int = Field(1000, ge=0)  # active jobs across all keys; 0 = off
     idempotency_ttl_s: int = Field(24 * 3600, ge=60)
     cors_origins: str = ""  # comma-separated allowed origins for browser frontends elsewhere

@@ -108,6 +108,10 @@ class JobCancelled(JobError):
     code = "cancelled"
 
 
+class DeadlinePassed(JobCancelled):
+    """The request's own deadline (``cancel_after``) passed: cancelled, with the reason recorded."""
+
+
 class JobTimeout(JobError):
     code = "timeout"
 

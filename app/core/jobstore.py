@@ -56,13 +56,15 @@ if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl); redis.call('EXPIRE', KEYS[2]
 return {1, cur, eid, redis.call('HGETALL', KEYS[1])}
 """
 
-# KEYS: job, events, jobs index, owner index, queued zset. ARGV: job id, score, event type, data, pairs...
+# KEYS: job, events, jobs index, owner index, queued zset, deadlines zset. ARGV: job id, score
+# (created ms), event type, data, queued score (priority band + ms), deadline ("" = none), pairs...
 CREATE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
+if ARGV[6] ~= '' then redis.call('ZADD', KEYS[6], ARGV[6], ARGV[1]) end
 return redis.call('XADD', KEYS[2], '*', 'type', ARGV[3], 'data', ARGV[4])
 """
 
@@ -143,7 +145,7 @@ def pairs_to_dict(flat: list[str]) -> dict[str, str]:
 
 def event_data(job_id: str, status: JobStatus, fields: dict[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = {"id": job_id, "status": status.value}
-    for k in ("progress", "step", "total_steps", "attempts", "error"):
+    for k in ("progress", "step", "total_steps", "attempts", "error", "cancel_reason"):
         if k in fields:
             v = fields[k]
             data[k] = v.model_dump(mode="json") if hasattr(v, "model_dump") else v

@@ -30,6 +30,7 @@ from app.core.jobstore import (
     prepare_transition,
     transition_result,
 )
+from app.core.priority import queue_score
 from app.core.schemas import JobRecord
 from app.core.status import EVENT_TYPES, JobStatus
 
@@ -95,8 +96,13 @@ class AsyncJobStore(HookRegistry):
             keys.JOBS_INDEX,
             keys.owner_index(rec.owner) if rec.owner else keys.JOBS_INDEX,
             keys.queued(rec.model),
+            keys.DEADLINES,
         ]
         argv = [rec.id, str(int(rec.created_at * 1000)), EVENT_TYPES[rec.status], json.dumps(data)]
+        argv += [
+            str(queue_score(rec.priority, rec.created_at)),
+            "" if rec.deadline_at is None else repr(rec.deadline_at),
+        ]
         eid = await self._create(keys=ks, args=argv + encode_fields(fields))
         if eid is None:
             raise InvalidInput.field("id", f"job {rec.id} already exists")

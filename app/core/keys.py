@@ -7,6 +7,7 @@ PREFIX = "wanserve:"
 # --- jobs --------------------------------------------------------------------------------------
 JOB_PREFIX = PREFIX + "job:"  # + job id: the job hash (Lua scripts that build it take the prefix)
 JOBS_INDEX = PREFIX + "jobs"  # zset: job id by created_at (ms), every job
+DEADLINES = PREFIX + "deadlines"  # zset: job id by its deadline (unix s), jobs that asked for one
 
 
 def job(job_id: str) -> str:
@@ -29,8 +30,14 @@ def owner_index(owner: str) -> str:
     return f"{PREFIX}jobs:owner:{owner}"
 
 
+def job_republished(job_id: str) -> str:
+    """Hash: ``n`` (re-publications by the queued-job sweep), ``at`` (the last one, unix s)."""
+    return f"{PREFIX}job:{job_id}:republished"
+
+
 def queued(model_id: str) -> str:
-    """Zset: queued job ids of one model by enqueue time; ZRANK is the queue position."""
+    """Zset: queued job ids of one model by priority band, then enqueue time (`app.core.priority`);
+    ZRANK is the queue position."""
     return f"{PREFIX}queued:{model_id}"
 
 

@@ -38,9 +38,7 @@ def timeout_message(time_limit_s: int) -> str:
     return f"the job exceeded its time limit of {time_limit_s}s"
 
 
-def settle_lost(
-    store: JobStore, job_id: str, *, max_attempts: int, requeue: Callable[[str, str], None]
-) -> str:
+def settle_lost(store: JobStore, job_id: str, *, max_attempts: int, requeue: Callable[..., None]) -> str:
     """Requeue or fail a lost job (sync stores); returns skipped, requeued or failed."""
     rec = store.get(job_id)
     if rec is None or rec.status.is_terminal:
@@ -61,7 +59,7 @@ async def settle_lost_async(
     job_id: str,
     *,
     max_attempts: int,
-    requeue: Callable[[str, str], Awaitable[None]],
+    requeue: Callable[..., Awaitable[None]],  # (job id, model id, *, priority=...)
 ) -> str:
     """`settle_lost` for the gateway's store (the reaper)."""
     rec = await store.get(job_id)
@@ -69,7 +67,7 @@ async def settle_lost_async(
         return "skipped"
     error = lost_job_error(rec, max_attempts)
     if error is None:
-        await requeue(job_id, rec.model)
+        await requeue(job_id, rec.model, priority=rec.priority)
         return "requeued"
     try:
         await store.transition(rec, JobStatus.FAILED, {"error": error}, allowed=SETTLE_FROM)

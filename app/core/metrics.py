@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from app.core import keys
 from app.core.jobstore import JobEvent
+from app.core.priority import PRIORITIES, band, enqueued_at
 from app.core.registry import live_workers
 
 BUCKETS: tuple[float, ...] = (
@@ -144,8 +145,12 @@ async def collect(r: aredis.Redis, worker_ttl_s: float) -> Snapshot:
     models |= {str(m) for m in await r.smembers(keys.METRICS_MODELS)}
     for m in sorted(models):
         snap.queue_depth[m] = int(await r.zcard(keys.queued(m)))
-        first = cast(list[tuple[str, float]], await r.zrange(keys.queued(m), 0, 0, withscores=True))
-        snap.oldest_age_s[m] = max(0.0, now - first[0][1] / 1000.0) if first else 0.0
+        oldest = [now]  # the queue's front is its highest priority: look at each band's first job
+        for prio in PRIORITIES:
+            lo, hi = band(prio)
+            first = await r.zrangebyscore(keys.queued(m), lo, f"({hi}", start=0, num=1, withscores=True)
+            oldest += [enqueued_at(score) for _, score in cast(list[tuple[str, float]], first)]
+        snap.oldest_age_s[m] = max(0.0, now - min(oldest))
     async with r.pipeline(transaction=False) as p:
         p.hgetall(keys.METRICS_JOBS)
         p.hgetall(keys.METRICS_WEBHOOKS)

@@ -33,27 +33,29 @@ from app.core import keys
 from app.core.extenders import EXTEND_QUEUE
 from app.core.jobstore import TransitionRejected
 from app.core.jobstore_async import AsyncJobStore
+from app.core.priority import PRIORITIES, band, broker_lists
 from app.core.schemas import JobErrorInfo
 from app.core.status import JobStatus
 
 log = logging.getLogger(__name__)
 
-Enqueue = Callable[[str, str], Awaitable[None]]
+Enqueue = Callable[..., Awaitable[None]]  # (job id, model id, *, priority=...)
 UNACKED = "unacked"  # kombu's Redis transport: delivered, unacknowledged messages
 
 
-def republished(job_id: str) -> str:
-    """Hash: ``n`` (re-publications by the sweep), ``at`` (the last one, unix s)."""
-    return f"{keys.PREFIX}job:{job_id}:republished"
+republished = keys.job_republished
 
 
 async def _stale_queued(r: aredis.Redis, older_than_s: float) -> dict[str, list[str]]:
     """model id -> ids of its queued jobs created more than ``older_than_s`` ago."""
-    cutoff_ms = (time.time() - older_than_s) * 1000
+    cutoff_ms = int((time.time() - older_than_s) * 1000)
     models = cast(list[str], await r.zrange(keys.MODELS_SEEN, 0, -1))
     out: dict[str, list[str]] = {}
     for model in models:
-        ids = cast(list[str], await r.zrangebyscore(keys.queued(model), "-inf", cutoff_ms))
+        ids: list[str] = []
+        for priority in PRIORITIES:  # the zset is scored by priority band, then enqueue time
+            lo, _ = band(priority)
+            ids += cast(list[str], await r.zrangebyscore(keys.queued(model), lo, lo + cutoff_ms))
         if ids:
             out[model] = ids
     return out
@@ -63,7 +65,8 @@ async def _broker_text(broker: aredis.Redis, models: list[str]) -> str:
     """Every message waiting in these models' queues (and the extension queue) or held by a worker."""
     parts: list[str] = []
     for queue in [keys.model_queue(m) for m in models] + [EXTEND_QUEUE]:
-        parts += cast(list[str], await broker.lrange(queue, 0, -1))
+        for name in broker_lists(queue):  # one list per priority step
+            parts += cast(list[str], await broker.lrange(name, 0, -1))
     parts += cast(list[str], await broker.hvals(UNACKED))
     return "\n".join(p.decode() if isinstance(p, bytes) else p for p in parts)
 
@@ -129,7 +132,7 @@ async def _recover(
         except TransitionRejected:
             return None
         return "failed"
-    await enqueue(job_id, model)
+    await enqueue(job_id, model, priority=rec.priority)
     async with r.pipeline(transaction=True) as p:
         p.hincrby(republished(job_id), "n", 1)
         p.hset(republished(job_id), "at", repr(now))

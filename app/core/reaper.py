@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import redis.asyncio as aredis
 
 from app.core import keys
+from app.core.deadlines import cancel_overdue
 from app.core.index_prune import prune_indexes
 from app.core.jobstore_async import AsyncJobStore
 from app.core.leases import AsyncLeases
@@ -38,7 +39,7 @@ from app.core.queued_sweep import sweep_queued
 
 log = logging.getLogger(__name__)
 
-Enqueue = Callable[[str, str], Awaitable[None]]
+Enqueue = Callable[..., Awaitable[None]]  # (job id, model id, *, priority=...)
 
 # KEYS: lock. ARGV: token. Release only our own lock.
 _UNLOCK_LUA = """
@@ -114,7 +115,8 @@ async def reaper(
     enqueue: Enqueue,
     housekeeping: Housekeeping | None = None,
 ) -> None:
-    """Every ``interval_s``: take the reaper lock for one round, `reap_once` (and the housekeeping),
+    """Every ``interval_s``: take the reaper lock for one round, `reap_once`, cancel the queued jobs
+    past their deadline (`app.core.deadlines`), the housekeeping;
     release (a gateway task). The lock lapses by itself (30 s) if its gateway dies mid-round.
     """
     token = uuid.uuid4().hex
@@ -126,6 +128,7 @@ async def reaper(
                     await reap_once(
                         r, store, max_attempts=max_attempts, enqueue=enqueue, retry_in_s=interval_s
                     )
+                    await cancel_overdue(r, store)
                     if housekeeping is not None:
                         await housekeeping_once(
                             r, store, housekeeping, max_attempts=max_attempts, enqueue=enqueue

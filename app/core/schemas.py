@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from app.core.bodycheck import Metadata
+from app.core.cancel_after import MAX_CANCEL_AFTER_S, parse_cancel_after
+from app.core.priority import Priority
 from app.core.status import JobStatus
 from app.core.styles import PromptExtensionInfo, StyleSelection
 
@@ -59,6 +61,10 @@ class LoraRef(BaseModel):
 
     name: str = Field(min_length=1, max_length=100)
     scale: float = Field(1.0, description="strength; alpha/rank of the file is applied on top")
+
+
+def _cancel_after_field(value: Any) -> float | None:
+    return parse_cancel_after(value)
 
 
 def _loras_field(value: Any) -> Any:
@@ -133,6 +139,15 @@ class VideoCreate(BaseModel):
     )
     upscale_refine: float | None = Field(
         None, gt=0, le=1, description="upscaled sizes: strength of a model refine pass at the target size"
+    )
+    priority: Priority = Field(
+        "normal", description="served in the order high, normal, low within the model's queue (per-key limit)"
+    )
+    cancel_after: Annotated[float | None, BeforeValidator(_cancel_after_field)] = Field(
+        None,
+        gt=0,
+        le=MAX_CANCEL_AFTER_S,
+        description="seconds (or a duration like '5m'): past it the job is cancelled, queued or running",
     )
 
 
@@ -215,6 +230,11 @@ class JobRecord(BaseModel):
     source_video_id: str | None = None  # the referenced source video (None for an uploaded file)
     source_key: str | None = None  # storage key of the source MP4 (extend / edit)
     remixed_from_video_id: str | None = None
+    # scheduling: priority in the model's queue, the request's deadline
+    priority: Priority = "normal"
+    cancel_after: float | None = None
+    deadline_at: float | None = None  # unix seconds: created_at + cancel_after
+    cancel_reason: str | None = None  # why it was cancelled when not by the client (a deadline)
 
 
 class VideoUrls(BaseModel):
@@ -257,6 +277,10 @@ class VideoPublic(BaseModel):
     prompt_extension: PromptExtensionInfo | None = None
     operation: Literal["extend", "edit", "remix"] | None = None  # how it was made from a source video
     source_video_id: str | None = None
+    priority: Priority = "normal"
+    cancel_after: float | None = Field(None, description="the request's deadline in seconds after creation")
+    deadline_at: int | None = Field(None, description="unix seconds past which the job is cancelled")
+    cancel_reason: str | None = Field(None, description="why it was cancelled, when a deadline did it")
 
 
 class VideoList(BaseModel):

@@ -62,4 +62,8 @@ def public_video(
         prompt_extension=rec.prompt_extension,
         operation=rec.operation,
         source_video_id=rec.source_video_id,
+        priority=rec.priority,
+        cancel_after=rec.cancel_after,
+        deadline_at=int(rec.deadline_at) if rec.deadline_at else None,
+        cancel_reason=rec.cancel_reason,
     )

@@ -171,7 +171,7 @@ function collectFields() {
   const fields = { prompt: $("#prompt").value.trim() };
   for (const name of ["model", "size", "seconds", "seed", "num_frames", "fps", "num_inference_steps",
     "guidance_scale", "guidance_scale_high_noise", "guidance_scale_low_noise", "shift", "sampler",
-    "negative_prompt"]) {
+    "negative_prompt", "priority", "cancel_after"]) {
     const el = document.getElementById(name);
     if (el.closest("[hidden]")) continue;
     const v = el.value.trim();

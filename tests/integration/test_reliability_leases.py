@@ -82,7 +82,7 @@ def _reap(settings, max_attempts: int = 3, reapers: int = 1) -> tuple[list[dict[
         r = async_client(settings)
         store = build_async_job_store(settings, r, storage=make_storage(settings), send_task=_no_webhooks)
 
-        async def enqueue(job_id: str, model: str) -> None:
+        async def enqueue(job_id: str, model: str, priority: str = "normal") -> None:
             enqueued.append(job_id)
 
         try:

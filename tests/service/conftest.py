@@ -44,6 +44,7 @@ class Enqueued:
     model_id: str
     task: str
     queue: str | None
+    priority: str = "normal"
 
 
 @dataclass
@@ -55,11 +56,17 @@ class RecordingQueue:
     down: bool = False
 
     async def enqueue(
-        self, job_id: str, model_id: str, *, task: str = GENERATE_TASK, queue: str | None = None
+        self,
+        job_id: str,
+        model_id: str,
+        *,
+        task: str = GENERATE_TASK,
+        queue: str | None = None,
+        priority: str = "normal",
     ) -> None:
         if self.down:
             raise QueueUnavailable("the job queue is unavailable; retry later")
-        self.enqueued.append(Enqueued(job_id, model_id, task, queue))
+        self.enqueued.append(Enqueued(job_id, model_id, task, queue, priority))
 
     async def revoke(self, job_id: str) -> None:
         self.revoked.append(job_id)

@@ -106,3 +106,13 @@ def test_generate_lora_options_become_request_loras() -> None:
         {"name": "style.v2", "scale": 0.6},
     ]
     assert "loras" not in _request_fields(build_parser().parse_args(["generate", "a cat"]))
+
+
+def test_generate_priority_and_cancel_after_become_request_fields() -> None:
+    from app.cli.client.commands import _request_fields
+
+    args = build_parser().parse_args(["generate", "a cat", "--priority", "high", "--cancel-after", "5m"])
+    fields = _request_fields(args)
+    assert fields["priority"] == "high" and fields["cancel_after"] == "5m"
+    plain = _request_fields(build_parser().parse_args(["generate", "a cat"]))
+    assert "priority" not in plain and "cancel_after" not in plain

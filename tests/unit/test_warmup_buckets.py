@@ -1,14 +1,20 @@
-"""Which (size, frames, mode) buckets a worker warms: one eagerly, all served ones when compiled."""
+"""Which (size, frames, mode) buckets a worker warms: the default request eagerly, every size compiled."""
 
 from __future__ import annotations
 
 from model.presets import PRESETS
-from worker.runtime import warmup_buckets
+from worker.warmup import warmup_buckets
 
 
-def test_eager_warms_the_smallest_size_once() -> None:
-    assert warmup_buckets(PRESETS["tiny-i2v-a14b"], compiled=False) == [(32, 32, 1, True)]
-    assert warmup_buckets(PRESETS["tiny-ti2v"], compiled=False) == [(32, 32, 1, False)]
+def test_eager_warms_the_default_request_in_each_mode() -> None:
+    # the shapes a first job really has: default size and frames (not the minimum), text and image
+    assert warmup_buckets(PRESETS["tiny-i2v-a14b"], compiled=False) == [(32, 32, 5, True)]
+    assert warmup_buckets(PRESETS["tiny-ti2v"], compiled=False) == [(32, 32, 5, False), (32, 32, 5, True)]
+    assert warmup_buckets(PRESETS["wanserve-demo"], compiled=False) == [(32, 32, 9, False), (32, 32, 9, True)]
+    big = PRESETS["wan2.2-ti2v-5b"]
+    assert {(w, h, f) for w, h, f, _ in warmup_buckets(big, compiled=False)} == {
+        (*big.default_size, big.default_num_frames)
+    }
 
 
 def test_compiled_warms_every_size_and_mode() -> None:

@@ -46,7 +46,7 @@ def _line(event: str, data: dict[str, Any]) -> tuple[Level, str]:
         err = data.get("error") or {}
         return "error", f"failed: {err.get('code', 'error')}: {err.get('message', '')}".rstrip(": ")
     if kind == "cancelled":
-        return "warning", "cancelled"
+        return "warning", f"cancelled: {data['cancel_reason']}" if data.get("cancel_reason") else "cancelled"
     if kind == "queued" and data.get("attempts"):
         return "warning", f"requeued (attempt {data['attempts']} next)"
     return "info", kind

@@ -13,6 +13,7 @@ from app.api import video_sources
 from app.api.deps import JobDep, OwnerDep, StateDep
 from app.api.forms import EDIT_BODY, EXTENSION_BODY, REMIX_BODY, read_source_body
 from app.api.present import video_answer
+from app.api.scheduling import merge_cancel_after_header, priority_limit
 from app.core.idempotency import HEADER as IDEMPOTENCY_HEADER
 from app.core.schemas import VideoPublic
 
@@ -24,7 +25,11 @@ async def extend_video(request: Request, response: Response, state: StateDep, ow
     """The source followed by new segment(s), each conditioned on the end of the one before."""
     body, upload = await read_source_body(request, state.settings.max_body_bytes)
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    created = await video_sources.extend(state, body, upload, owner=owner, idempotency_key=key)
+    merge_cancel_after_header(request, body)
+    limit = priority_limit(request, state.settings)
+    created = await video_sources.extend(
+        state, body, upload, owner=owner, idempotency_key=key, priority_limit=limit
+    )
     return await video_answer(created.record, state, request, response, replayed=created.replayed)
 
 
@@ -33,7 +38,11 @@ async def edit_video(request: Request, response: Response, state: StateDep, owne
     """Video-to-video: the source is encoded, noised to `strength` and denoised with the prompt."""
     body, upload = await read_source_body(request, state.settings.max_body_bytes)
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    created = await video_sources.edit(state, body, upload, owner=owner, idempotency_key=key)
+    merge_cancel_after_header(request, body)
+    limit = priority_limit(request, state.settings)
+    created = await video_sources.edit(
+        state, body, upload, owner=owner, idempotency_key=key, priority_limit=limit
+    )
     return await video_answer(created.record, state, request, response, replayed=created.replayed)
 
 
@@ -44,5 +53,9 @@ async def remix_video(
     """The source's resolved parameters (size, duration, seed, model) with a new prompt."""
     sent, _ = await read_source_body(request, state.settings.max_body_bytes)
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    created = await video_sources.remix(state, rec.id, sent, owner=owner, idempotency_key=key)
+    merge_cancel_after_header(request, sent)
+    limit = priority_limit(request, state.settings)
+    created = await video_sources.remix(
+        state, rec.id, sent, owner=owner, idempotency_key=key, priority_limit=limit
+    )
     return await video_answer(created.record, state, request, response, replayed=created.replayed)

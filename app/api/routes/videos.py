@@ -14,6 +14,7 @@ from app.api.deps import JobDep, JobOrUnreadableDep, OwnerDep, StateDep
 from app.api.forms import CREATE_BODY, read_create_body
 from app.api.jobs import Creation, cancel_job, create_job, delete_job
 from app.api.present import to_public, video_answer
+from app.api.scheduling import merge_cancel_after_header, priority_limit
 from app.core.errors import InvalidInput
 from app.core.idempotency import HEADER as IDEMPOTENCY_HEADER
 from app.core.schemas import VideoDeleted, VideoList, VideoPublic
@@ -24,8 +25,12 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"])
 @router.post("", status_code=202, response_model=VideoPublic, openapi_extra=CREATE_BODY)
 async def create_video(request: Request, response: Response, state: StateDep, owner: OwnerDep) -> VideoPublic:
     body, image = await read_create_body(request, state.settings)
+    merge_cancel_after_header(request, body)
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    created = await create_job(state, Creation(body, image), owner=owner, idempotency_key=key)
+    limit = priority_limit(request, state.settings)
+    created = await create_job(
+        state, Creation(body, image), owner=owner, idempotency_key=key, priority_limit=limit
+    )
     return await video_answer(created.record, state, request, response, replayed=created.replayed)
 
 

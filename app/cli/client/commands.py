@@ -62,6 +62,9 @@ def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
         "sampler": args.sampler,
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
+    for name in ("priority", "cancel_after"):  # the server parses durations like "5m"
+        if getattr(args, name, None) is not None:
+            fields[name] = getattr(args, name)
     if getattr(args, "lora", None):
         fields["loras"] = [_lora_ref(item) for item in args.lora]
     if getattr(args, "cache", None):

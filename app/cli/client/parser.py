@@ -69,6 +69,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     )
     g.add_argument("--negative-prompt")
     g.add_argument(
+        "--priority", choices=("high", "normal", "low"), help="place in the model's queue (limited per key)"
+    )
+    g.add_argument(
+        "--cancel-after",
+        metavar="DURATION",
+        help="cancel the job if not finished by then: seconds or e.g. 30s, 5m, 1h30m",
+    )
+    g.add_argument(
         "--lora",
         action="append",
         metavar="NAME[:SCALE]",
