@@ -20,6 +20,7 @@ from app.api.routes import (
     logs,
     loras,
     models,
+    preview,
     queue_view,
     styles,
     video_sources,
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_observability(app)  # X-Request-ID, GET /metrics, GET /v1/admin/workers (issue 5)
     app.include_router(webhooks.router)  # GET /v1/videos/{id}/webhooks
     app.include_router(video_sources.router)  # extensions, edits, remixes (issue 17)
-    for module in (videos, content, events, logs, queue_view, models, styles, health):
+    for module in (videos, content, events, logs, preview, queue_view, models, styles, health):
         app.include_router(module.router)
     app.include_router(loras.router)  # GET /v1/loras (issue 14)
     app.include_router(web.router)  # GET /: the web page

@@ -2,7 +2,8 @@
 
 Each event is stored once (by a job-store transition or progress step) as a stream entry
 ``{type, data}``; the stream id is the SSE ``id``. A client resuming with ``Last-Event-ID`` gets
-exactly the entries after that id (XRANGE, then XREAD BLOCK), so nothing is lost or repeated.
+exactly the entries after that id (XRANGE, then XREAD BLOCK), so nothing is lost or repeated, except
+the ``video.preview`` events of the backlog that a newer preview supersedes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import cast
 import redis.asyncio as aredis
 
 from app.core import keys
+from app.core.previews import PREVIEW_EVENT
 from app.core.status import TERMINAL_EVENTS
 
 Entries = list[tuple[str, dict[str, str]]]
@@ -54,7 +56,11 @@ async def read_events(
     last = after or "0-0"
     # backlog first, exclusive of `last`
     backlog = cast(Entries, await r.xrange(stream, min=f"({last}" if after else "-", max="+"))
-    for eid, fields in backlog:
+    # a late reader gets the newest preview of the backlog only: older ones are superseded
+    newest_preview = max((i for i, (_, f) in enumerate(backlog) if f["type"] == PREVIEW_EVENT), default=-1)
+    for i, (eid, fields) in enumerate(backlog):
+        if fields["type"] == PREVIEW_EVENT and i != newest_preview:
+            continue
         ev = StreamEvent(eid, fields["type"], fields["data"])
         yield ev
         last = eid

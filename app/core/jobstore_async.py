@@ -117,7 +117,7 @@ class AsyncJobStore(HookRegistry):
         async with self.r.pipeline(transaction=True) as p:
             if rec.status is JobStatus.IN_PROGRESS:
                 p.set(keys.cancel_flag(rec.id), "1", ex=self.cancel_flag_ttl_s)
-            p.delete(keys.job(rec.id), keys.events(rec.id))
+            p.delete(keys.job(rec.id), keys.events(rec.id), keys.preview(rec.id))
             p.zrem(keys.JOBS_INDEX, rec.id)
             if rec.owner:
                 p.zrem(keys.owner_index(rec.owner), rec.id)

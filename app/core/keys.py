@@ -42,3 +42,8 @@ def worker(worker_id: str) -> str:
 def model_queue(model_id: str) -> str:
     """The Celery queue of one model id."""
     return f"model.{model_id}"
+
+
+def preview(job_id: str) -> str:
+    """String with TTL: the running job's latest `video.preview` event data (JSON)."""
+    return f"{PREFIX}job:{job_id}:preview"
