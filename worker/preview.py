@@ -17,14 +17,17 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from app.core.config import Settings
-from app.core.jobstore import Fence
-from app.core.previews import DATA_URL_PREFIX, PreviewPublisher
+from app.core.previews import DATA_URL_PREFIX
+
+if TYPE_CHECKING:
+    from app.core.config import Settings
+    from app.core.jobstore import Fence
+    from app.core.previews import PreviewPublisher
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,8 @@ class PreviewHook:
 
 def make_preview_hook(rt: Any, job_id: str, fence: Fence) -> PreviewHook | None:
     """A hook for this job, or None when previews are off or the model has no latent-RGB factors."""
+    from app.core.previews import PreviewPublisher
+
     s = rt.settings
     factors = getattr(rt.pipe, "latent_rgb", None)
     if not s.previews or factors is None:

@@ -16,13 +16,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, cast
-
-import redis
-import redis.asyncio as aredis
+from typing import TYPE_CHECKING, Any, cast
 
 from app.core import keys
-from app.core.jobstore import Fence, fence_arg
+
+if TYPE_CHECKING:  # this module stays importable without redis (the preview benchmark on a GPU host)
+    import redis
+    import redis.asyncio as aredis
+
+    from app.core.jobstore import Fence
 
 PREVIEW_EVENT = "video.preview"
 DATA_URL_PREFIX = "data:image/webp;base64,"
@@ -51,6 +53,8 @@ class PreviewPublisher:
 
     def publish(self, job_id: str, data: dict[str, Any], fence: Fence = False) -> int:
         """Append the event and keep it as the latest; returns 0, -1 (not running) or -2 (stale)."""
+        from app.core.jobstore import fence_arg
+
         ks = [keys.job(job_id), keys.events(job_id), keys.preview(job_id)]
         return int(self._publish(keys=ks, args=[json.dumps(data), self.ttl_s, fence_arg(fence)]))
 
