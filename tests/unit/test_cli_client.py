@@ -106,3 +106,18 @@ def test_generate_lora_options_become_request_loras() -> None:
         {"name": "style.v2", "scale": 0.6},
     ]
     assert "loras" not in _request_fields(build_parser().parse_args(["generate", "a cat"]))
+
+
+def test_progress_saves_each_preview_over_the_last(tmp_path) -> None:
+    import base64
+
+    out = tmp_path / "p.webp"
+    progress = Progress(io.StringIO(), "video_1", out)
+    for payload in (b"RIFF-first", b"RIFF-second"):
+        url = "data:image/webp;base64," + base64.b64encode(payload).decode()
+        progress.preview({"step": 1, "image": url})
+        assert out.read_bytes() == payload
+    progress.preview({"image": "data:image/png;base64,AAAA"})  # not a WebP preview: ignored
+    progress.preview({"image": "data:image/webp;base64,@@@"})  # bad base64: ignored
+    assert out.read_bytes() == b"RIFF-second" and progress.previews_saved == 2
+    assert build_parser().parse_args(["generate", "x", "--preview-out", "a.webp"]).preview_out == "a.webp"
