@@ -6,8 +6,10 @@
 Times the same generation (preset size and frames, `--steps` steps, fixed seed) without a preview
 hook, with the worker's hook at the default throttle (`preview_every_s` 1.0) and with a preview on
 every step (`preview_every_s` 0, the worst case), alternating the three in each round, and reports
-the median per-step time, the overhead against no previews and the cost of one preview (x0,
-projection, upsampling, WebP strip, base64). The hook publishes to an in-memory stand-in for Redis:
+the median per-step time, the overhead against no previews, the cost of one preview (x0,
+projection, upsampling, WebP strip, base64) and the share of each run's wall time spent inside the
+hook (measured within the run, so it holds on a loaded machine where run-to-run noise swamps a
+difference of a few percent). The hook publishes to an in-memory stand-in for Redis:
 the publish itself is one small script call, like the progress event every step already makes.
 
 Then the cost of one preview at the TI2V-5B 720p latent size (48 x 31 x 44 x 80, published Wan2.2
@@ -54,9 +56,10 @@ def main() -> int:
     modes = {"off": None, "default (1.0 s)": 1.0, "every step": 0.0}
     times: dict[str, list[float]] = {m: [] for m in modes}
     costs: dict[str, list[float]] = {m: [] for m in modes}
+    shares: dict[str, list[float]] = {m: [] for m in modes}  # hook time / wall time of the same run
     pub = MemoryPublisher()
 
-    def run(every_s: float | None) -> tuple[float, float]:
+    def run(every_s: float | None) -> tuple[float, float, float]:
         hook = None
         if every_s is not None:
             hook = PreviewHook(_settings(every_s), pub, "video_bench", pipe.latent_rgb)  # type: ignore[arg-type]
@@ -65,21 +68,29 @@ def main() -> int:
         pipe.generate("a red circle moves slowly to the left", num_steps=args.steps, seed=1, preview=hook)
         _sync(args.device)
         wall = time.perf_counter() - t0
-        return wall, (hook.spent_s / hook.published if hook and hook.published else 0.0)
+        if hook is None or not hook.published:
+            return wall, 0.0, 0.0
+        return wall, hook.spent_s / hook.published, hook.spent_s / wall
 
     run(None)  # warm-up
     for _ in range(args.rounds):
         for name, every in modes.items():
-            wall, per_preview = run(every)
+            wall, per_preview, share = run(every)
             times[name].append(wall / args.steps)
             if per_preview:
                 costs[name].append(per_preview)
+                shares[name].append(share)
     base = statistics.median(times["off"])
     where = args.device if args.device != "cpu" else f"cpu, {torch.get_num_threads()} threads"
     print(f"wanserve-demo, {args.steps} steps, {where}, {args.rounds} rounds (median)")
     for name in modes:
         med = statistics.median(times[name])
-        cost = f", {1000 * statistics.median(costs[name]):.2f} ms per preview" if costs[name] else ""
+        cost = ""
+        if costs[name]:
+            cost = (
+                f", {1000 * statistics.median(costs[name]):.2f} ms per preview,"
+                f" {100 * statistics.median(shares[name]):.2f}% of the run inside the hook"
+            )
         print(f"  previews {name:16s}: {1000 * med:7.2f} ms/step ({100 * (med / base - 1):+.1f}%){cost}")
     if pub.sizes:
         print(f"  preview data URL: median {statistics.median(pub.sizes)} bytes, max {max(pub.sizes)}")

@@ -33,6 +33,7 @@ __all__ = [
     "LatentRGB",
     "fit_latent_rgb",
     "load_latent_rgb",
+    "pick_frames",
     "pixel_targets",
     "preview_frames",
     "published_latent_rgb",
@@ -141,13 +142,16 @@ def load_latent_rgb(folder: Path | None, vae: Any) -> LatentRGB | None:
     return published_latent_rgb(vae)
 
 
+def pick_frames(t: int, max_frames: int) -> list[int]:
+    """Up to ``max_frames`` of ``t`` frame indices, spread from the first to the last."""
+    k = max(1, min(max_frames, t))
+    return torch.linspace(0, t - 1, k).round().long().tolist()
+
+
 def preview_frames(rgb: torch.Tensor, *, max_frames: int = 4, max_side: int = 128) -> np.ndarray:
     """[3, T, h, w] in [-1, 1] -> uint8 [K, H', W', 3]: K <= max_frames latent frames spread over
-    the clip, each upsampled (bilinear) so that its longest side is ``max_side``."""
-    t = rgb.shape[1]
-    k = max(1, min(max_frames, t))
-    idx = torch.linspace(0, t - 1, k).round().long().tolist()
-    frames = rgb[:, idx].transpose(0, 1)  # [K, 3, h, w]
+    the clip (`pick_frames`), each upsampled (bilinear) so that its longest side is ``max_side``."""
+    frames = rgb[:, pick_frames(rgb.shape[1], max_frames)].transpose(0, 1)  # [K, 3, h, w]
     h, w = frames.shape[-2:]
     scale = max_side / max(h, w)
     size = (max(1, round(h * scale)), max(1, round(w * scale)))

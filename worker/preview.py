@@ -2,7 +2,9 @@
 
 After a denoising step (the pipeline's ``preview`` hook) the publisher decides whether a preview is
 due (at most one per ``preview_every_s`` seconds and per ``preview_every_steps`` steps, never on the
-last step: the finished video follows at once). A due preview projects the step's predicted clean
+last step: the finished video follows at once). The hook also times itself and waits at least
+``cost / MAX_SHARE`` before the next preview, so previews never take more than ``MAX_SHARE`` of the
+denoising time, however slow the machine. A due preview projects the step's predicted clean
 latent to RGB (`model.preview`: a [C, 3] matrix, no VAE decode), picks up to ``preview_frames``
 frames spread over the clip, upsamples them to ``preview_max_side`` and packs them side by side
 into one WebP (a horizontal strip, earliest frame on the left), lowering the quality and then the
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUALITIES = (70, 50, 30)
+# A preview costs about the same on any model (a few frames of 128 px), while steps take from
+# milliseconds (the demo on a GPU) to seconds: this bounds the share previews may take of a run.
+MAX_SHARE = 0.02
 
 
 def webp_strip(frames: NDArray[np.uint8], *, max_bytes: int) -> tuple[str, int, int, int]:
@@ -73,7 +78,7 @@ class PreviewHook:
             fence,
         )
         self.clock = clock
-        self.last_t = -float("inf")
+        self.next_t = -float("inf")  # no preview before this clock time
         self.last_step = 0
         self.published = 0
         self.spent_s = 0.0  # time spent inside the hook on due steps (the overhead)
@@ -84,26 +89,29 @@ class PreviewHook:
             self.enabled
             and step < total
             and step - self.last_step >= self.s.preview_every_steps
-            and self.clock() - self.last_t >= self.s.preview_every_s
+            and self.clock() >= self.next_t
         )
 
     def __call__(self, step: int, total: int, x0: Callable[[], Any]) -> None:
         if not self.due(step, total):
             return
-        t0 = time.perf_counter()
-        self.last_t, self.last_step = self.clock(), step
+        t0, now = time.perf_counter(), self.clock()
+        self.last_step = step
         try:
             self._publish(step, total, x0())
         except Exception:  # best effort: a preview must never fail the job
             log.warning("job %s: preview failed; no more previews for this job", self.job_id, exc_info=True)
             self.enabled = False
         finally:
-            self.spent_s += time.perf_counter() - t0
+            cost = time.perf_counter() - t0
+            self.spent_s += cost
+            self.next_t = now + max(self.s.preview_every_s, cost / MAX_SHARE)
 
     def _publish(self, step: int, total: int, latent: Any) -> None:
-        from model.preview import preview_frames
+        from model.preview import pick_frames, preview_frames
 
-        rgb = self.rgb.apply(latent)
+        picked = latent[..., pick_frames(latent.shape[-3], self.s.preview_frames), :, :]
+        rgb = self.rgb.apply(picked)  # project only the frames shown
         frames = preview_frames(rgb, max_frames=self.s.preview_frames, max_side=self.s.preview_max_side)
         url, k, w, h = webp_strip(frames, max_bytes=self.s.preview_max_bytes)
         pct = min(99, int(100 * step / max(total, 1)))

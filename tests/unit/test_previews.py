@@ -147,3 +147,25 @@ def test_backlog_keeps_only_the_newest_preview(settings: Settings) -> None:
         ("video.progress", 2),
         ("video.preview", 2),
     ]
+
+
+class _SlowPublisher:
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def publish(self, job_id: str, data: dict[str, Any], fence: Any = False) -> int:
+        time.sleep(0.05)  # a preview that costs 50 ms (a loaded machine)
+        self.steps.append(data["step"])
+        return 0
+
+
+def test_previews_never_take_more_than_their_share_of_the_run(settings: Settings) -> None:
+    eager = settings.model_copy(update={"preview_every_s": 0.0})  # "every step", if it were free
+    now = [0.0]
+    pub = _SlowPublisher()
+    hook = PreviewHook(eager, pub, "video_x", FACTORS, clock=lambda: now[0])  # type: ignore[arg-type]
+    for step in range(1, 41):  # 40 steps of 0.1 s: 4 s of denoising
+        hook(step, 100, lambda: torch.zeros(1, 4, 3, 4, 4))
+        now[0] += 0.1
+    # >= 50 ms per preview at most 2 % of the time: >= 2.5 s apart, so steps 1 and 26 at most
+    assert pub.steps[0] == 1 and len(pub.steps) <= 2, pub.steps
