@@ -37,6 +37,7 @@ from torch import nn
 from model.cache import load_calibration
 from model.pipeline import WanPipeline
 from model.presets import BUILTIN_CHECKPOINTS, OFFICIAL_BY_TASK, PRESETS, TINY_SPECS, ModelPreset, TinySpec
+from model.preview import load_latent_rgb
 from model.text_encoder import (
     TextEncoder,
     build_umt5,
@@ -528,6 +529,7 @@ def load_pipeline(
         else:
             pipe = load_official(root, device=dev, dtype=dt, offload=offload)
     pipe.cache_calibration = load_calibration(root)  # step-cache numbers beside the weights, if any
+    pipe.latent_rgb = load_latent_rgb(root, pipe.vae)  # preview factors fitted for this VAE, if any
     return pipe
 
 

@@ -34,6 +34,7 @@ from torch import nn
 
 from model.cache import StepCache, resolve_cache
 from model.presets import ModelPreset
+from model.preview import LatentRGB, published_latent_rgb
 from model.scheduler import make_sampler
 from model.text_encoder import TextEncoder, pad_embeddings
 
@@ -42,9 +43,12 @@ if TYPE_CHECKING:
     from model.vae21 import Wan21VAE
     from model.vae22 import Wan22VAE
 
-__all__ = ["Sampling", "StepCallback", "WanPipeline"]
+__all__ = ["PreviewHook", "Sampling", "StepCallback", "WanPipeline"]
 
 StepCallback = Callable[[int, int, float], None]
+# preview(step, total_steps, x0) after each step: x0() computes the predicted clean latent
+# [1, z, T', h, w] (float32, on the DiT device) only when the hook asks for it.
+PreviewHook = Callable[[int, int, Callable[[], torch.Tensor]], None]
 NUM_TRAIN_TIMESTEPS = 1000
 
 
@@ -82,6 +86,20 @@ class Sampling:
     sampler: str
     seed: int
     callback: StepCallback | None
+
+
+def _x0_of(
+    x_t: torch.Tensor, v: torch.Tensor, sigma: float, first_frame: torch.Tensor | None
+) -> Callable[[], torch.Tensor]:
+    """The flow-matching clean-latent prediction ``x0 = x_t - sigma * v``, computed on demand."""
+
+    def x0() -> torch.Tensor:
+        out = x_t - sigma * v
+        if first_frame is not None:
+            out[:, :, :1] = first_frame
+        return out
+
+    return x0
 
 
 class WanPipeline:
@@ -136,6 +154,9 @@ class WanPipeline:
         self.cache_calibration: dict[str, Any] | None = None
         self.last_cache: Any = None  # a StepCache, or the object given as `cache`
         self.parallel: Any = None  # `model.parallel.ParallelState` when one generation spans processes
+        # Latent-to-RGB preview factors (`model.preview`): the published ones for an official VAE;
+        # the loader replaces them with fitted ones found beside the weights.
+        self.latent_rgb: LatentRGB | None = published_latent_rgb(vae)
 
     def compile_blocks(self, **options: Any) -> None:
         """Regional compilation: `torch.compile` each repeated DiT block (idempotent).
@@ -426,6 +447,7 @@ class WanPipeline:
         callback: StepCallback | None = None,
         loras: Sequence[tuple[Any, float]] | None = None,
         cache: Mapping[str, Any] | Any = None,
+        preview: PreviewHook | None = None,
     ) -> torch.Tensor:
         """Generate one video -> [3, F, H, W] float32 in [-1, 1] (on CPU).
 
@@ -437,6 +459,8 @@ class WanPipeline:
         scale) pairs applied for this call only (`model.lora`); `self.lora_fuse` merges them instead.
         `cache={"type": T, "threshold": x}` skips transformer blocks on steps that change little
         (`model.cache`; a `CacheError` for a bad request); None runs every block of every step.
+        `preview(step, total_steps, x0)` runs after `callback`; ``x0()`` returns the predicted clean
+        latent of that step (for live previews, `model.preview`).
         """
         run = self.check_inputs(
             prompt,
@@ -463,7 +487,7 @@ class WanPipeline:
 
             applied = apply_to_experts(self.experts, loras, fuse=self.lora_fuse)
         try:
-            return self._generate(run, self.last_cache)
+            return self._generate(run, self.last_cache, preview)
         finally:
             for handle in applied:  # restores the resident weights exactly
                 handle.remove()
@@ -488,7 +512,7 @@ class WanPipeline:
         video: torch.Tensor = self.vae.decode(latent.to(vdev, _module_dtype(self.vae)))  # [1, 3, F, H, W]
         return video[0].float().cpu()
 
-    def _generate(self, run: Sampling, cache: Any = None) -> torch.Tensor:
+    def _generate(self, run: Sampling, cache: Any = None, preview: PreviewHook | None = None) -> torch.Tensor:
         p = self.preset
         st, sh, sw = p.vae_stride
         ph, pw = p.patch_size[1], p.patch_size[2]
@@ -535,11 +559,14 @@ class WanPipeline:
             )
             where = (i, 0, i, n_high) if high else (i, 1, i - n_high, total - n_high)
             v = self._velocity(dit, latent, t, ctx, ctx_null, y, g, cache, where)
+            x_t = latent  # the samplers return a new tensor: x_t stays intact for the preview
             latent = sampler.step(v, latent)
             if first_frame is not None:
                 latent[:, :, :1] = first_frame  # keep frame 0 pinned to the image latent
             if run.callback is not None:
                 run.callback(i + 1, total, float(t_int))
+            if preview is not None:
+                preview(i + 1, total, _x0_of(x_t, v, sampler.sigmas[i].item(), first_frame))
 
         # 4. decode
         return self.decode(latent)

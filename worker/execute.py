@@ -2,8 +2,9 @@
 
 load the record → skip it if gone, finished or cancelled → fail it after too many lost attempts →
 mark in_progress → (redelivered with outputs already stored? complete) → generate with a per-step
-callback (progress event, cancel flag, deadline) → encode MP4 + thumbnail → upload under keys
-derived from the job id → mark completed. Every failure ends in a truthful terminal status.
+callback (progress event, cancel flag, deadline) and a throttled live preview (`worker.preview`) →
+encode MP4 + thumbnail → upload under keys derived from the job id → mark completed. Every failure
+ends in a truthful terminal status.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from worker.leases import LeaseLost, lease_lost
 from worker.long_video import drop_segments, generate_segments, needs_segments
 from worker.memory import is_oom, maybe_simulate_oom, oom_message
 from worker.postprocess import apply_output, refine
+from worker.preview import make_preview_hook
 from worker.prompt_extend import prepare_job_prompt
 from worker.runtime import WorkerRuntime
 from worker.spritesheet import write_spritesheet
@@ -122,6 +124,7 @@ def _generate_and_upload(rt: WorkerRuntime, rec: JobRecord) -> tuple[dict[str, s
         callback=clock,
         loras=rt.loras.job_loras(p.loras) if p.loras else None,
         cache=p.cache,
+        preview=make_preview_hook(rt, rec.id, rec.attempt_token or False),
     )
     timings = {**prompt_timings, **clock.timings(time.monotonic())}
     if p.cache is not None and rt.pipe.last_cache is not None:  # what step caching saved

@@ -153,7 +153,11 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "Server-Sent Events: every state transition and every denoising step, ending with the terminal "
         "event. Reconnect with `Last-Event-ID` to resume without gaps. Open streams are capped per API "
         "key (`WANSERVE_MAX_STREAMS_PER_KEY`, across gateways) and per gateway "
-        "(`WANSERVE_MAX_STREAMS_TOTAL`): beyond either the answer is 429 with `Retry-After`.",
+        "(`WANSERVE_MAX_STREAMS_TOTAL`): beyond either the answer is 429 with `Retry-After`. "
+        "While the job denoises, "
+        "`video.preview` events carry a small live preview: `{id, step, total_steps, progress, frames, "
+        "width, height, image}` with `image` a `data:image/webp;base64,...` URL of `frames` frames side "
+        "by side (a reader joining late gets only the newest preview of the backlog).",
         (*_AUTH, 404, 429, 503),
         {
             200: {
@@ -236,6 +240,23 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
                     },
                 ),
             )
+        },
+    ),
+    ("GET", "/v1/videos/{}/preview"): RouteDoc(
+        "The latest live preview",
+        "The newest `video.preview` image of the job as WebP: a few frames of the predicted video side by "
+        "side, earliest first, with the step in `X-Preview-Step` / `X-Preview-Total-Steps`. 404 until the "
+        "first preview (or when previews are off). Only the job's owner sees it.",
+        (*_AUTH, 404, 503),
+        {
+            200: {
+                "description": "The preview image",
+                "headers": {
+                    "X-Preview-Step": {"schema": {"type": "integer"}, "example": 12},
+                    "X-Preview-Total-Steps": {"schema": {"type": "integer"}, "example": 50},
+                },
+                "content": {"image/webp": {"schema": {"type": "string", "format": "binary"}}},
+            }
         },
     ),
     ("GET", "/v1/videos/{}/logs"): RouteDoc(

@@ -22,6 +22,7 @@ from app.api.routes import (
     health,
     logs,
     models,
+    preview,
     queue_view,
     styles,
     video_sources,
@@ -80,7 +81,17 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
     install_observability(app)  # X-Request-ID, GET /metrics, GET /v1/admin/workers
     app.include_router(webhooks.router)  # GET /v1/videos/{id}/webhooks
     app.include_router(video_sources.router)  # extensions, edits, remixes
-    for module in (videos, content, events, logs, queue_view, models, styles, health):  # models: +/v1/loras
+    for module in (
+        videos,
+        content,
+        events,
+        logs,
+        preview,
+        queue_view,
+        models,
+        styles,
+        health,
+    ):  # models: +/v1/loras
         app.include_router(module.router)
     app.include_router(web.router)  # GET /: the web page
     apply_docs(app)  # summaries, examples and problem+json errors for every route (app/api/docs.py)

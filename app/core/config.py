@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(6 * 3600, ge=60)  # must exceed the longest queue wait + run
     max_attempts: int = Field(3, ge=1)  # deliveries of one job before it fails as `worker_lost`
     debug_step_delay_s: float = Field(0.0, ge=0)  # testing aid: sleep after each denoising step
+    # live previews (README "Live previews"): a small WebP of the predicted video every so often
+    previews: bool = True
+    preview_every_s: float = Field(1.0, ge=0)  # at most one preview per this many seconds...
+    preview_every_steps: int = Field(1, ge=1)  # ...and per this many denoising steps
+    preview_max_side: int = Field(128, ge=16, le=512)  # longest side of each preview frame, pixels
+    preview_frames: int = Field(4, ge=1, le=16)  # frames side by side in the strip
+    preview_max_bytes: int = Field(48_000, ge=4_096, le=256_000)  # the image's data URL, at most
     # --- reliability (README "Reliability and observability settings") ---------------
     job_lease_ttl_s: float = Field(30.0, gt=0)  # a running job's worker silent this long is presumed dead
     reaper_interval_s: float = Field(5.0, gt=0)  # gateway: how often expired leases are reaped

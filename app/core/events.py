@@ -3,7 +3,8 @@
 Each event is stored once (by a job-store transition or progress step) as a stream entry
 ``{type, data}``; the stream id is the SSE ``id``. A client resuming with ``Last-Event-ID`` gets
 exactly the entries after that id (its backlog by XRANGE, then live entries from the gateway's shared
-reader, `app.core.stream_hub`), so nothing is lost or repeated.
+reader, `app.core.stream_hub`), so nothing is lost or repeated, except the ``video.preview`` events
+of the backlog that a newer preview supersedes.
 """
 
 from __future__ import annotations

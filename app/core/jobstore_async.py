@@ -169,7 +169,7 @@ class AsyncJobStore(HookRegistry):
         async with self.r.pipeline(transaction=True) as p:
             if running:
                 p.set(keys.cancel_flag(job_id), "1", ex=self.cancel_flag_ttl_s)
-            p.delete(keys.job(job_id), keys.events(job_id))
+            p.delete(keys.job(job_id), keys.events(job_id), keys.preview(job_id))
             p.zrem(keys.JOBS_INDEX, job_id)
             if owner:
                 p.zrem(keys.owner_index(owner), job_id)

@@ -132,3 +132,8 @@ def active_jobs(owner: str) -> str:
 def idempotency(owner: str, key_digest: str) -> str:
     """String with TTL: the job created for one owner's ``Idempotency-Key`` (by its SHA-256)."""
     return f"{PREFIX}idem:{owner}:{key_digest}"
+
+
+def preview(job_id: str) -> str:
+    """String with TTL: the running job's latest `video.preview` event data (JSON)."""
+    return f"{PREFIX}job:{job_id}:preview"

@@ -25,6 +25,7 @@ import redis.asyncio as aredis
 
 from app.core import keys
 from app.core.events import Entries, StreamEvent
+from app.core.previews import PREVIEW_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,16 @@ class StreamHub:
         backlog = cast(
             Entries, await r.xrange(keys.events(job_id), min=f"({last}" if after else "-", max="+")
         )
-        for eid, fields in backlog:
+        # a late reader gets the newest preview of the backlog only: older ones are superseded
+        newest_preview = max(
+            (i for i, (_, f) in enumerate(backlog) if f["type"] == PREVIEW_EVENT), default=-1
+        )
+        for i, (eid, fields) in enumerate(backlog):
+            last = eid
+            if fields["type"] == PREVIEW_EVENT and i != newest_preview:
+                continue
             ev = StreamEvent(eid, fields["type"], fields["data"])
             yield ev
-            last = eid
             if ev.terminal:
                 return
         sub = self._watch(job_id, last)

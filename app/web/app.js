@@ -272,6 +272,22 @@ function watchQueuePosition(id) {
   }, 1500);
 }
 
+// Live preview: a few frames of the predicted video side by side (one WebP data URL per
+// `video.preview` event), replaced by the player once the video is done.
+function showPreview(ev) {
+  let data;
+  try { data = JSON.parse(ev.data.join("\n")); } catch (_) { return; }
+  if (!data || typeof data.image !== "string" || !data.image.startsWith("data:image/")) return;
+  $("#preview").src = data.image;
+  $("#preview-caption").textContent = `preview at step ${data.step}/${data.total_steps}`;
+  $("#preview-box").hidden = false;
+}
+
+function clearPreview() {
+  $("#preview-box").hidden = true;
+  $("#preview").removeAttribute("src");
+}
+
 function showJob(job) {
   if (state.watch) state.watch.abort();
   releaseBlobs();
@@ -279,6 +295,7 @@ function showJob(job) {
   $("#current").hidden = false;
   $("#current-id").textContent = job.id;
   $("#result").hidden = true;
+  clearPreview();
   $("#player").removeAttribute("src");
   renderProgress(job);
   if (TERMINAL.has(job.status)) {
@@ -346,6 +363,7 @@ async function watchEvents(job, signal) {
           const ev = parseEventBlock(block);
           if (ev.id) lastId = ev.id;
           if (!ev.data.length) continue;
+          if (ev.event === "video.preview") { showPreview(ev); continue; }
           job = mergeEvent(job, ev);
           renderProgress(job);
         }
@@ -399,7 +417,7 @@ async function finish(id) {
   if (state.current !== id) return;
   renderProgress(job);
   loadHistory(true);
-  if (job.status !== "completed") return;
+  if (job.status !== "completed") { clearPreview(); return; }
   const video = await assetUrl(job, "video");
   const player = $("#player");
   player.src = video;
@@ -416,6 +434,7 @@ async function finish(id) {
   const secs = Number(job.seconds);
   const parts = [job.size, secs ? `${secs.toFixed(2)} s` : null, job.seed != null ? `seed ${job.seed}` : null];
   $("#result-meta").textContent = parts.filter(Boolean).join(" · ");
+  clearPreview();
   $("#result").hidden = false;
 }
 

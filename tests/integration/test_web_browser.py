@@ -221,3 +221,61 @@ def test_cancel_from_the_page_and_errors_shown(browser: Any, service: Service) -
         e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "/v1/videos" not in e["message"]
     ]
     assert not severe, severe
+
+
+def test_live_preview_shown_while_the_job_runs(
+    browser: Any, service: Service, worker_factory: Callable[..., Any]
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    # the demo model has latent-to-RGB factors; 30 steps of >= 0.1 s, a preview at most every 0.2 s
+    worker_factory("wanserve-demo", timeout=300, debug_step_delay_s=0.1, preview_every_s=0.2)
+    _open_page(browser, service)
+    wait_until(
+        lambda: browser.find_elements(By.CSS_SELECTOR, "#model option[value='wanserve-demo']"),
+        20,
+        "the demo model in the list",
+    )
+    Select(browser.find_element(By.ID, "model")).select_by_value("wanserve-demo")
+    _fill(browser, "prompt", "a red circle moves slowly to the left")
+    if not browser.execute_script("return document.getElementById('advanced').open"):
+        browser.find_element(By.CSS_SELECTOR, "#advanced summary").click()
+    _fill(browser, "num_frames", "9")
+    _fill(browser, "num_inference_steps", "30")
+    assert not browser.find_element(By.ID, "preview").get_attribute("src")
+    browser.find_element(By.ID, "submit").click()
+    video_id = wait_until(lambda: browser.find_element(By.ID, "current-id").text, 20, "the job id")
+
+    shown = wait_until(
+        lambda: browser.execute_script(
+            "const img = document.getElementById('preview');"
+            "const box = document.getElementById('preview-box');"
+            "return !box.hidden && img.src.startsWith('data:image/webp;base64,') && img.complete"
+            "  && img.naturalWidth > 0 ? {w: img.naturalWidth, h: img.naturalHeight,"
+            "  status: document.getElementById('current-status').textContent,"
+            "  caption: document.getElementById('preview-caption').textContent} : null"
+        ),
+        120,
+        "a live preview image on the page",
+        every=0.02,
+    )
+    assert shown["status"] == "in_progress", shown  # seen while the job runs, not after
+    assert shown["h"] == 128 and shown["w"] == 4 * 128  # four 128 px frames side by side
+    assert shown["caption"].startswith("preview at step ")
+    browser.execute_script("document.getElementById('preview').scrollIntoView({block: 'center'})")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "web_preview.png"))
+
+    wait_until(
+        lambda: browser.find_element(By.ID, "current-status").text == "completed", 120, "the job to complete"
+    )
+    wait_until(
+        lambda: browser.execute_script(
+            "return document.getElementById('preview-box').hidden"
+            "  && !document.getElementById('result').hidden"
+        ),
+        30,
+        "the player to replace the preview",
+    )
+    httpx.delete(f"{service.url}/v1/videos/{video_id}", headers=service.headers)

@@ -116,3 +116,18 @@ def test_generate_priority_and_cancel_after_become_request_fields() -> None:
     assert fields["priority"] == "high" and fields["cancel_after"] == "5m"
     plain = _request_fields(build_parser().parse_args(["generate", "a cat"]))
     assert "priority" not in plain and "cancel_after" not in plain
+
+
+def test_progress_saves_each_preview_over_the_last(tmp_path) -> None:
+    import base64
+
+    out = tmp_path / "p.webp"
+    progress = Progress(io.StringIO(), "video_1", out)
+    for payload in (b"RIFF-first", b"RIFF-second"):
+        url = "data:image/webp;base64," + base64.b64encode(payload).decode()
+        progress.preview({"step": 1, "image": url})
+        assert out.read_bytes() == payload
+    progress.preview({"image": "data:image/png;base64,AAAA"})  # not a WebP preview: ignored
+    progress.preview({"image": "data:image/webp;base64,@@@"})  # bad base64: ignored
+    assert out.read_bytes() == b"RIFF-second" and progress.previews_saved == 2
+    assert build_parser().parse_args(["generate", "x", "--preview-out", "a.webp"]).preview_out == "a.webp"

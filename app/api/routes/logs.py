@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from app.api.deps import JobDep, RedisDep
 from app.core import keys
+from app.core.previews import PREVIEW_EVENT
 from app.core.schemas import JobRecord
 
 router = APIRouter(tags=["videos"])
@@ -69,6 +70,8 @@ async def video_logs(rec: JobDep, redis: RedisDep) -> JobLogs:
     entries = cast(list[tuple[str, dict[str, str]]], await redis.xrange(keys.events(rec.id), "-", "+"))
     lines: list[LogLine] = []
     for eid, fields in entries:
+        if fields.get("type") == PREVIEW_EVENT:  # pictures, not log lines
+            continue
         at = int(eid.split("-", 1)[0]) / 1000
         try:
             data = json.loads(fields.get("data", "{}"))

@@ -107,7 +107,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             (say if args.no_wait else warn)(video_id)
             if args.no_wait:
                 return EXIT_OK
-            progress = Progress(sys.stderr, video_id)
+            preview_out = Path(args.preview_out) if args.preview_out else None
+            progress = Progress(sys.stderr, video_id, preview_out)
             progress.update(job)
             job = wait_for(client, video_id, job, progress)
         except KeyboardInterrupt:
@@ -123,6 +124,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
         assert progress is not None
         progress.done()
+        if args.preview_out and not progress.previews_saved:
+            warn(f"no live preview was published for {video_id}; {args.preview_out} not written")
         status = job.get("status")
         if status == "failed":
             err = job.get("error") or {}

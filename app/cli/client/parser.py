@@ -84,6 +84,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     )
     g.add_argument("--out", "-o", help="where to save the MP4 (default ID.mp4)")
     g.add_argument("--thumbnail", help="also save the thumbnail image here")
+    g.add_argument(
+        "--preview-out",
+        metavar="FILE.webp",
+        help="save the live preview here while the job runs (a few frames side by side; the last stays)",
+    )
     g.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
     g.set_defaults(func=cmd_generate)
 

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import shutil
 import threading
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 
 from app.cli.client.api import TERMINAL, ApiError, Client, Event
 
+PREVIEW_EVENT = "video.preview"
+PREVIEW_PREFIX = "data:image/webp;base64,"
+
 
 class Progress:
     """A one-line progress bar on a terminal; plain lines (on change) otherwise."""
 
-    def __init__(self, stream: TextIO, video_id: str) -> None:
+    def __init__(self, stream: TextIO, video_id: str, preview_out: Path | None = None) -> None:
+        self.preview_out = preview_out  # where each live preview is written as it arrives (the last stays)
+        self.previews_saved = 0
         self.stream = stream
         self.tty = stream.isatty()
         self.video_id = video_id
@@ -70,6 +78,20 @@ class Progress:
                 self.stream.write(line + "\n")
                 self.stream.flush()
                 self.last_line = line
+
+    def preview(self, data: dict[str, Any]) -> None:
+        """A `video.preview` event: save its WebP over the previous one (atomically)."""
+        url = data.get("image")
+        if self.preview_out is None or not isinstance(url, str) or not url.startswith(PREVIEW_PREFIX):
+            return
+        try:
+            raw = base64.b64decode(url[len(PREVIEW_PREFIX) :], validate=True)
+        except binascii.Error:
+            return
+        tmp = self.preview_out.with_name(self.preview_out.name + ".part")
+        tmp.write_bytes(raw)
+        tmp.replace(self.preview_out)
+        self.previews_saved += 1
 
     def done(self) -> None:
         with self.lock:
@@ -142,6 +164,9 @@ def _follow(client: Client, video_id: str, job: dict[str, Any], progress: Progre
                 for event in client.events(video_id, last_id):
                     if event.id:
                         last_id = event.id
+                    if event.event == PREVIEW_EVENT:  # a picture, not a change of the job
+                        progress.preview(event.json())
+                        continue
                     job = merge_event(job, event)
                     progress.update(job)
                     if str(job.get("status")) in TERMINAL:
