@@ -23,6 +23,7 @@ import redis
 
 from app.api.main import create_app
 from app.api.state import AppState
+from app.api.streams import EventStreams
 from app.core import registry
 from app.core.apikeys import ApiKeyStore
 from app.core.celeryconf import GENERATE_TASK
@@ -119,11 +120,13 @@ def _factory(redis_server: RedisServer, tmp_path: Path) -> Callable[..., Any]:
             store=AsyncJobStore(r, retention_s=settings.retention_s),
             queue=queue,
             storage=make_storage(settings),
+            streams=EventStreams.open(r, settings),
         )
         app = create_app(settings, state=state)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
             yield Service(client, queue, state, sync_redis)
+        await state.streams.close()
         await r.aclose()
         sync_redis.flushdb()
         sync_redis.close()
