@@ -48,10 +48,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, required=True, help="FILE.pt or FILE.mp4")
     ap.add_argument("--ulysses", type=int, default=1, help="sequence-parallel group size")
     ap.add_argument("--cfg-parallel", action="store_true", help="cond and uncond on two rank groups")
+    ap.add_argument(
+        "--fsdp", action="store_true", help="shard the DiT experts and the text encoder over the ranks"
+    )
     ap.add_argument("--compile", action="store_true", help="torch.compile each DiT block")
     args = ap.parse_args(argv)
     if args.out.suffix not in (".pt", ".mp4"):
         ap.error(f"--out must end in .pt or .mp4, got {args.out}")
+    if args.fsdp and args.compile:
+        ap.error("--fsdp with --compile is not supported: compile the unsharded model")
     if args.ulysses < 1:
         ap.error(f"--ulysses must be >= 1, got {args.ulysses}")
     return args
@@ -84,12 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
     state = None
-    if world > 1 or args.ulysses > 1 or args.cfg_parallel:
-        state = init_parallel(args.ulysses, args.cfg_parallel, device)
+    if world > 1 or args.ulysses > 1 or args.cfg_parallel or args.fsdp:
+        state = init_parallel(args.ulysses, args.cfg_parallel, device, fsdp=args.fsdp)
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    pipe = load_pipeline(args.model, device=device, dtype=dtype)
+    if dtype is None and device.startswith("cuda"):
+        dtype = torch.bfloat16
+    # FSDP: build on the CPU, each rank then moves only its shard to the device
+    pipe = load_pipeline(args.model, device="cpu" if args.fsdp else device, dtype=dtype)
     if state is not None:
         enable_parallel(pipe, state)
+    if args.fsdp:
+        from model.fsdp import fully_shard_pipeline
+
+        fully_shard_pipeline(pipe, device)
     if args.compile:
         pipe.compile_blocks()
     image = None

@@ -21,6 +21,7 @@ and `wan/textimage2video.py` (`WanTI2V`) of Wan2.2 commit 42bf4cf:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -50,6 +51,18 @@ def _cover_box(iw: int, ih: int, width: int, height: int) -> tuple[int, int, int
     scale = max(width / iw, height / ih)
     nw, nh = max(width, round(iw * scale)), max(height, round(ih * scale))
     return nw, nh, (nw - width) // 2, (nh - height) // 2
+
+
+def _no_grad_inference(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Run a pipeline method in inference mode, or only without grad for an FSDP-sharded pipeline
+    (FSDP's parameter all-gathers bump version counters, which inference tensors lack)."""
+
+    @functools.wraps(fn)
+    def run(self: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        with torch.inference_mode(not self.fsdp), torch.no_grad():
+            return fn(self, *args, **kwargs)
+
+    return run
 
 
 def _module_device(m: nn.Module) -> torch.device:
@@ -112,6 +125,7 @@ class WanPipeline:
         self.cache_calibration: dict[str, Any] | None = None
         self.last_cache: Any = None  # a StepCache, or the object given as `cache`
         self.parallel: Any = None  # `model.parallel.ParallelState` when one generation spans processes
+        self.fsdp = False  # experts and text encoder sharded over the ranks (`model.fsdp`)
 
     def compile_blocks(self, **options: Any) -> None:
         """Regional compilation: `torch.compile` each repeated DiT block (idempotent).
@@ -359,7 +373,7 @@ class WanPipeline:
         guided: torch.Tensor = uncond + g * (cond - uncond)
         return guided
 
-    @torch.inference_mode()
+    @_no_grad_inference
     def generate(
         self,
         prompt: str,
@@ -401,6 +415,10 @@ class WanPipeline:
             guidance_scale, shift, sampler, seed, callback,
         )  # fmt: skip
         g_low, g_high = self._guidance_pair(guidance_scale)
+        if self.fsdp:
+            from model.fsdp import check_fsdp_request
+
+            check_fsdp_request(self, cache=cache, loras=loras)
         if cache is None or isinstance(cache, Mapping):
             spec = resolve_cache(cache, p.model_id, self.cache_calibration, sampler)
             self.last_cache = None if spec is None else StepCache(spec, num_steps)

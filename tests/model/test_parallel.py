@@ -36,14 +36,17 @@ def reference() -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    ("ulysses", "cfg"), [(2, False), (1, True), (2, True)], ids=["ulysses2", "cfg", "cfg2xulysses2"]
+    ("ulysses", "cfg", "fsdp"),
+    [(2, False, False), (1, True, False), (2, True, False), (1, False, True), (2, False, True)],
+    ids=["ulysses2", "cfg", "cfg2xulysses2", "fsdp2", "fsdp2xulysses2"],
 )
 def test_parallel_equals_one_process(
-    ulysses: int, cfg: bool, reference: dict[str, torch.Tensor], tmp_path: Path
+    ulysses: int, cfg: bool, fsdp: bool, reference: dict[str, torch.Tensor], tmp_path: Path
 ) -> None:
-    world = ulysses * (2 if cfg else 1)
+    """FSDP shards over the whole world; with --ulysses 2 the same 2 ranks also split the tokens."""
+    world = ulysses * (2 if cfg else 1) * (2 if fsdp and ulysses == 1 else 1)
     script = str(REPO / "tests/model/parallel_cases.py")
-    extra = ["--cfg-parallel"] if cfg else []
+    extra = (["--cfg-parallel"] if cfg else []) + (["--fsdp"] if fsdp else [])
     res = _torchrun(world, [script, "--ulysses", str(ulysses), *extra, "--out", str(tmp_path)], REPO)
     assert res.returncode == 0, res.stderr[-4000:]
     for name, ref in reference.items():
