@@ -25,7 +25,7 @@ import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -33,11 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.cache import StepCache, resolve_cache
+from model.denoise_state import DenoiseState
 from model.presets import ModelPreset
 from model.scheduler import make_sampler
 from model.text_encoder import TextEncoder, pad_embeddings
 
-__all__ = ["StepCallback", "WanPipeline"]
+__all__ = ["DenoiseState", "StepCallback", "WanPipeline"]
 
 StepCallback = Callable[[int, int, float], None]
 NUM_TRAIN_TIMESTEPS = 1000
@@ -53,12 +54,15 @@ def _cover_box(iw: int, ih: int, width: int, height: int) -> tuple[int, int, int
     return nw, nh, (nw - width) // 2, (nh - height) // 2
 
 
-def _no_grad_inference(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+_R = TypeVar("_R")
+
+
+def _no_grad_inference(fn: Callable[..., _R]) -> Callable[..., _R]:
     """Run a pipeline method in inference mode, or only without grad for an FSDP-sharded pipeline
     (FSDP's parameter all-gathers bump version counters, which inference tensors lack)."""
 
     @functools.wraps(fn)
-    def run(self: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def run(self: Any, *args: Any, **kwargs: Any) -> _R:
         with torch.inference_mode(not self.fsdp), torch.no_grad():
             return fn(self, *args, **kwargs)
 
@@ -126,6 +130,8 @@ class WanPipeline:
         self.last_cache: Any = None  # a StepCache, or the object given as `cache`
         self.parallel: Any = None  # `model.parallel.ParallelState` when one generation spans processes
         self.fsdp = False  # experts and text encoder sharded over the ranks (`model.fsdp`)
+        # (high-noise device, low-noise device) once `place_experts` put each expert on its own device
+        self.expert_devices: tuple[torch.device, torch.device] | None = None
 
     def compile_blocks(self, **options: Any) -> None:
         """Regional compilation: `torch.compile` each repeated DiT block (idempotent).
@@ -139,6 +145,28 @@ class WanPipeline:
             for block in dit.blocks:
                 if getattr(block, "_compiled_call_impl", None) is None:
                     block.compile(**options)
+
+    def place_experts(self, high: torch.device | str, low: torch.device | str) -> None:
+        """Keep the high-noise expert resident on `high` and the low-noise one on `low`.
+
+        No swapping and no offload: the text encoder runs beside the high-noise expert, the VAE
+        beside the low-noise one (it decodes right after the last step), and a job's latents and
+        sampler history cross from `high` to `low` once, at the expert boundary.
+        """
+        if self.transformer_2 is None:
+            raise ValueError(
+                f"{self.preset.model_id!r} has one expert; expert placement needs a two-expert (A14B) model"
+            )
+        if self.offload or self.fsdp:
+            raise ValueError("expert placement keeps both experts resident: it excludes offload and FSDP")
+        dh, dl = torch.device(high), torch.device(low)
+        self.transformer.to(dh)
+        self.text_encoder.to(dh)
+        self.transformer_2.to(dl)
+        self.vae.to(dl)
+        self.device = dh
+        self._text_cache.clear()  # cached embeddings live on the old device
+        self.expert_devices = (dh, dl)
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -373,7 +401,6 @@ class WanPipeline:
         guided: torch.Tensor = uncond + g * (cond - uncond)
         return guided
 
-    @_no_grad_inference
     def generate(
         self,
         prompt: str,
@@ -403,6 +430,60 @@ class WanPipeline:
         `cache={"type": T, "threshold": x}` skips transformer blocks on steps that change little
         (`model.cache`; a `CacheError` for a bad request); None runs every block of every step.
         """
+        video = self._call(
+            prompt, "all", negative_prompt=negative_prompt, image=image, height=height, width=width,
+            num_frames=num_frames, num_steps=num_steps, guidance_scale=guidance_scale, shift=shift,
+            sampler=sampler, seed=seed, callback=callback, loras=loras, cache=cache,
+        )  # fmt: skip
+        assert isinstance(video, torch.Tensor)
+        return video
+
+    def generate_high(self, prompt: str, **kwargs: Any) -> DenoiseState:
+        """First half of `generate` on a two-expert model: text, noise, conditioning and the
+        high-noise steps. -> the state on the high-noise expert's device; `generate_low` finishes it.
+
+        Same keywords as `generate` but `callback`, `loras` and `cache`. Splitting a job lets two
+        workers, each owning one expert, pipeline consecutive jobs (`model.expert_pipeline`).
+        """
+        if self.transformer_2 is None:
+            raise ValueError(f"{self.preset.model_id!r} has one expert: there is no phase to split")
+        state = self._call(prompt, "high", **kwargs)
+        assert isinstance(state, DenoiseState)
+        return state
+
+    @_no_grad_inference
+    def generate_low(self, state: DenoiseState) -> torch.Tensor:
+        """Second half: move `state` to the low-noise expert's device, run its steps, decode."""
+        assert self.transformer_2 is not None
+        state = state.to(_module_device(self.transformer_2))
+        self._activate(self.transformer_2)
+        try:
+            self._denoise(state, len(state.timesteps), None, None)
+            return self._decode(state)
+        finally:
+            self._release()
+
+    @_no_grad_inference
+    def _call(
+        self,
+        prompt: str,
+        phase: str,
+        *,
+        negative_prompt: str | None = None,
+        image: Any = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        num_steps: int | None = None,
+        guidance_scale: float | Sequence[float] | None = None,
+        shift: float | None = None,
+        sampler: str = "unipc",
+        seed: int = 0,
+        callback: StepCallback | None = None,
+        loras: Sequence[tuple[Any, float]] | None = None,
+        cache: Mapping[str, Any] | Any = None,
+    ) -> torch.Tensor | DenoiseState:
+        """Validate, resolve defaults, then run the whole job (`phase="all"`) or its high-noise part."""
         p = self.preset
         width = p.default_size[0] if width is None else width
         height = p.default_size[1] if height is None else height
@@ -414,11 +495,13 @@ class WanPipeline:
             prompt, negative_prompt, image, height, width, num_frames, num_steps,
             guidance_scale, shift, sampler, seed, callback,
         )  # fmt: skip
-        g_low, g_high = self._guidance_pair(guidance_scale)
+        guidance = self._guidance_pair(guidance_scale)
         if self.fsdp:
             from model.fsdp import check_fsdp_request
 
             check_fsdp_request(self, cache=cache, loras=loras)
+        if cache is not None and self.expert_devices is not None:
+            raise ValueError("step caching is not supported with experts placed on two devices")
         if cache is None or isinstance(cache, Mapping):
             spec = resolve_cache(cache, p.model_id, self.cache_calibration, sampler)
             self.last_cache = None if spec is None else StepCache(spec, num_steps)
@@ -432,16 +515,24 @@ class WanPipeline:
 
             applied = apply_to_experts(self.experts, loras, fuse=self.lora_fuse)
         try:
-            return self._generate(
+            state = self._prepare(
                 prompt, negative_prompt, image, height, width, num_frames, num_steps,
-                (g_low, g_high), float(shift), sampler, seed, callback, self.last_cache,
+                guidance, float(shift), sampler, seed,
             )  # fmt: skip
+            if phase == "high":
+                self._denoise(state, state.n_high, callback, self.last_cache)
+                return state
+            if self.expert_devices is not None:  # the latents cross once, at the boundary
+                self._denoise(state, state.n_high, callback, self.last_cache)
+                state = state.to(self.expert_devices[1])
+            self._denoise(state, len(state.timesteps), callback, self.last_cache)
+            return self._decode(state)
         finally:
             for handle in applied:  # restores the resident weights exactly
                 handle.remove()
             self._release()
 
-    def _generate(
+    def _prepare(
         self,
         prompt: str,
         negative_prompt: str,
@@ -454,9 +545,8 @@ class WanPipeline:
         shift: float,
         sampler_name: str,
         seed: int,
-        callback: StepCallback | None,
-        cache: Any = None,
-    ) -> torch.Tensor:
+    ) -> DenoiseState:
+        """Text contexts, initial noise, image conditioning and the sampler of one job."""
         p = self.preset
         st, sh, sw = p.vae_stride
         ph, pw = p.patch_size[1], p.patch_size[2]
@@ -471,6 +561,7 @@ class WanPipeline:
         latent = torch.randn((1, *lat_shape), generator=gen, dtype=torch.float32).to(self.device)
         y: torch.Tensor | None = None
         first_frame: torch.Tensor | None = None  # TI2V image latent [1, z, 1, h, w]
+        tok_t: torch.Tensor | None = None
         if image is not None:
             img = self._prepare_image(image, height, width)  # [3, H, W]
             if p.task == "i2v":
@@ -478,49 +569,55 @@ class WanPipeline:
             else:
                 first_frame = self._vae_encode(img[None, :, None])  # [1, z, 1, h, w]
                 latent[:, :, :1] = first_frame
+                # per-token timestep mask: 0 on the tokens of latent frame 0, 1 elsewhere -> [1, L]
+                t_lat, h, w = lat_shape[1:]
+                tok_t = torch.ones(t_lat, h // ph, w // pw, device=self.device)
+                tok_t[0] = 0.0
+                tok_t = tok_t.flatten()[None]
 
-        # 3. denoise
         sampler = make_sampler(sampler_name, num_steps, shift)
-        total = sampler.num_steps
         boundary = None if p.boundary is None else p.boundary * NUM_TRAIN_TIMESTEPS
-        tok_t: torch.Tensor | None = None
-        if first_frame is not None:
-            # per-token timestep mask: 0 on the tokens of latent frame 0, 1 elsewhere -> [1, L]
-            t_lat, h, w = lat_shape[1:]
-            tok_t = torch.ones(t_lat, h // ph, w // pw, device=self.device)
-            tok_t[0] = 0.0
-            tok_t = tok_t.flatten()[None]
         ts = sampler.timesteps.tolist()
         n_high = sum(1 for v in ts if boundary is not None and v >= boundary)
-        for i, t_int in enumerate(ts):
-            if boundary is not None and t_int >= boundary:
-                dit, g = self.transformer, guidance[1]  # high-noise expert
-            elif boundary is not None:
+        return DenoiseState(
+            latent, sampler, ctx, ctx_null, y, first_frame, tok_t, ts, boundary, n_high, guidance
+        )
+
+    def _denoise(self, s: DenoiseState, stop: int, callback: StepCallback | None, cache: Any) -> None:
+        """Run steps `s.index` .. `stop - 1` on `s` (in place)."""
+        total = len(s.timesteps)
+        device = s.latent.device
+        for i in range(s.index, stop):
+            t_int = s.timesteps[i]
+            if s.boundary is not None and t_int >= s.boundary:
+                dit, g = self.transformer, s.guidance[1]  # high-noise expert
+            elif s.boundary is not None:
                 assert self.transformer_2 is not None
-                dit, g = self.transformer_2, guidance[0]  # low-noise expert
+                dit, g = self.transformer_2, s.guidance[0]  # low-noise expert
             else:
-                dit, g = self.transformer, guidance[0]
-            if not sampler.uses_guidance:
+                dit, g = self.transformer, s.guidance[0]
+            if not s.sampler.uses_guidance:
                 g = 1.0  # distilled few-step sampling: one conditional forward per step
             self._activate(dit)
             t = (
-                (tok_t * float(t_int))
-                if tok_t is not None
-                else torch.tensor([float(t_int)], device=self.device)
+                (s.tok_t * float(t_int))
+                if s.tok_t is not None
+                else torch.tensor([float(t_int)], device=device)
             )
-            high = boundary is not None and t_int >= boundary
-            where = (i, 0, i, n_high) if high else (i, 1, i - n_high, total - n_high)
-            v = self._velocity(dit, latent, t, ctx, ctx_null, y, g, cache, where)
-            latent = sampler.step(v, latent)
-            if first_frame is not None:
-                latent[:, :, :1] = first_frame  # keep frame 0 pinned to the image latent
+            high = s.boundary is not None and t_int >= s.boundary
+            where = (i, 0, i, s.n_high) if high else (i, 1, i - s.n_high, total - s.n_high)
+            v = self._velocity(dit, s.latent, t, s.ctx, s.ctx_null, s.y, g, cache, where)
+            s.latent = s.sampler.step(v, s.latent)
+            if s.first_frame is not None:
+                s.latent[:, :, :1] = s.first_frame  # keep frame 0 pinned to the image latent
+            s.index = i + 1
             if callback is not None:
                 callback(i + 1, total, float(t_int))
 
-        # 4. decode
+    def _decode(self, s: DenoiseState) -> torch.Tensor:
         if self.offload:
             for m in self.experts:
                 m.to("cpu")
         vdev = _module_device(self.vae)
-        video: torch.Tensor = self.vae.decode(latent.to(vdev, _module_dtype(self.vae)))  # [1, 3, F, H, W]
+        video: torch.Tensor = self.vae.decode(s.latent.to(vdev, _module_dtype(self.vae)))  # [1, 3, F, H, W]
         return video[0].float().cpu()
