@@ -1,8 +1,8 @@
 """Expert placement and job pipelining (A14B): same videos as plain `generate`, same seed.
 
 On a CPU-only machine both "devices" are the CPU, so these check the bookkeeping (phases, the one
-crossing at the boundary, the hand-off between threads); `bench/gpu_check.py` runs the placement
-across a GPU and the CPU when a GPU is lent.
+crossing at the boundary, the hand-off between threads); `tests/gpu/test_expert_placement_cuda.py`
+(the GPU tier of `make gpu-check`) places the experts on the GPU and the CPU.
 """
 
 from __future__ import annotations
