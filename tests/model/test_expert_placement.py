@@ -82,3 +82,18 @@ def test_placement_needs_two_experts_and_refuses_offload_and_cache() -> None:
     pipe.place_experts("cpu", "cpu")
     with pytest.raises(ValueError, match="step caching is not supported with experts placed"):
         pipe.generate("x", cache={"type": "teacache", "threshold": 0.1}, **KW)
+
+
+def test_entry_point_expert_devices_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    from model.__main__ import parse_args
+
+    base = ["--model", "tiny-t2v-a14b", "--prompt", "p", "--out", "x.pt"]
+    assert parse_args([*base, "--expert-devices", "0,1"]).expert_devices == ("cuda:0", "cuda:1")
+    assert parse_args([*base, "--expert-devices", "cuda:1,cpu"]).expert_devices == ("cuda:1", "cpu")
+    for bad, says in (("0", "takes two devices"), ("0,gpu", "'gpu' is not a device")):
+        with pytest.raises(SystemExit):
+            parse_args([*base, "--expert-devices", bad])
+        assert says in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args([*base, "--expert-devices", "0,1", "--ulysses", "2"])
+    assert "not with --fsdp, --ulysses or --cfg-parallel" in capsys.readouterr().err
