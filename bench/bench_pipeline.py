@@ -5,7 +5,8 @@ Each case builds a tiny random diffusers pipeline, saves it, loads the folder wi
 both, interleaved, after one warm-up call each. diffusers gets the official Wan sigma grid so both
 do the same work. Also times the built-in tiny presets that service tests use.
 
-    .venv/bin/python bench/bench_pipeline.py [--repeats 5] [--threads 2] [--device cpu]
+    .venv/bin/python bench/bench_pipeline.py [--repeats 5] [--threads 2] [--config dev|mid] \\
+        [--variants fp32,fp32-stock-conv,bf16] [--steps 10]
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def _scheduler(shift: float) -> Any:
     return s
 
 
-def _build(kind: str) -> Any:
+def _build(kind: str, dit_dim: int = 32, layers: int = 2, vae_dim: int = 0) -> Any:
+    """A tiny random diffusers pipeline; `vae_dim` > 0: the official Wan2.1 VAE topology at that
+    base width (dim_mult 1,2,4,4, 2 res blocks), else the 4-wide one-level toy VAE."""
     import diffusers
     from transformers import ByT5Tokenizer, UMT5Config, UMT5EncoderModel
 
@@ -60,8 +63,8 @@ def _build(kind: str) -> Any:
 
     def dit(cin: int, cout: int) -> Any:
         return diffusers.WanTransformer3DModel(
-            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=cin,
-            out_channels=cout, text_dim=32, freq_dim=256, ffn_dim=64, num_layers=2,
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=dit_dim // 2, in_channels=cin,
+            out_channels=cout, text_dim=32, freq_dim=256, ffn_dim=2 * dit_dim, num_layers=layers,
         ).eval()  # fmt: skip
 
     if kind == "ti2v":
@@ -74,7 +77,10 @@ def _build(kind: str) -> Any:
             tokenizer=ByT5Tokenizer(), text_encoder=te, vae=vae.eval(), scheduler=_scheduler(5.0),
             transformer=dit(48, 48), expand_timesteps=True,
         )  # fmt: skip
-    vae = diffusers.AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1).eval()
+    if vae_dim:
+        vae = diffusers.AutoencoderKLWan(base_dim=vae_dim, z_dim=16).eval()
+    else:
+        vae = diffusers.AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1).eval()
     if kind == "t2v-a14b":
         return diffusers.WanPipeline(
             tokenizer=ByT5Tokenizer(), text_encoder=te, vae=vae, scheduler=_scheduler(12.0),
@@ -100,6 +106,14 @@ def _time(fn: Any, repeats: int, warmup: bool = True) -> tuple[float, float]:
     return statistics.median(wall), statistics.median(cpu)
 
 
+def _set_stock_conv(stock: bool) -> None:
+    """Before/after switch: our causal convs through stock `conv3d` (PyTorch's heuristic picks
+    `slow_conv3d` for these shapes) or straight to oneDNN (the default)."""
+    from model import vae21, vae22
+
+    vae21.CausalConv3d.onednn = vae22.CausalConv3d.onednn = not stock
+
+
 def _case(
     kind: str,
     h: int,
@@ -111,22 +125,33 @@ def _case(
     steps: int,
     repeats: int,
     text_cache: bool,
+    frames: int = 9,
+    build: dict[str, int] | None = None,
+    variants: tuple[str, ...] = ("fp32",),
 ) -> None:
-    """Time one tiny diffusers pipeline against the same weights loaded by `load_pipeline`."""
+    """Time one tiny diffusers pipeline against the same weights loaded by `load_pipeline`.
+
+    `variants` of ours: `fp32`, `fp32-stock-conv` (the causal convs before the oneDNN routing),
+    `bf16` (DiT and text encoder in bfloat16, VAE in float32).
+    """
     from model import load_pipeline
 
-    ref = _build(kind)
+    ref = _build(kind, **(build or {}))
     ref.set_progress_bar_config(disable=True)
     ref.save_pretrained(str(folder))
-    ours = load_pipeline(str(folder))
+    ours = {
+        v: load_pipeline(str(folder), dtype=torch.bfloat16 if v == "bf16" else torch.float32)
+        for v in variants
+    }
     if not text_cache:
-        ours.text_cache_size = 0
+        for pipe in ours.values():
+            pipe.text_cache_size = 0
     img = (
         torch.rand(3, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
         if kind == "i2v-a14b"
         else None
     )
-    common: dict[str, Any] = dict(height=h, width=w, num_frames=9)
+    common: dict[str, Any] = dict(height=h, width=w, num_frames=frames)
     ref_kw: dict[str, Any] = dict(
         prompt="a fox in the snow", negative_prompt="blurry", num_inference_steps=steps,
         guidance_scale=g[1], output_type="pt", **common,
@@ -135,30 +160,39 @@ def _case(
         ref_kw["guidance_scale_2"] = g[0]
     if img is not None:
         ref_kw["image"] = img[None]
-    guidance = g if ours.transformer_2 is not None else g[1]
+    guidance = g if ref.config.boundary_ratio is not None else g[1]
 
     def run_ref() -> torch.Tensor:
+        _set_stock_conv(False)
         with torch.no_grad():
             out = ref(**ref_kw, generator=torch.Generator().manual_seed(1)).frames[0]
         return out.permute(1, 0, 2, 3) * 2 - 1  # type: ignore[no-any-return]
 
-    def run_ours() -> torch.Tensor:
-        return ours.generate(
-            "a fox in the snow", negative_prompt="blurry", image=img, num_steps=steps,
-            guidance_scale=guidance, shift=shift, seed=1, **common,
-        )  # fmt: skip
+    def run_ours(variant: str) -> torch.Tensor:
+        _set_stock_conv(variant == "fp32-stock-conv")
+        try:
+            return ours[variant].generate(
+                "a fox in the snow", negative_prompt="blurry", image=img, num_steps=steps,
+                guidance_scale=guidance, shift=shift, seed=1, **common,
+            )  # fmt: skip
+        finally:
+            _set_stock_conv(False)
 
-    diff = (run_ours() - run_ref()).abs().max().item()  # also the warm-up of both
-    t_ours, t_ref = [], []
-    for _ in range(repeats):  # interleaved, so both see the same machine noise
-        t_ours.append(_time(run_ours, 1, warmup=False))
+    video = run_ref()  # also the warm-up
+    diffs = {v: (run_ours(v) - video).abs().max().item() for v in variants}
+    t_ref: list[tuple[float, float]] = []
+    t_ours: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    for _ in range(repeats):  # interleaved, so all see the same machine noise
+        for v in variants:
+            t_ours[v].append(_time(partial(run_ours, v), 1, warmup=False))
         t_ref.append(_time(run_ref, 1, warmup=False))
-    aw, ac = (statistics.median(v) for v in zip(*t_ours, strict=True))
-    bw, bc = (statistics.median(v) for v in zip(*t_ref, strict=True))
-    print(
-        f"{kind:<10} {w}x{h}x9  {aw:9.3f} {bw:10.3f} {aw / bw:6.2f} "
-        f"{ac:9.3f} {bc:9.3f} {ac / bc:6.2f} {diff:9.1e}"
-    )
+    bw, bc = (statistics.median(x) for x in zip(*t_ref, strict=True))
+    for v in variants:
+        aw, ac = (statistics.median(x) for x in zip(*t_ours[v], strict=True))
+        print(
+            f"{kind:<10} {v:<15} {w}x{h}x{frames}  {aw:9.3f} {bw:10.3f} {aw / bw:6.2f} "
+            f"{ac:9.3f} {bc:9.3f} {ac / bc:6.2f} {diffs[v]:9.1e}"
+        )
 
 
 def main() -> None:
@@ -168,6 +202,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument(
         "--no-text-cache", action="store_true", help="re-encode prompts on every call, as diffusers"
+    )
+    ap.add_argument(
+        "--config",
+        choices=("dev", "mid"),
+        default="dev",
+        help="dev: the three toy pipelines; mid: T2V-A14B-shaped, dim-256 DiTs (4 layers), "
+        "base-dim-16 Wan2.1 VAE (official topology), 128x128x17",
+    )
+    ap.add_argument(
+        "--variants",
+        default="fp32",
+        help="ours, comma-separated: fp32, fp32-stock-conv (before the oneDNN conv routing), bf16",
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -183,9 +229,18 @@ def main() -> None:
         f"CFG on, text cache {'off' if args.no_text_cache else 'on'}"
     )
     print(
-        f"{'case':<10} {'size':<9} {'ours wall':>9} {'diff. wall':>10} {'ratio':>6} "
+        f"{'case':<10} {'ours':<15} {'size':<9} {'ours wall':>9} {'diff. wall':>10} {'ratio':>6} "
         f"{'ours cpu':>9} {'diff. cpu':>9} {'ratio':>6} {'max|diff|':>9}"
     )
+    variants = tuple(args.variants.split(","))
+    if args.config == "mid":
+        with tempfile.TemporaryDirectory() as tmp:
+            _case(
+                "t2v-a14b", 128, 128, 12.0, (3.0, 4.0), folder=Path(tmp) / "mid", steps=args.steps,
+                repeats=args.repeats, text_cache=not args.no_text_cache, frames=17,
+                build=dict(dit_dim=256, layers=4, vae_dim=16), variants=variants,
+            )  # fmt: skip
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for kind, case in {
             "t2v-a14b": (32, 48, 12.0, (3.0, 4.0)),
@@ -194,7 +249,7 @@ def main() -> None:
         }.items():
             _case(
                 kind, *case, folder=Path(tmp) / kind, steps=args.steps, repeats=args.repeats,
-                text_cache=not args.no_text_cache,
+                text_cache=not args.no_text_cache, variants=variants,
             )  # fmt: skip
 
     print()

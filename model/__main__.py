@@ -31,6 +31,19 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _devices(text: str) -> tuple[str, str]:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise argparse.ArgumentTypeError(f"--expert-devices takes two devices like 0,1, got {text!r}")
+    d0, d1 = (f"cuda:{p}" if p.isdigit() else p for p in parts)
+    for d in (d0, d1):
+        try:
+            torch.device(d)
+        except RuntimeError:
+            raise argparse.ArgumentTypeError(f"--expert-devices: {d!r} is not a device") from None
+    return d0, d1
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m model", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="preset name or checkpoint folder")
@@ -48,10 +61,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, required=True, help="FILE.pt or FILE.mp4")
     ap.add_argument("--ulysses", type=int, default=1, help="sequence-parallel group size")
     ap.add_argument("--cfg-parallel", action="store_true", help="cond and uncond on two rank groups")
+    ap.add_argument(
+        "--fsdp", action="store_true", help="shard the DiT experts and the text encoder over the ranks"
+    )
+    ap.add_argument(
+        "--expert-devices",
+        type=_devices,
+        default=None,
+        metavar="D0,D1",
+        help="A14B: high-noise expert resident on D0, low-noise on D1 (e.g. 0,1 or cuda:0,cuda:1)",
+    )
     ap.add_argument("--compile", action="store_true", help="torch.compile each DiT block")
     args = ap.parse_args(argv)
     if args.out.suffix not in (".pt", ".mp4"):
         ap.error(f"--out must end in .pt or .mp4, got {args.out}")
+    if args.fsdp and args.compile:
+        ap.error("--fsdp with --compile is not supported: compile the unsharded model")
+    if args.expert_devices and (args.fsdp or args.ulysses > 1 or args.cfg_parallel):
+        ap.error("--expert-devices runs one process per job: not with --fsdp, --ulysses or --cfg-parallel")
     if args.ulysses < 1:
         ap.error(f"--ulysses must be >= 1, got {args.ulysses}")
     return args
@@ -84,12 +111,24 @@ def main(argv: list[str] | None = None) -> int:
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
     state = None
-    if world > 1 or args.ulysses > 1 or args.cfg_parallel:
-        state = init_parallel(args.ulysses, args.cfg_parallel, device)
+    if world > 1 or args.ulysses > 1 or args.cfg_parallel or args.fsdp:
+        state = init_parallel(args.ulysses, args.cfg_parallel, device, fsdp=args.fsdp)
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    pipe = load_pipeline(args.model, device=device, dtype=dtype)
+    if dtype is None and device.startswith("cuda"):
+        dtype = torch.bfloat16
+    if args.expert_devices and dtype is None and args.expert_devices[0].startswith("cuda"):
+        dtype = torch.bfloat16
+    # FSDP / expert placement: build on the CPU, then move each part to its device once
+    on_cpu = args.fsdp or args.expert_devices is not None
+    pipe = load_pipeline(args.model, device="cpu" if on_cpu else device, dtype=dtype)
+    if args.expert_devices is not None:
+        pipe.place_experts(*args.expert_devices)
     if state is not None:
         enable_parallel(pipe, state)
+    if args.fsdp:
+        from model.fsdp import fully_shard_pipeline
+
+        fully_shard_pipeline(pipe, device)
     if args.compile:
         pipe.compile_blocks()
     image = None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -56,7 +57,9 @@ __all__ = [
     "load_pipeline",
     "load_official",
     "load_diffusers",
+    "cpu_has_fast_bf16",
 ]
+_log = logging.getLogger(__name__)
 
 T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
 T5_TOKENIZER_DIR = "google/umt5-xxl"
@@ -374,7 +377,22 @@ def _resolve(device: Any, dtype: Any) -> tuple[torch.device, torch.dtype]:
     if isinstance(dtype, str):
         names = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
         dtype = getattr(torch, names.get(dtype, dtype))
+    if dev.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_fast_bf16():
+        _log.warning(
+            "bfloat16 on this CPU (%s, no AVX512-BF16/AMX) runs the DiT matmuls several times slower "
+            "than float32; it only saves memory here",
+            torch.backends.cpu.get_cpu_capability(),
+        )
     return dev, dtype
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN has native bfloat16 kernels on this CPU (AVX512-BF16 or AMX).
+
+    With them bf16 matmuls beat float32; without (AVX2 only) they are emulated and several times
+    slower (`bench/RESULTS.md`, CPU speed), so bf16 on such a CPU is a memory choice only.
+    """
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 # ---------------------------------------------------------------------------------------------------

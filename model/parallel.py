@@ -2,6 +2,7 @@
 
 Layout of the ``world = cfg * ulysses`` ranks: ``rank = cfg_rank * ulysses + sp_rank``. Ranks with the
 same ``cfg_rank`` form a sequence-parallel group; ranks with the same ``sp_rank`` form a CFG pair.
+With FSDP (`model.fsdp`) the world may be several replicas of that layout.
 
 * **Ulysses** (sequence parallel): after the patch embedding each rank keeps a contiguous slice of the
   tokens (sizes differ by at most one), with the matching slice of the RoPE table and of per-token
@@ -120,33 +121,43 @@ class ParallelState:
         return parts[0], parts[1]
 
 
-def init_parallel(ulysses: int = 1, cfg_parallel: bool = False, device: str = "cpu") -> ParallelState:
+def init_parallel(
+    ulysses: int = 1, cfg_parallel: bool = False, device: str = "cpu", fsdp: bool = False
+) -> ParallelState:
     """Join (or reuse) the default process group and build the Ulysses and CFG groups.
 
-    Every rank must call this with the same arguments (group creation is collective).
+    With ``fsdp`` the world may hold several replicas of the (cfg x ulysses) layout: each replica
+    computes the same video while FSDP shards the weights over all ranks (``rank = replica * cfg *
+    ulysses + cfg_rank * ulysses + sp_rank``). Every rank must call this with the same arguments
+    (group creation is collective).
     """
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(backend)
     world, rank = dist.get_world_size(), dist.get_rank()
     cfg = 2 if cfg_parallel else 1
-    if ulysses < 1 or ulysses * cfg != world:
+    layout = ulysses * cfg
+    if ulysses < 1 or (world % layout if fsdp else layout != world):
+        rule = f" (with --fsdp it must be a multiple of {layout})" if fsdp else ""
         raise ValueError(
-            f"--ulysses {ulysses} x cfg {cfg} = {ulysses * cfg} ranks, but the world has {world} processes"
+            f"--ulysses {ulysses} x cfg {cfg} = {layout} ranks, but the world has {world} processes{rule}"
         )
-    cfg_rank, sp_rank = divmod(rank, ulysses)
+    replica, local = divmod(rank, layout)
+    cfg_rank, sp_rank = divmod(local, ulysses)
     sp: Ulysses | None = None
-    if ulysses > 1:
-        for c in range(cfg):  # collective: every rank creates every group, in the same order
-            g = dist.new_group(list(range(c * ulysses, (c + 1) * ulysses)))
-            if c == cfg_rank:
-                sp = Ulysses(g, ulysses, sp_rank)
     cfg_group = None
-    if cfg == 2:
-        for s in range(ulysses):
-            g = dist.new_group([s, ulysses + s])
-            if s == sp_rank:
-                cfg_group = g
+    for r in range(world // layout):  # collective: every rank creates every group, in the same order
+        base = r * layout
+        if ulysses > 1:
+            for c in range(cfg):
+                g = dist.new_group(list(range(base + c * ulysses, base + (c + 1) * ulysses)))
+                if (r, c) == (replica, cfg_rank):
+                    sp = Ulysses(g, ulysses, sp_rank)
+        if cfg == 2:
+            for s in range(ulysses):
+                g = dist.new_group([base + s, base + ulysses + s])
+                if (r, s) == (replica, sp_rank):
+                    cfg_group = g
     return ParallelState(rank, world, ulysses, cfg, sp_rank, cfg_rank, sp, cfg_group)
 
 

@@ -21,11 +21,12 @@ and `wan/textimage2video.py` (`WanTI2V`) of Wan2.2 commit 42bf4cf:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.cache import StepCache, resolve_cache
+from model.denoise_state import DenoiseState
 from model.presets import ModelPreset
 from model.preview import LatentRGB, published_latent_rgb
 from model.scheduler import make_sampler
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from model.vae21 import Wan21VAE
     from model.vae22 import Wan22VAE
 
-__all__ = ["PreviewHook", "Sampling", "StepCallback", "WanPipeline"]
+__all__ = ["DenoiseState", "PreviewHook", "Sampling", "StepCallback", "WanPipeline"]
 
 StepCallback = Callable[[int, int, float], None]
 # preview(step, total_steps, x0) after each step: x0() computes the predicted clean latent
@@ -60,6 +62,21 @@ def _cover_box(iw: int, ih: int, width: int, height: int) -> tuple[int, int, int
     scale = max(width / iw, height / ih)
     nw, nh = max(width, round(iw * scale)), max(height, round(ih * scale))
     return nw, nh, (nw - width) // 2, (nh - height) // 2
+
+
+_R = TypeVar("_R")
+
+
+def _no_grad_inference(fn: Callable[..., _R]) -> Callable[..., _R]:
+    """Run a pipeline method in inference mode, or only without grad for an FSDP-sharded pipeline
+    (FSDP's parameter all-gathers bump version counters, which inference tensors lack)."""
+
+    @functools.wraps(fn)
+    def run(self: Any, *args: Any, **kwargs: Any) -> _R:
+        with torch.inference_mode(not self.fsdp), torch.no_grad():
+            return fn(self, *args, **kwargs)
+
+    return run
 
 
 def _module_device(m: nn.Module) -> torch.device:
@@ -157,6 +174,9 @@ class WanPipeline:
         # Latent-to-RGB preview factors (`model.preview`): the published ones for an official VAE;
         # the loader replaces them with fitted ones found beside the weights.
         self.latent_rgb: LatentRGB | None = published_latent_rgb(vae)
+        self.fsdp = False  # experts and text encoder sharded over the ranks (`model.fsdp`)
+        # (high-noise device, low-noise device) once `place_experts` put each expert on its own device
+        self.expert_devices: tuple[torch.device, torch.device] | None = None
 
     def compile_blocks(self, **options: Any) -> None:
         """Regional compilation: `torch.compile` each repeated DiT block (idempotent).
@@ -170,6 +190,28 @@ class WanPipeline:
             for block in dit.blocks:
                 if getattr(block, "_compiled_call_impl", None) is None:
                     block.compile(**options)
+
+    def place_experts(self, high: torch.device | str, low: torch.device | str) -> None:
+        """Keep the high-noise expert resident on `high` and the low-noise one on `low`.
+
+        No swapping and no offload: the text encoder runs beside the high-noise expert, the VAE
+        beside the low-noise one (it decodes right after the last step), and a job's latents and
+        sampler history cross from `high` to `low` once, at the expert boundary.
+        """
+        if self.transformer_2 is None:
+            raise ValueError(
+                f"{self.preset.model_id!r} has one expert; expert placement needs a two-expert (A14B) model"
+            )
+        if self.offload or self.fsdp:
+            raise ValueError("expert placement keeps both experts resident: it excludes offload and FSDP")
+        dh, dl = torch.device(high), torch.device(low)
+        self.transformer.to(dh)
+        self.text_encoder.to(dh)
+        self.transformer_2.to(dl)
+        self.vae.to(dl)
+        self.device = dh
+        self._text_cache.clear()  # cached embeddings live on the old device
+        self.expert_devices = (dh, dl)
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -429,7 +471,7 @@ class WanPipeline:
         guided: torch.Tensor = uncond + g * (cond - uncond)
         return guided
 
-    @torch.inference_mode()
+    @_no_grad_inference
     def generate(
         self,
         prompt: str,
@@ -476,8 +518,54 @@ class WanPipeline:
             seed=seed,
             callback=callback,
         )
+        video = self._run(run, "all", loras=loras, cache=cache, preview=preview)
+        assert isinstance(video, torch.Tensor)
+        return video
+
+    @_no_grad_inference
+    def generate_high(self, prompt: str, **kwargs: Any) -> DenoiseState:
+        """First half of `generate` on a two-expert model: text, noise, conditioning and the
+        high-noise steps. -> the state on the high-noise expert's device; `generate_low` finishes it.
+
+        Same keywords as `generate` but `callback`, `loras`, `cache` and `preview`. Splitting a job
+        lets two workers, each owning one expert, pipeline consecutive jobs (`model.expert_pipeline`).
+        """
+        if self.transformer_2 is None:
+            raise ValueError(f"{self.preset.model_id!r} has one expert: there is no phase to split")
+        state = self._run(self.check_inputs(prompt, **kwargs), "high")
+        assert isinstance(state, DenoiseState)
+        return state
+
+    @_no_grad_inference
+    def generate_low(self, state: DenoiseState) -> torch.Tensor:
+        """Second half: move `state` to the low-noise expert's device, run its steps, decode."""
+        assert self.transformer_2 is not None
+        state = state.to(_module_device(self.transformer_2))
+        self._place(self.transformer_2)
+        try:
+            self._denoise(state, len(state.timesteps), None, None, None)
+            return self.decode(state.latent)
+        finally:
+            self._release()
+
+    def _run(
+        self,
+        run: Sampling,
+        phase: str,
+        *,
+        loras: Sequence[tuple[Any, float]] | None = None,
+        cache: Mapping[str, Any] | Any = None,
+        preview: PreviewHook | None = None,
+    ) -> torch.Tensor | DenoiseState:
+        """The whole job (`phase="all"`) or its high-noise part, with LoRAs and a step cache."""
+        if self.fsdp:
+            from model.fsdp import check_fsdp_request
+
+            check_fsdp_request(self, cache=cache, loras=loras)
+        if cache is not None and self.expert_devices is not None:
+            raise ValueError("step caching is not supported with experts placed on two devices")
         if cache is None or isinstance(cache, Mapping):
-            spec = resolve_cache(cache, self.preset.model_id, self.cache_calibration, sampler)
+            spec = resolve_cache(cache, self.preset.model_id, self.cache_calibration, run.sampler)
             self.last_cache = None if spec is None else StepCache(spec, run.num_steps)
         else:  # a ready cache-like object (begin_step / run_blocks), e.g. the calibration recorder
             self.last_cache = cache
@@ -487,7 +575,15 @@ class WanPipeline:
 
             applied = apply_to_experts(self.experts, loras, fuse=self.lora_fuse)
         try:
-            return self._generate(run, self.last_cache, preview)
+            state = self._prepare(run)
+            if phase == "high":
+                self._denoise(state, state.n_high, run.callback, self.last_cache, None)
+                return state
+            if self.expert_devices is not None:  # the latents cross once, at the boundary
+                self._denoise(state, state.n_high, run.callback, self.last_cache, preview)
+                state = state.to(self.expert_devices[1])
+            self._denoise(state, len(state.timesteps), run.callback, self.last_cache, preview)
+            return self.decode(state.latent)
         finally:
             for handle in applied:  # restores the resident weights exactly
                 handle.remove()
@@ -512,7 +608,8 @@ class WanPipeline:
         video: torch.Tensor = self.vae.decode(latent.to(vdev, _module_dtype(self.vae)))  # [1, 3, F, H, W]
         return video[0].float().cpu()
 
-    def _generate(self, run: Sampling, cache: Any = None, preview: PreviewHook | None = None) -> torch.Tensor:
+    def _prepare(self, run: Sampling) -> DenoiseState:
+        """Text contexts, initial noise, image conditioning and the sampler of one job."""
         p = self.preset
         st, sh, sw = p.vae_stride
         ph, pw = p.patch_size[1], p.patch_size[2]
@@ -527,6 +624,7 @@ class WanPipeline:
         latent = torch.randn((1, *lat_shape), generator=gen, dtype=torch.float32).to(self.device)
         y: torch.Tensor | None = None
         first_frame: torch.Tensor | None = None  # TI2V image latent [1, z, 1, h, w]
+        tok_t: torch.Tensor | None = None
         if run.image is not None:
             img = self._prepare_image(run.image, run.height, run.width)  # [3, H, W]
             if p.task == "i2v":
@@ -534,39 +632,51 @@ class WanPipeline:
             else:
                 first_frame = self._vae_encode(img[None, :, None])  # [1, z, 1, h, w]
                 latent[:, :, :1] = first_frame
+                # per-token timestep mask: 0 on the tokens of latent frame 0, 1 elsewhere -> [1, L]
+                t_lat, h, w = lat_shape[1:]
+                tok_t = torch.ones(t_lat, h // ph, w // pw, device=self.device)
+                tok_t[0] = 0.0
+                tok_t = tok_t.flatten()[None]
 
-        # 3. denoise
+        # 3. the sampler; `_denoise` runs its steps
         sampler = make_sampler(run.sampler, run.num_steps, run.shift)
-        total = sampler.num_steps
-        tok_t: torch.Tensor | None = None
-        if first_frame is not None:
-            # per-token timestep mask: 0 on the tokens of latent frame 0, 1 elsewhere -> [1, L]
-            t_lat, h, w = lat_shape[1:]
-            tok_t = torch.ones(t_lat, h // ph, w // pw, device=self.device)
-            tok_t[0] = 0.0
-            tok_t = tok_t.flatten()[None]
         ts = sampler.timesteps.tolist()
         n_high = sum(1 for v in ts if self.expert_at(v, run.guidance)[2])
-        for i, t_int in enumerate(ts):
-            dit, g, high = self.expert_at(t_int, run.guidance)
-            if not sampler.uses_guidance:
+        boundary = None if p.boundary is None else p.boundary * NUM_TRAIN_TIMESTEPS
+        return DenoiseState(
+            latent, sampler, ctx, ctx_null, y, first_frame, tok_t, ts, boundary, n_high, run.guidance
+        )
+
+    def _denoise(
+        self,
+        s: DenoiseState,
+        stop: int,
+        callback: StepCallback | None,
+        cache: Any,
+        preview: PreviewHook | None,
+    ) -> None:
+        """Run steps `s.index` .. `stop - 1` on `s` (in place)."""
+        total = len(s.timesteps)
+        device = s.latent.device
+        for i in range(s.index, stop):
+            t_int = s.timesteps[i]
+            dit, g, high = self.expert_at(t_int, s.guidance)
+            if not s.sampler.uses_guidance:
                 g = 1.0  # distilled few-step sampling: one conditional forward per step
             self._place(dit)
             t = (
-                (tok_t * float(t_int))
-                if tok_t is not None
-                else torch.tensor([float(t_int)], device=self.device)
+                (s.tok_t * float(t_int))
+                if s.tok_t is not None
+                else torch.tensor([float(t_int)], device=device)
             )
-            where = (i, 0, i, n_high) if high else (i, 1, i - n_high, total - n_high)
-            v = self._velocity(dit, latent, t, ctx, ctx_null, y, g, cache, where)
-            x_t = latent  # the samplers return a new tensor: x_t stays intact for the preview
-            latent = sampler.step(v, latent)
-            if first_frame is not None:
-                latent[:, :, :1] = first_frame  # keep frame 0 pinned to the image latent
-            if run.callback is not None:
-                run.callback(i + 1, total, float(t_int))
+            where = (i, 0, i, s.n_high) if high else (i, 1, i - s.n_high, total - s.n_high)
+            v = self._velocity(dit, s.latent, t, s.ctx, s.ctx_null, s.y, g, cache, where)
+            x_t = s.latent  # the samplers return a new tensor: x_t stays intact for the preview
+            s.latent = s.sampler.step(v, s.latent)
+            if s.first_frame is not None:
+                s.latent[:, :, :1] = s.first_frame  # keep frame 0 pinned to the image latent
+            s.index = i + 1
+            if callback is not None:
+                callback(i + 1, total, float(t_int))
             if preview is not None:
-                preview(i + 1, total, _x0_of(x_t, v, sampler.sigmas[i].item(), first_frame))
-
-        # 4. decode
-        return self.decode(latent)
+                preview(i + 1, total, _x0_of(x_t, v, s.sampler.sigmas[i].item(), s.first_frame))

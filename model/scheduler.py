@@ -115,6 +115,20 @@ class FlowSampler:
     def step(self, velocity: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def to(self, device: torch.device | str) -> FlowSampler:
+        """Move the solver's history (earlier model outputs and samples) to `device`, in place.
+
+        The grid (`sigmas`, `timesteps`) is a CPU table read as python numbers and stays put.
+        """
+        for key, value in vars(self).items():
+            if key in ("sigmas", "timesteps"):
+                continue
+            if isinstance(value, torch.Tensor):
+                setattr(self, key, value.to(device))
+            elif isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
+                setattr(self, key, [v.to(device) for v in value])
+        return self
+
 
 class EulerSampler(FlowSampler):
     """First-order flow ODE step: x_{i+1} = x_i + (sigma_{i+1} - sigma_i) * v (official UniPC grid)."""

@@ -1,7 +1,7 @@
 """The generations the parallel equality tests compare; run under torchrun it saves each rank's videos.
 
     python -m torch.distributed.run --standalone --nproc-per-node 4 tests/model/parallel_cases.py \\
-        --ulysses 2 --cfg-parallel --out DIR
+        --ulysses 2 --cfg-parallel [--fsdp] --out DIR
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def run_case(name: str, parallel: Any = None) -> torch.Tensor:
+def run_case(name: str, parallel: Any = None, fsdp: bool = False) -> torch.Tensor:
     from model import load_pipeline
     from model.parallel import enable_parallel
 
@@ -35,6 +35,14 @@ def run_case(name: str, parallel: Any = None) -> torch.Tensor:
     pipe = load_pipeline(preset, device="cpu", dtype=torch.float32)
     if parallel is not None:
         enable_parallel(pipe, parallel)
+    if fsdp:
+        from model.fsdp import fully_shard_pipeline
+
+        fully_shard_pipeline(pipe, "cpu")
+        import torch.distributed as dist
+
+        w = pipe.transformer.blocks[0].ffn[0].weight  # a DTensor: this rank holds one row slice
+        assert w.to_local().shape[0] == w.shape[0] // dist.get_world_size(), (w.shape, w.to_local().shape)
     return pipe.generate("a lighthouse in a storm", num_steps=2, seed=123, **kw)
 
 
@@ -46,12 +54,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ulysses", type=int, default=1)
     ap.add_argument("--cfg-parallel", action="store_true")
+    ap.add_argument("--fsdp", action="store_true")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    state = init_parallel(args.ulysses, args.cfg_parallel)
+    state = init_parallel(args.ulysses, args.cfg_parallel, fsdp=args.fsdp)
     for name in CASES:
-        torch.save(run_case(name, state), args.out / f"{name}.rank{state.rank}.pt")
+        torch.save(run_case(name, state, args.fsdp), args.out / f"{name}.rank{state.rank}.pt")
     dist.destroy_process_group()
 
 

@@ -36,14 +36,32 @@ def reference() -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    ("ulysses", "cfg"), [(2, False), (1, True), (2, True)], ids=["ulysses2", "cfg", "cfg2xulysses2"]
+    ("world", "ulysses", "cfg", "fsdp"),
+    [
+        (2, 2, False, False),
+        (2, 1, True, False),
+        (4, 2, True, False),
+        (2, 1, False, True),
+        (2, 2, False, True),
+        (2, 1, True, True),
+        (4, 2, False, True),
+    ],
+    ids=[
+        "ulysses2",
+        "cfg",
+        "cfg2xulysses2",
+        "fsdp2",
+        "fsdp2xulysses2",
+        "fsdp2xcfg",
+        "fsdp4x2replicas-of-ulysses2",
+    ],
 )
 def test_parallel_equals_one_process(
-    ulysses: int, cfg: bool, reference: dict[str, torch.Tensor], tmp_path: Path
+    world: int, ulysses: int, cfg: bool, fsdp: bool, reference: dict[str, torch.Tensor], tmp_path: Path
 ) -> None:
-    world = ulysses * (2 if cfg else 1)
+    """FSDP shards over the whole world; the (cfg x ulysses) layout may repeat across it (replicas)."""
     script = str(REPO / "tests/model/parallel_cases.py")
-    extra = ["--cfg-parallel"] if cfg else []
+    extra = (["--cfg-parallel"] if cfg else []) + (["--fsdp"] if fsdp else [])
     res = _torchrun(world, [script, "--ulysses", str(ulysses), *extra, "--out", str(tmp_path)], REPO)
     assert res.returncode == 0, res.stderr[-4000:]
     for name, ref in reference.items():
@@ -94,6 +112,8 @@ def test_layout_must_match_the_world_size(tmp_path: Path) -> None:
             init_parallel(ulysses=2)
         with pytest.raises(ValueError, match="world has 1 processes"):
             init_parallel(cfg_parallel=True)
+        with pytest.raises(ValueError, match="with --fsdp it must be a multiple of 2"):
+            init_parallel(ulysses=2, fsdp=True)
     finally:
         dist.destroy_process_group()
 
