@@ -15,12 +15,12 @@ from PIL import Image
 
 from app.core import keys
 from app.core.config import Settings
-from app.core.events import read_events
 from app.core.jobstore import JobStore
 from app.core.jobstore_async import AsyncJobStore
 from app.core.previews import PreviewPublisher, image_bytes, latest_preview
 from app.core.redisconn import async_client, sync_client
 from app.core.status import JobStatus
+from app.core.stream_hub import StreamHub
 from model.preview import LatentRGB
 from tests.service_support import SIGNING_KEY
 from tests.unit.test_jobstore import record
@@ -132,11 +132,13 @@ def test_backlog_keeps_only_the_newest_preview(settings: Settings) -> None:
 
     async def read() -> list[tuple[str, Any]]:
         r = async_client(settings)
+        hub = StreamHub(async_client(settings), block_ms=50)
         out = []
-        async for ev in read_events(r, job_id, after=None, block_ms=50):
+        async for ev in hub.events(r, job_id, after=None, idle_s=0.05):
             if ev is None:
                 break
             out.append((ev.type, ev.json().get("step")))
+        await hub.close()
         await r.aclose()
         return out
 
