@@ -11,12 +11,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import webhooks
 from app.api.docs import apply_docs
 from app.api.errors import register_error_handlers
 from app.api.observability import install_observability
 from app.api.queue import JobQueue
 from app.api.routes import (
+    admin,
     content,
     events,
     health,
@@ -28,6 +28,7 @@ from app.api.routes import (
     video_sources,
     videos,
     web,
+    webhooks,
 )
 from app.api.security import install_security
 from app.api.state import AppState
@@ -78,7 +79,8 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
     )
     register_error_handlers(app)
     install_security(app, settings)  # auth, rate limits, CORS, body-size cap
-    install_observability(app)  # X-Request-ID, GET /metrics, GET /v1/admin/workers
+    install_observability(app)  # X-Request-ID in every answer and log line
+    app.include_router(admin.router)  # GET /metrics, GET /v1/admin/workers
     app.include_router(webhooks.router)  # GET /v1/videos/{id}/webhooks
     app.include_router(video_sources.router)  # extensions, edits, remixes
     for module in (
