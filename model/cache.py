@@ -11,8 +11,11 @@ blocks added on its last computed step (``out = base + residual``):
   calibrated); skip while the sum stays below the threshold, then reset it.
 * ``magcache`` — multiply the calibrated per-step residual magnitude ratios, accumulate
   ``|1 - prod|``; skip while below the threshold; the first ``retention`` of each expert's steps run.
-* ``easycache`` — from the last two computed steps, ``k = |d out| / |d in|``; accumulate the
-  predicted relative output change ``k * |d in| / |out|``; skip while below the threshold.
+* ``easycache`` — from the last two computed steps, ``k = |d out| / |d in|`` (mean absolute
+  values, as the paper); accumulate the predicted relative output change ``k * |d in| / |out|``;
+  skip while below the threshold. The first ``warmup`` of the steps always run (the paper's
+  ``ret_steps``: 10 of 50 for Wan2.1): the layout and the motion are settled there, and a reused
+  residual in those steps is what costs prompt-following.
 
 State is per request (one `StepCache` per `generate`), per CFG branch and per expert; the state of
 an expert is dropped when the pipeline switches experts. The first and last steps always run, as
@@ -31,6 +34,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from model.cache_published import PUBLISHED_CALIBRATION
 
 __all__ = [
     "CACHE_TYPES",
@@ -62,33 +67,6 @@ class CacheError(ValueError):
         self.field = field
 
 
-# Published numbers (acceleration.md §2). TeaCache coefficients: highest degree first; "input" is
-# the signal the polynomial was fitted on ("e": time embedding, "e0": time_projection output).
-PUBLISHED_CALIBRATION: dict[str, dict[str, Any]] = {
-    "wan2.2-ti2v-5b": {
-        "teacache": {
-            "input": "e",
-            "coefficients": [
-                1.57472669e5,
-                -1.15702395e5,
-                3.10761669e4,
-                -3.83116651e3,
-                2.21608777e2,
-                -4.81179567,
-            ],
-            "threshold": 0.26,
-        },
-    },
-}
-# Wan2.1 references (not served here, kept for comparison with the calibration of new presets).
-WAN21_TEACACHE: dict[str, list[float]] = {
-    "t2v-1.3b": [2.39676752e3, -1.31110545e3, 2.01331979e2, -8.29855975, 1.37887774e-1],
-    "t2v-14b": [-5784.54975374, 5449.50911966, -1811.16591783, 256.27178429, -13.02252404],
-    "i2v-480p": [-3.02331670e2, 2.23948934e2, -5.25463970e1, 5.87348440, -2.01973289e-1],
-    "i2v-720p": [-114.36346466, 65.26524496, -18.82220707, 4.91518089, -0.23412683],
-}
-
-
 @dataclass(frozen=True)
 class CacheSpec:
     """A resolved cache request."""
@@ -99,7 +77,9 @@ class CacheSpec:
     coefficients: tuple[float, ...] = ()  # teacache polynomial, highest degree first
     teacache_input: str = "e0"
     ratios: Mapping[str, Sequence[float]] = field(default_factory=dict)  # magcache, per branch
-    retention: float = 0.2  # magcache: leading fraction of each expert's steps that always runs
+    # magcache: leading fraction of each expert's steps that always runs (one value, or one per expert)
+    retention: float | tuple[float, ...] = 0.2
+    warmup: float = 0.2  # easycache: leading fraction of all steps that always runs
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "threshold": self.threshold}
@@ -129,8 +109,10 @@ def resolve_cache(
     model_id: str,
     calibration: Mapping[str, Any] | None = None,
     sampler: str = "unipc",
+    image: bool = False,
 ) -> CacheSpec | None:
-    """Validate a ``{"type": T, "threshold": x}`` request against a model -> `CacheSpec` (or None)."""
+    """Validate a ``{"type": T, "threshold": x}`` request against a model -> `CacheSpec` (or None).
+    ``image``: the request conditions on an image (MagCache ratios may differ by mode)."""
     if cache is None:
         return None
     if not isinstance(cache, Mapping):
@@ -158,21 +140,22 @@ def resolve_cache(
     lo, hi = THRESHOLD_RANGE
     if not lo < float(thr) <= hi:
         raise CacheError(f"cache.threshold must be in ({lo}, {hi}], got {thr!r}", "cache.threshold")
-    max_skips = cache.get("max_skips", 3)
-    if isinstance(max_skips, bool) or not isinstance(max_skips, int) or max_skips < 1:
-        raise CacheError(f"cache.max_skips must be a positive integer, got {max_skips!r}", "cache.max_skips")
     merged = {**PUBLISHED_CALIBRATION.get(model_id, {}), **(calibration or {})}
     entry = merged.get(kind, {})
+    max_skips = cache.get("max_skips", entry.get("max_skips", 3))
+    if isinstance(max_skips, bool) or not isinstance(max_skips, int) or max_skips < 1:
+        raise CacheError(f"cache.max_skips must be a positive integer, got {max_skips!r}", "cache.max_skips")
     if kind == "teacache":
         return CacheSpec(
             kind, float(thr), max_skips, coefficients=tuple(float(c) for c in entry["coefficients"]),
             teacache_input=str(entry.get("input", "e0")),
         )  # fmt: skip
     if kind == "magcache":
-        ratios = {str(b): [float(r) for r in v] for b, v in entry["ratios"].items()}
-        return CacheSpec(
-            kind, float(thr), max_skips, ratios=ratios, retention=float(entry.get("retention", 0.2))
-        )
+        source = entry["ratios_image"] if image and "ratios_image" in entry else entry["ratios"]
+        ratios = {str(b): [float(r) for r in v] for b, v in source.items()}
+        kept = entry.get("retention", 0.2)
+        retention = tuple(float(r) for r in kept) if isinstance(kept, list) else float(kept)
+        return CacheSpec(kind, float(thr), max_skips, ratios=ratios, retention=retention)
     return CacheSpec(kind, float(thr), max_skips)
 
 
@@ -304,7 +287,8 @@ class StepCache:
             st.acc_ratio *= ratios[self._step]
             st.acc += abs(1.0 - st.acc_ratio)
             st.trace.append(st.acc)
-            retained = self._expert_step < math.ceil(s.retention * self._expert_steps)
+            share = s.retention if isinstance(s.retention, float) else s.retention[self._expert]
+            retained = self._expert_step < math.ceil(share * self._expert_steps)
             if forced or retained or st.acc >= s.threshold:
                 st.acc, st.acc_ratio = 0.0, 1.0
                 return True
@@ -312,10 +296,11 @@ class StepCache:
         # easycache
         assert signal is not None
         if st.k is not None and st.prev_in is not None and st.comp_out is not None:
-            st.acc += st.k * float((signal - st.prev_in).norm() / st.comp_out.norm())
+            st.acc += st.k * float((signal - st.prev_in).abs().mean() / st.comp_out.abs().mean())
         st.prev_in = signal
         st.trace.append(st.acc)
-        if forced or st.k is None or st.acc >= s.threshold:
+        warming = self._step < math.ceil(s.warmup * self.num_steps)
+        if forced or warming or st.k is None or st.acc >= s.threshold:
             st.acc = 0.0
             return True
         return False
@@ -357,8 +342,8 @@ class StepCache:
                 out_rows[i] = sub[j]
                 if self.spec.type == "easycache":
                     if st.comp_in is not None and st.comp_out is not None:
-                        d_in = float((x[i] - st.comp_in).norm())
-                        st.k = float((sub[j] - st.comp_out).norm()) / max(d_in, 1e-12)
+                        d_in = float((x[i] - st.comp_in).abs().mean())
+                        st.k = float((sub[j] - st.comp_out).abs().mean()) / max(d_in, 1e-12)
                     st.comp_in, st.comp_out = x[i], sub[j]
         for i, n in enumerate(need):
             if not n:

@@ -402,7 +402,7 @@ class WanPipeline:
         )  # fmt: skip
         g_low, g_high = self._guidance_pair(guidance_scale)
         if cache is None or isinstance(cache, Mapping):
-            spec = resolve_cache(cache, p.model_id, self.cache_calibration, sampler)
+            spec = resolve_cache(cache, p.model_id, self.cache_calibration, sampler, image is not None)
             self.last_cache = None if spec is None else StepCache(spec, num_steps)
         else:  # a ready cache-like object (begin_step / run_blocks), e.g. the calibration recorder
             self.last_cache = cache
