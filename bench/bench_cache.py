@@ -3,12 +3,14 @@
     PYTHONPATH=$PWD .venv/bin/python bench/bench_cache.py [--overhead-only] [--extra TYPE:THR ...] [--no-grid]
 
 1. `wanserve-demo` at its defaults (20 steps, unipc, shift 2, guidance 3), the fixed 24-clip text
-   test set of `training.demo.evaluate`: for no cache and each type at 3 thresholds (half, 1x and 1.5x
-   the calibrated default), the DiT time summed over all steps of all clips (the denoising time:
-   the sampler update itself is microseconds) as a ratio to no cache (the uncached reference is run
-   before and after and averaged), PSNR / SSIM of each video against the uncached one at the same
-   seed, and how many clips follow the prompt (colour and direction). ``--extra TYPE:THRESHOLD``
-   adds rows; ``--no-grid`` leaves out the 3-point grid (a finer sweep of chosen points).
+   test set of `training.demo.evaluate`: for each type at 3 thresholds (half, 1x and 1.5x the
+   calibrated default), the DiT time summed over all steps of all clips (the denoising time: the
+   sampler update itself is microseconds) as a ratio to no cache, each clip timed back to back with
+   its uncached run (``--repeats`` times, fastest kept), PSNR / SSIM of each video against the
+   uncached one at the same seed, and how many clips follow the prompt (colour and direction).
+   ``--extra TYPE:THRESHOLD[:WARMUP[:MAX_SKIPS]]`` adds rows (WARMUP: the leading share of steps
+   that always runs; MAX_SKIPS: the cap on skips in a row; both default to the model's calibrated
+   values); ``--no-grid`` leaves out the 3-point grid (a finer sweep of chosen points).
 2. The decision overhead on a mid-size random DiT (dim 1024, 8 blocks, 2x1024 tokens): time spent
    deciding (signals, norms, bookkeeping) per step over the full step time.
 """
@@ -98,41 +100,60 @@ def run_set(
     return t_cached, t_plain, videos, ok, skipped
 
 
-def demo_table(extra: list[tuple[str, float]], grid: bool = True, repeats: int = 2) -> None:
+def demo_table(
+    extra: list[tuple[str, float, float | None, int | None]], grid: bool = True, repeats: int = 2
+) -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)  # steadier timings on a shared machine
     pipe = load_pipeline("wanserve-demo")
     timer = DitTimer(pipe)
     _, t_ref, ref, ok_ref, _ = run_set(pipe, timer, None)  # also the warm-up
     rows = []
-    points: list[tuple[str, float, bool]] = []
+    points: list[tuple[str, float, float | None, int | None, bool]] = []
+    calibration: dict[str, Any] = pipe.cache_calibration or {}
     for kind in CACHE_TYPES if grid else ():
-        default = resolve_cache({"type": kind}, pipe.preset.model_id, pipe.cache_calibration)
+        default = resolve_cache({"type": kind}, pipe.preset.model_id, calibration)
         assert default is not None
-        points += [(kind, round(default.threshold * m, 4), m == 1.0) for m in (0.5, 1.0, 1.5)]
-    for kind, thr in extra:
-        default = resolve_cache({"type": kind}, pipe.preset.model_id, pipe.cache_calibration)
+        points += [(kind, round(default.threshold * m, 4), None, None, m == 1.0) for m in (0.5, 1.0, 1.5)]
+    for kind, thr, warmup, cap in extra:
+        default = resolve_cache({"type": kind}, pipe.preset.model_id, calibration)
         assert default is not None
-        points.append((kind, thr, thr == default.threshold))
-    for kind, thr, is_default in points:
-        secs, plain, videos, ok, skipped = run_set(pipe, timer, {"type": kind, "threshold": thr}, repeats)
+        same = (
+            thr == default.threshold and warmup in (None, default.warmup) and cap in (None, default.max_skips)
+        )
+        points.append((kind, thr, warmup, cap, same))
+    for kind, thr, warmup, cap, is_default in points:
+        if warmup is not None:  # another warm-up than the calibrated one, for this row only
+            pipe.cache_calibration = {**calibration, kind: {**calibration.get(kind, {}), "warmup": warmup}}
+        request: dict[str, Any] = {"type": kind, "threshold": thr}
+        if cap is not None:
+            request["max_skips"] = cap
+        spec = resolve_cache(request, pipe.preset.model_id, pipe.cache_calibration)
+        assert spec is not None
+        warmup, cap = spec.warmup, spec.max_skips
+        secs, plain, videos, ok, skipped = run_set(pipe, timer, request, repeats)
+        pipe.cache_calibration = calibration
         psnrs = [E.psnr(v, r) for v, r in zip(videos, ref, strict=True)]
         ssims = [ssim(v, r) for v, r in zip(videos, ref, strict=True)]
         fid = float(np.mean(psnrs)), float(np.mean(ssims))
-        rows.append((kind, thr, is_default, secs / plain, skipped, *fid, ok))
+        rows.append((kind, thr, warmup, cap, is_default, secs / plain, skipped, *fid, ok))
         print(
-            f"  {kind} {thr}: {secs:.3f} s / uncached {plain:.3f} s = {secs / plain:.2f}x, "
+            f"  {kind} {thr} warm-up {warmup} cap {cap}: {secs:.3f} s / uncached {plain:.3f} s = "
+            f"{secs / plain:.2f}x, "
             f"{skipped} skipped, PSNR {fid[0]:.1f}, {ok}/24",
             file=sys.stderr,
             flush=True,
         )
     passes = len(ref) * pipe.preset.default_num_steps * 2
     print(f"uncached: DiT time {t_ref:.3f} s, prompt-following {ok_ref}/24")
-    print("| type | threshold | default | time ratio | passes skipped | PSNR dB | SSIM | prompt-following |")
-    print("|---|---|---|---|---|---|---|---|")
-    for kind, thr, is_default, ratio, skipped, p, s, ok in rows:
+    head = (
+        "| type | threshold | warm-up | skip cap | default | time ratio | passes skipped | PSNR dB | SSIM |"
+    )
+    print(head + " prompt-following |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for kind, thr, warmup, cap, is_default, ratio, skipped, p, s, ok in rows:
         print(
-            f"| {kind} | {thr} | {'yes' if is_default else ''} | {ratio:.2f}x | "
+            f"| {kind} | {thr} | {warmup:g} | {cap} | {'yes' if is_default else ''} | {ratio:.2f}x | "
             f"{skipped}/{passes} | {p:.1f} | {s:.3f} | {ok}/24 |"
         )
 
@@ -170,15 +191,25 @@ def overhead() -> None:
             print(f"{kind}: decision {ms} -> {per_step / step:.3%}")
 
 
+def _point(text: str) -> tuple[str, float, float | None, int | None]:
+    """TYPE:THRESHOLD[:WARMUP[:MAX_SKIPS]] -> (type, threshold, warm-up share, skip cap); None for
+    the calibrated value."""
+    kind, thr, *rest = text.split(":")
+    warmup = float(rest[0]) if rest and rest[0] else None
+    return kind, float(thr), warmup, int(rest[1]) if len(rest) > 1 else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--overhead-only", action="store_true")
-    ap.add_argument("--extra", action="append", default=[], metavar="TYPE:THRESHOLD", help="more rows")
+    ap.add_argument(
+        "--extra", action="append", default=[], metavar="TYPE:THR[:WARMUP[:CAP]]", help="more rows"
+    )
     ap.add_argument("--no-grid", action="store_true", help="only the --extra rows (a finer sweep)")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per clip and setting (fastest kept)")
     args = ap.parse_args()
     if not args.overhead_only:
-        extra = [(e.split(":")[0], float(e.split(":")[1])) for e in args.extra]
+        extra = [_point(e) for e in args.extra]
         demo_table(extra, grid=not args.no_grid, repeats=args.repeats)
     overhead()
 

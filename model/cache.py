@@ -51,6 +51,9 @@ CACHE_TYPES: tuple[str, ...] = ("first_block", "teacache", "magcache", "easycach
 # Types that need per-model numbers (polynomial / ratios) before they can run.
 NEEDS_CALIBRATION = frozenset({"teacache", "magcache"})
 GENERIC_THRESHOLDS: dict[str, float] = {"first_block": 0.05, "easycache": 0.05}
+# Leading share of the steps that always runs, unless the model's calibration says otherwise.
+# EasyCache's paper keeps its first 10 of 50 steps; diffusers' First-Block Cache has no warm-up.
+DEFAULT_WARMUP: dict[str, float] = {"easycache": 0.2}
 CALIBRATION_FILE = "cache_calibration.json"  # beside the weights, written by model.cache_calibrate
 THRESHOLD_RANGE = (0.0, 2.0)  # exclusive low, inclusive high
 REFUSING_SAMPLERS = frozenset({"distill"})  # few-step samplers: nothing to skip at 4 steps
@@ -79,7 +82,7 @@ class CacheSpec:
     ratios: Mapping[str, Sequence[float]] = field(default_factory=dict)  # magcache, per branch
     # magcache: leading fraction of each expert's steps that always runs (one value, or one per expert)
     retention: float | tuple[float, ...] = 0.2
-    warmup: float = 0.2  # easycache: leading fraction of all steps that always runs
+    warmup: float = 0.0  # leading fraction of all steps that always runs (first_block, easycache)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "threshold": self.threshold}
@@ -156,7 +159,10 @@ def resolve_cache(
         kept = entry.get("retention", 0.2)
         retention = tuple(float(r) for r in kept) if isinstance(kept, list) else float(kept)
         return CacheSpec(kind, float(thr), max_skips, ratios=ratios, retention=retention)
-    return CacheSpec(kind, float(thr), max_skips)
+    warmup = float(entry.get("warmup", DEFAULT_WARMUP.get(kind, 0.0)))
+    if not 0.0 <= warmup < 1.0:
+        raise CacheError(f"the {kind} calibration of {model_id!r} has warmup {warmup} outside [0, 1)")
+    return CacheSpec(kind, float(thr), max_skips, warmup=warmup)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,6 +262,7 @@ class StepCache:
             or self._step == 0
             or self._step == self.num_steps - 1
             or st.skips >= self.spec.max_skips
+            or self._step < math.ceil(self.spec.warmup * self.num_steps)
         )
 
     def _decide(self, st: BranchState, branch: str, signal: Tensor | None) -> bool:
@@ -299,8 +306,7 @@ class StepCache:
             st.acc += st.k * float((signal - st.prev_in).abs().mean() / st.comp_out.abs().mean())
         st.prev_in = signal
         st.trace.append(st.acc)
-        warming = self._step < math.ceil(s.warmup * self.num_steps)
-        if forced or warming or st.k is None or st.acc >= s.threshold:
+        if forced or st.k is None or st.acc >= s.threshold:
             st.acc = 0.0
             return True
         return False

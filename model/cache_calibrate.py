@@ -1,8 +1,8 @@
 """Calibrate step caching for one model: TeaCache polynomial, MagCache ratios, default thresholds.
 
-``python scripts/calibrate_cache.py --model M`` (M: a checkpoint folder or a built-in preset name)
-runs a few prompts at the preset's default steps / shift / sampler with every block computed,
-recording per CFG branch and step:
+``python -m model.cache_calibrate --model M`` (what ``wanserve calibrate`` runs; M: a checkpoint
+folder or a built-in preset name) runs a few prompts at the preset's default steps / shift / sampler
+(or ``--steps``) with every block computed, recording per CFG branch and step:
 
 * TeaCache: x = relative L1 change of the modulated input (``e0``, the time_projection output),
   y = relative L1 change of the block-stack output; a degree-4 polynomial y ~ poly(x) is fitted;
@@ -88,11 +88,16 @@ def _skip_fraction(pipe: Any, prompts: Sequence[str], cache: Any, gen: dict[str,
 
 
 def calibrate(
-    pipe: Any, prompts: Sequence[str] = DEFAULT_PROMPTS, *, target_skip: float = 0.5
+    pipe: Any,
+    prompts: Sequence[str] = DEFAULT_PROMPTS,
+    *,
+    target_skip: float = 0.5,
+    num_steps: int | None = None,
 ) -> dict[str, Any]:
     """-> the calibration record (also installed as ``pipe.cache_calibration``)."""
     p = pipe.preset
-    gen = dict(num_steps=p.default_num_steps, shift=p.default_shift, sampler=p.default_sampler)
+    steps = num_steps or p.default_num_steps
+    gen = dict(num_steps=steps, shift=p.default_shift, sampler=p.default_sampler)
     rec = Recorder()
     for k, prompt in enumerate(prompts):
         pipe.generate(prompt, seed=k, cache=rec, **gen)
@@ -106,7 +111,7 @@ def calibrate(
     ratios = {b: [v[s] / n for s in sorted(v)] for b, v in rec.mag.items()}
     record: dict[str, Any] = {
         "model_id": p.model_id,
-        "num_steps": p.default_num_steps,
+        "num_steps": steps,
         "shift": p.default_shift,
         "sampler": p.default_sampler,
         "prompts": list(prompts),
@@ -138,11 +143,12 @@ def write_calibration(record: dict[str, Any], folder: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="calibrate_cache", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m model.cache_calibrate", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="checkpoint folder or built-in preset (wanserve-demo)")
     ap.add_argument("--out", type=Path, default=None, help="folder to write to (default: the weights)")
     ap.add_argument("--prompt", action="append", default=None, help="calibration prompt (repeatable)")
     ap.add_argument("--target-skip", type=float, default=0.5, help="skipped share of the block work")
+    ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's)")
     args = ap.parse_args(argv)
     from model.loading import checkpoint_dir, load_pipeline
 
@@ -151,8 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"{args.model!r} has no weights folder; pass --out")
     torch.manual_seed(0)
     pipe = load_pipeline(args.model)
-    record = calibrate(pipe, args.prompt or DEFAULT_PROMPTS, target_skip=args.target_skip)
+    record = calibrate(
+        pipe, args.prompt or DEFAULT_PROMPTS, target_skip=args.target_skip, num_steps=args.steps
+    )
     path = write_calibration(record, folder)
     thr = {k: record[k]["threshold"] for k in CACHE_TYPES}
-    print(f"wrote {path}: thresholds {thr}")  # noqa: T201  (a command-line tool's report)
+    print(f"wrote {path.resolve()}: thresholds {thr}")  # noqa: T201  (a command-line tool's report)
     return 0 if all(math.isfinite(v) for v in thr.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
