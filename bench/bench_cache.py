@@ -96,7 +96,10 @@ def run_set(
         skipped += n_skipped
         t_cached, t_plain = t_cached + best_c, t_plain + best_p
         videos.append(kept)
-        ok += E.score_clip(kept, prompt, color, direction).ok
+        follows = E.score_clip(kept, prompt, color, direction).ok
+        ok += follows
+        if not follows:
+            print(f"    clip {k} ({prompt!r}, seed {seed}) does not follow", file=sys.stderr)
     return t_cached, t_plain, videos, ok, skipped
 
 
