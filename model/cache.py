@@ -5,7 +5,7 @@ blocks added on its last computed step (``out = base + residual``):
 
 * ``first_block`` — run block 0; skip the rest when the relative mean-absolute change of block 0's
   residual since the last computed step is ``<= threshold`` (diffusers' ``FirstBlockCacheConfig``
-  rule; ``base`` is block 0's output).
+  rule; ``base`` is block 0's output). No warm-up unless a model's calibration sets one.
 * ``teacache`` — accumulate ``poly(rel_l1(modulated input))`` over steps (the polynomial maps the
   change of the timestep embedding to the change of the output; coefficients published or
   calibrated); skip while the sum stays below the threshold, then reset it.

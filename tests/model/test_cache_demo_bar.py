@@ -54,6 +54,7 @@ def _follows(pipe, cache) -> tuple[int, list[float]]:  # type: ignore[no-untyped
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 120 demo generations; a loaded machine needs more than the default
 def test_default_thresholds_keep_prompt_following_and_skip_half_the_blocks(pipe) -> None:  # type: ignore[no-untyped-def]
     reference, _ = _follows(pipe, None)
     for kind in CACHE_TYPES:
