@@ -5,14 +5,17 @@ blocks added on its last computed step (``out = base + residual``):
 
 * ``first_block`` — run block 0; skip the rest when the relative mean-absolute change of block 0's
   residual since the last computed step is ``<= threshold`` (diffusers' ``FirstBlockCacheConfig``
-  rule; ``base`` is block 0's output).
+  rule; ``base`` is block 0's output). No warm-up unless a model's calibration sets one.
 * ``teacache`` — accumulate ``poly(rel_l1(modulated input))`` over steps (the polynomial maps the
   change of the timestep embedding to the change of the output; coefficients published or
   calibrated); skip while the sum stays below the threshold, then reset it.
 * ``magcache`` — multiply the calibrated per-step residual magnitude ratios, accumulate
   ``|1 - prod|``; skip while below the threshold; the first ``retention`` of each expert's steps run.
-* ``easycache`` — from the last two computed steps, ``k = |d out| / |d in|``; accumulate the
-  predicted relative output change ``k * |d in| / |out|``; skip while below the threshold.
+* ``easycache`` — from the last two computed steps, ``k = |d out| / |d in|`` (mean absolute
+  values, as the paper); accumulate the predicted relative output change ``k * |d in| / |out|``;
+  skip while below the threshold. The first ``warmup`` of the steps always run (the paper's
+  ``ret_steps``: 10 of 50 for Wan2.1): the layout and the motion are settled there, and a reused
+  residual in those steps is what costs prompt-following.
 
 State is per request (one `StepCache` per `generate`), per CFG branch and per expert; the state of
 an expert is dropped when the pipeline switches experts. The first and last steps always run, as
@@ -21,16 +24,24 @@ does any step after ``max_skips`` consecutive skips.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
+
+from model.cache_published import PUBLISHED_CALIBRATION
+from model.cache_request import (
+    CACHE_TYPES,
+    CALIBRATION_FILE,
+    CacheError,
+    CacheSpec,
+    load_calibration,
+    resolve_cache,
+    supported_types,
+)
 
 __all__ = [
     "CACHE_TYPES",
@@ -39,132 +50,14 @@ __all__ = [
     "CacheSpec",
     "StepCache",
     "PUBLISHED_CALIBRATION",
+    "RunBlocks",
+    "load_calibration",
     "resolve_cache",
+    "supported_types",
 ]
-
-CACHE_TYPES: tuple[str, ...] = ("first_block", "teacache", "magcache", "easycache")
-GENERIC_THRESHOLDS: dict[str, float] = {"first_block": 0.05, "easycache": 0.05}
-CALIBRATION_FILE = "cache_calibration.json"  # beside the weights, written by model.cache_calibrate
-THRESHOLD_RANGE = (0.0, 2.0)  # exclusive low, inclusive high
-REFUSING_SAMPLERS = frozenset({"distill"})  # few-step samplers: nothing to skip at 4 steps
 
 # RunBlocks(h, start, stop, rows): run blocks[start:stop] on h (rows of the batch, or all if None).
 RunBlocks = Callable[[Tensor, int, int, "list[int] | None"], Tensor]
-
-
-class CacheError(ValueError):
-    """A cache request that cannot be honoured; ``field`` names the offending part."""
-
-    def __init__(self, message: str, field: str = "cache") -> None:
-        super().__init__(message)
-        self.field = field
-
-
-# Published numbers (acceleration.md §2). TeaCache coefficients: highest degree first; "input" is
-# the signal the polynomial was fitted on ("e": time embedding, "e0": time_projection output).
-PUBLISHED_CALIBRATION: dict[str, dict[str, Any]] = {
-    "wan2.2-ti2v-5b": {
-        "teacache": {
-            "input": "e",
-            "coefficients": [
-                1.57472669e5,
-                -1.15702395e5,
-                3.10761669e4,
-                -3.83116651e3,
-                2.21608777e2,
-                -4.81179567,
-            ],
-            "threshold": 0.26,
-        },
-    },
-}
-
-
-@dataclass(frozen=True)
-class CacheSpec:
-    """A resolved cache request."""
-
-    type: str
-    threshold: float
-    max_skips: int = 3  # consecutive skipped steps per branch before one must run
-    coefficients: tuple[float, ...] = ()  # teacache polynomial, highest degree first
-    teacache_input: str = "e0"
-    ratios: Mapping[str, Sequence[float]] = field(default_factory=dict)  # magcache, per branch
-    retention: float = 0.2  # magcache: leading fraction of each expert's steps that always runs
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "threshold": self.threshold}
-
-
-def load_calibration(folder: Path | None) -> dict[str, Any] | None:
-    """The calibration record in a weights folder, or None when there is none."""
-    if folder is None or not (folder / CALIBRATION_FILE).is_file():
-        return None
-    record: dict[str, Any] = json.loads((folder / CALIBRATION_FILE).read_text())
-    return record
-
-
-def supported_types(model_id: str, calibration: Mapping[str, Any] | None) -> dict[str, float]:
-    """Cache type -> default threshold, for the types this model can run."""
-    out = dict(GENERIC_THRESHOLDS)
-    merged = {**PUBLISHED_CALIBRATION.get(model_id, {}), **(calibration or {})}
-    for t in CACHE_TYPES:
-        entry = merged.get(t)
-        if isinstance(entry, Mapping) and "threshold" in entry:
-            out[t] = float(entry["threshold"])
-    return {t: out[t] for t in CACHE_TYPES if t in out}
-
-
-def resolve_cache(
-    cache: Mapping[str, Any] | None,
-    model_id: str,
-    calibration: Mapping[str, Any] | None = None,
-    sampler: str = "unipc",
-) -> CacheSpec | None:
-    """Validate a ``{"type": T, "threshold": x}`` request against a model -> `CacheSpec` (or None)."""
-    if cache is None:
-        return None
-    if not isinstance(cache, Mapping):
-        raise CacheError(f"cache must be an object with 'type' and optional 'threshold', got {cache!r}")
-    unknown = set(cache) - {"type", "threshold", "max_skips"}
-    if unknown:
-        raise CacheError(f"cache has unknown keys {sorted(unknown)}")
-    kind = cache.get("type")
-    if kind not in CACHE_TYPES:
-        raise CacheError(f"cache.type must be one of {list(CACHE_TYPES)}, got {kind!r}", "cache.type")
-    if sampler in REFUSING_SAMPLERS:
-        raise CacheError(f"step caching is not available with the few-step {sampler!r} sampler", "cache")
-    defaults = supported_types(model_id, calibration)
-    if kind not in defaults:
-        raise CacheError(
-            f"cache type {kind!r} is not calibrated for model {model_id!r}; run "
-            f"`wanserve calibrate --model {model_id}` first",
-            "cache.type",
-        )
-    thr = cache.get("threshold")
-    if thr is None:
-        thr = defaults[kind]
-    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not math.isfinite(thr):
-        raise CacheError(f"cache.threshold must be a number, got {thr!r}", "cache.threshold")
-    lo, hi = THRESHOLD_RANGE
-    if not lo < float(thr) <= hi:
-        raise CacheError(f"cache.threshold must be in ({lo}, {hi}], got {thr!r}", "cache.threshold")
-    max_skips = cache.get("max_skips", 3)
-    if isinstance(max_skips, bool) or not isinstance(max_skips, int) or max_skips < 1:
-        raise CacheError(f"cache.max_skips must be a positive integer, got {max_skips!r}", "cache.max_skips")
-    merged = {**PUBLISHED_CALIBRATION.get(model_id, {}), **(calibration or {})}
-    entry = merged.get(kind, {})
-    if kind == "teacache":
-        return CacheSpec(
-            kind, float(thr), max_skips, coefficients=tuple(float(c) for c in entry["coefficients"]),
-            teacache_input=str(entry.get("input", "e0")),
-        )  # fmt: skip
-    if kind == "magcache":
-        ratios = {str(b): [float(r) for r in v] for b, v in entry["ratios"].items()}
-        return CacheSpec(
-            kind, float(thr), max_skips, ratios=ratios, retention=float(entry.get("retention", 0.2))
-        )
-    return CacheSpec(kind, float(thr), max_skips)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,6 +157,7 @@ class StepCache:
             or self._step == 0
             or self._step == self.num_steps - 1
             or st.skips >= self.spec.max_skips
+            or self._step < math.ceil(self.spec.warmup * self.num_steps)
         )
 
     def _decide(self, st: BranchState, branch: str, signal: Tensor | None) -> bool:
@@ -295,7 +189,8 @@ class StepCache:
             st.acc_ratio *= ratios[self._step]
             st.acc += abs(1.0 - st.acc_ratio)
             st.trace.append(st.acc)
-            retained = self._expert_step < math.ceil(s.retention * self._expert_steps)
+            share = s.retention if isinstance(s.retention, float) else s.retention[self._expert]
+            retained = self._expert_step < math.ceil(share * self._expert_steps)
             if forced or retained or st.acc >= s.threshold:
                 st.acc, st.acc_ratio = 0.0, 1.0
                 return True
@@ -303,7 +198,7 @@ class StepCache:
         # easycache
         assert signal is not None
         if st.k is not None and st.prev_in is not None and st.comp_out is not None:
-            st.acc += st.k * float((signal - st.prev_in).norm() / st.comp_out.norm())
+            st.acc += st.k * float((signal - st.prev_in).abs().mean() / st.comp_out.abs().mean())
         st.prev_in = signal
         st.trace.append(st.acc)
         if forced or st.k is None or st.acc >= s.threshold:
@@ -348,8 +243,8 @@ class StepCache:
                 out_rows[i] = sub[j]
                 if self.spec.type == "easycache":
                     if st.comp_in is not None and st.comp_out is not None:
-                        d_in = float((x[i] - st.comp_in).norm())
-                        st.k = float((sub[j] - st.comp_out).norm()) / max(d_in, 1e-12)
+                        d_in = float((x[i] - st.comp_in).abs().mean())
+                        st.k = float((sub[j] - st.comp_out).abs().mean()) / max(d_in, 1e-12)
                     st.comp_in, st.comp_out = x[i], sub[j]
         for i, n in enumerate(need):
             if not n:

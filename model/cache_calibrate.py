@@ -1,8 +1,8 @@
 """Calibrate step caching for one model: TeaCache polynomial, MagCache ratios, default thresholds.
 
-``python scripts/calibrate_cache.py --model M`` (M: a checkpoint folder or a built-in preset name)
-runs a few prompts at the preset's default steps / shift / sampler with every block computed,
-recording per CFG branch and step:
+``python -m model.cache_calibrate --model M`` (what ``wanserve calibrate`` runs; M: a checkpoint
+folder or a built-in preset name) runs a few prompts at the preset's default steps / shift / sampler
+(or ``--steps``) with every block computed, recording per CFG branch and step:
 
 * TeaCache: x = relative L1 change of the modulated input (``e0``, the time_projection output),
   y = relative L1 change of the block-stack output; a degree-4 polynomial y ~ poly(x) is fitted;
@@ -11,7 +11,8 @@ recording per CFG branch and step:
 
 then picks, per type, the smallest threshold of a grid that skips at least ``target_skip`` of the
 block work on the same prompts (branch passes skipped; first_block always runs block 0, so it
-needs ``target_skip / (1 - 1/num_layers)`` of the passes). The result goes to
+needs ``target_skip / (1 - 1/num_layers)`` of the passes), or, where the warm-up and the skip cap
+keep every threshold below that, the smallest threshold that skips as much as any. The result goes to
 ``cache_calibration.json`` beside the weights, where `load_pipeline` finds it.
 """
 
@@ -38,6 +39,12 @@ DEFAULT_PROMPTS = (
     "a blue square moves up on a gray background",
     "a green triangle moves down-left on a navy background",
 )
+# Leading share of the steps that always runs. EasyCache: its paper's warm-up (10 of 50 steps).
+# First-Block Cache has none upstream; on the demo model (20 steps) skipping in the first two steps
+# cost prompt-following (bench/RESULTS.md), so calibrated models keep 10 %.
+FIRST_BLOCK_WARMUP = 0.1
+EASYCACHE_WARMUP = 0.2
+PLATEAU = 0.01  # skip fractions this close to the largest count as the same
 THRESHOLD_GRID: dict[str, tuple[float, ...]] = {
     "first_block": (0.02, 0.03, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5),
     "teacache": (0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.26, 0.3, 0.4, 0.5, 0.7, 1.0),
@@ -88,11 +95,16 @@ def _skip_fraction(pipe: Any, prompts: Sequence[str], cache: Any, gen: dict[str,
 
 
 def calibrate(
-    pipe: Any, prompts: Sequence[str] = DEFAULT_PROMPTS, *, target_skip: float = 0.5
+    pipe: Any,
+    prompts: Sequence[str] = DEFAULT_PROMPTS,
+    *,
+    target_skip: float = 0.5,
+    num_steps: int | None = None,
 ) -> dict[str, Any]:
     """-> the calibration record (also installed as ``pipe.cache_calibration``)."""
     p = pipe.preset
-    gen = dict(num_steps=p.default_num_steps, shift=p.default_shift, sampler=p.default_sampler)
+    steps = num_steps or p.default_num_steps
+    gen = dict(num_steps=steps, shift=p.default_shift, sampler=p.default_sampler)
     rec = Recorder()
     for k, prompt in enumerate(prompts):
         pipe.generate(prompt, seed=k, cache=rec, **gen)
@@ -106,15 +118,15 @@ def calibrate(
     ratios = {b: [v[s] / n for s in sorted(v)] for b, v in rec.mag.items()}
     record: dict[str, Any] = {
         "model_id": p.model_id,
-        "num_steps": p.default_num_steps,
+        "num_steps": steps,
         "shift": p.default_shift,
         "sampler": p.default_sampler,
         "prompts": list(prompts),
         "target_skip": target_skip,
         "teacache": {"input": "e0", "coefficients": coefficients},
         "magcache": {"ratios": ratios, "retention": 0.2},
-        "first_block": {},
-        "easycache": {},
+        "first_block": {"warmup": FIRST_BLOCK_WARMUP},
+        "easycache": {"warmup": EASYCACHE_WARMUP},
     }
     for kind in CACHE_TYPES:
         record[kind]["threshold"] = THRESHOLD_GRID[kind][-1]  # provisional, so that the type resolves
@@ -123,11 +135,19 @@ def calibrate(
     for kind in CACHE_TYPES:
         # first_block always runs block 0, so it must skip more passes for the same saving
         target = min(0.9, target_skip / (1 - 1 / num_layers)) if kind == "first_block" else target_skip
+        seen: list[tuple[float, float]] = []
         for thr in THRESHOLD_GRID[kind]:
             frac = _skip_fraction(pipe, prompts, {"type": kind, "threshold": thr}, gen)
-            record[kind].update(threshold=thr, skip_fraction=round(frac, 4))
+            seen.append((thr, frac))
             if frac >= target:
                 break
+        else:
+            # the warm-up and the skip cap bound the skips below the target: take where the plateau
+            # starts, since a higher threshold skips no more and only lets staler residuals through
+            top = max(f for _, f in seen)
+            seen = [next((t, f) for t, f in seen if f >= top - PLATEAU)]
+        thr, frac = seen[-1]
+        record[kind].update(threshold=thr, skip_fraction=round(frac, 4))
     return record
 
 
@@ -138,11 +158,12 @@ def write_calibration(record: dict[str, Any], folder: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="calibrate_cache", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m model.cache_calibrate", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="checkpoint folder or built-in preset (wanserve-demo)")
     ap.add_argument("--out", type=Path, default=None, help="folder to write to (default: the weights)")
     ap.add_argument("--prompt", action="append", default=None, help="calibration prompt (repeatable)")
     ap.add_argument("--target-skip", type=float, default=0.5, help="skipped share of the block work")
+    ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's)")
     args = ap.parse_args(argv)
     from model.loading import checkpoint_dir, load_pipeline
 
@@ -151,8 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"{args.model!r} has no weights folder; pass --out")
     torch.manual_seed(0)
     pipe = load_pipeline(args.model)
-    record = calibrate(pipe, args.prompt or DEFAULT_PROMPTS, target_skip=args.target_skip)
+    record = calibrate(
+        pipe, args.prompt or DEFAULT_PROMPTS, target_skip=args.target_skip, num_steps=args.steps
+    )
     path = write_calibration(record, folder)
     thr = {k: record[k]["threshold"] for k in CACHE_TYPES}
-    print(f"wrote {path}: thresholds {thr}")  # noqa: T201  (a command-line tool's report)
+    print(f"wrote {path.resolve()}: thresholds {thr}")  # noqa: T201  (a command-line tool's report)
     return 0 if all(math.isfinite(v) for v in thr.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

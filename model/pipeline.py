@@ -565,7 +565,9 @@ class WanPipeline:
         if cache is not None and self.expert_devices is not None:
             raise ValueError("step caching is not supported with experts placed on two devices")
         if cache is None or isinstance(cache, Mapping):
-            spec = resolve_cache(cache, self.preset.model_id, self.cache_calibration, run.sampler)
+            spec = resolve_cache(
+                cache, self.preset.model_id, self.cache_calibration, run.sampler, run.image is not None
+            )
             self.last_cache = None if spec is None else StepCache(spec, run.num_steps)
         else:  # a ready cache-like object (begin_step / run_blocks), e.g. the calibration recorder
             self.last_cache = cache

@@ -1,8 +1,9 @@
 """The ``wanserve`` console script: one parser, one function per verb.
 
 Service verbs: ``serve`` (everything on one machine), ``gateway``, ``worker``, ``webhooks``.
-Admin: ``keys`` (`app.cli.keys`). Client of a running gateway: ``generate``, ``status``, ``list``,
-``cancel``, ``models`` (`app.cli.client`). Each verb's subparser sets ``func``; `main` parses once
+Admin: ``keys`` (`app.cli.keys`), ``calibrate`` (`app.cli.calibrate`: a model's step-cache
+calibration, computed in a child process). Client of a running gateway: ``generate``, ``status``,
+``list``, ``cancel``, ``models`` (`app.cli.client`). Each verb's subparser sets ``func``; `main` parses once
 and calls it. Worker-side code is imported lazily, only by the verbs that start a worker.
 """
 
@@ -12,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.cli import keys
+from app.cli import calibrate, keys
 from app.cli.client.parser import add_commands as add_client_commands
 from app.core.config import Settings
 
@@ -45,6 +46,10 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    return calibrate.run(args, Settings())  # the model side runs in a child: no torch here
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -70,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("webhooks", help="run the webhook delivery worker (Celery queue `webhooks`)")
     h.add_argument("--concurrency", type=int, default=8)
     h.set_defaults(func=cmd_webhooks)
+
+    calibrate.add_parser(sub).set_defaults(func=cmd_calibrate)
 
     k = sub.add_parser("keys", help="manage API keys (create, revoke, list)")
     keys.build_parser(k)

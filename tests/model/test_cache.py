@@ -232,3 +232,30 @@ def test_pipeline_without_skips_equals_uncached_and_counts_steps(tiny_t2v):
                 assert torch.equal(out, plain), kind  # the cached path computes the same numbers
     finally:
         tiny_t2v.cache_calibration = None
+
+
+@pytest.mark.parametrize("kind", ["first_block", "easycache"])
+def test_warmup_steps_always_run(kind):
+    n = 8
+    cache, blocks = StepCache(_spec(kind, max_skips=100, warmup=0.4), n), ScriptedBlocks()
+    for i in range(n):
+        _step(cache, blocks, i, 0, 0.0)
+    cond = [d["cond"] for d in cache.decisions]
+    assert cond[:4] == [True] * 4  # ceil(0.4 * 8) = 4 leading steps run
+    assert not any(cond[4:-1]), cond  # then the steady branch skips as without a warm-up
+    plain = StepCache(_spec(kind, max_skips=100), n)
+    for i in range(n):
+        _step(plain, ScriptedBlocks(), i, 0, 0.0)
+    assert sum(d["cond"] for d in plain.decisions) < sum(cond)
+
+
+def test_warmup_defaults_and_calibrated_values():
+    # diffusers' First-Block Cache has no warm-up (the parity above relies on it); EasyCache's
+    # paper keeps its first steps
+    assert resolve_cache({"type": "first_block"}, "tiny-ti2v").warmup == 0.0
+    assert resolve_cache({"type": "easycache"}, "tiny-ti2v").warmup == 0.2
+    cal = {"first_block": {"threshold": 0.3, "warmup": 0.1, "max_skips": 4}}
+    spec = resolve_cache({"type": "first_block"}, "m", cal)
+    assert (spec.threshold, spec.warmup, spec.max_skips) == (0.3, 0.1, 4)
+    with pytest.raises(CacheError):
+        resolve_cache({"type": "first_block"}, "m", {"first_block": {"threshold": 0.3, "warmup": 1.5}})

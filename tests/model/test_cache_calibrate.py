@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +49,31 @@ def test_demo_weights_ship_their_calibration():
 def test_main_refuses_a_preset_without_a_folder():
     with pytest.raises(SystemExit):
         main(["--model", "tiny-ti2v", "--prompt", "a fox"])
+
+
+def test_wanserve_calibrate_verb_end_to_end_on_the_demo_model(tmp_path):
+    """The real console verb: a child process computes the demo's calibration into a temp folder."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    argv = [sys.executable, "-m", "app.cli.main", "calibrate", "--model", "wanserve-demo"]
+    argv += ["--out", str(tmp_path), "--prompt", "a red circle moves right on a black background"]
+    argv += ["--steps", "4", "--target-skip", "0.2"]  # a low target ends the threshold search early
+    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    path = tmp_path / CALIBRATION_FILE
+    assert f"wrote {path}" in done.stdout  # it says where
+    record = json.loads(path.read_text())
+    assert record["model_id"] == "wanserve-demo" and record["num_steps"] == 4
+    assert all(len(v) == 4 for v in record["magcache"]["ratios"].values())
+    for kind in CACHE_TYPES:
+        assert resolve_cache({"type": kind}, "wanserve-demo", record) is not None
+    # the shipped calibration beside the weights was not touched
+    shipped = load_pipeline("wanserve-demo").cache_calibration
+    assert shipped is not None and shipped["num_steps"] == 20
+
+
+def test_wanserve_calibrate_verb_reports_a_failure(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    argv = [sys.executable, "-m", "app.cli.main", "calibrate", "--model", "tiny-ti2v"]  # no folder, no --out
+    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "has no weights folder" in done.stderr
