@@ -28,8 +28,6 @@ __all__ = [
 ]
 
 CACHE_TYPES: tuple[str, ...] = ("first_block", "teacache", "magcache", "easycache")
-# Types that need per-model numbers (polynomial / ratios) before they can run.
-NEEDS_CALIBRATION = frozenset({"teacache", "magcache"})
 GENERIC_THRESHOLDS: dict[str, float] = {"first_block": 0.05, "easycache": 0.05}
 # Leading share of the steps that always runs, unless the model's calibration says otherwise.
 # EasyCache's paper keeps its first 10 of 50 steps; diffusers' First-Block Cache has no warm-up.
