@@ -4,11 +4,19 @@ tiny-model workers; every job must reach ``completed`` with zero 5xx. Measures p
 baseline (bench/baseline_app.py) driven with the same request mix in the same run.
 
     .venv/bin/python bench/load.py --jobs 1000 --clients 50 --workers 2 [--write]
+    .venv/bin/python bench/load.py --paused-worker --jobs 300 --clients 30 [--rounds 3] [--write]
 
 Each client submits its share of jobs back to back (phase 1), then all clients poll every job
 until it is terminal (phase 2, each poll honours a 1 s pause per client round). The
 workers run ``tiny-ti2v`` with the smallest job there is (32x32, 1 frame, 1 step) so that 2 CPU
 cores can drain 1,000 jobs; the gateway's global queue cap is raised above the job count.
+
+``--paused-worker`` measures only the gateway and Redis: one real ``tiny-ti2v`` worker starts and
+registers (so the model is served and requests validate against its published preset), then its
+process group is SIGSTOPped, so jobs stay queued and no CPU goes to generation. Each round sends
+N creates, then one get per created job, at C concurrent, to the gateway and to the baseline;
+the order alternates per round. Reported: per round p50/p99 of each, the median of the rounds, and
+the gateway / baseline ratios of those medians (`bench/paused.py`).
 """
 
 from __future__ import annotations
@@ -144,7 +152,14 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--write", action="store_true", help="append the results to bench/RESULTS.md")
+    ap.add_argument("--paused-worker", action="store_true", help="gateway + Redis only (worker paused)")
+    ap.add_argument("--rounds", type=int, default=3, help="--paused-worker: alternating rounds")
+    ap.add_argument("--label", default="", help="--paused-worker: a title for the results section")
     args = ap.parse_args()
+    if args.paused_worker:
+        from bench.paused import run_paused
+
+        return run_paused(args.jobs, args.clients, args.rounds, write=args.write, label=args.label)
 
     data = Path(tempfile.mkdtemp(prefix="wanserve-load-"))
     redis = RedisServer().start()
