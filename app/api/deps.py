@@ -25,19 +25,27 @@ def get_state(request: Request) -> AppState:
     return state
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies below are coroutines on purpose: FastAPI runs a plain `def` dependency in its
+# thread pool, a thread hop per dependency per request for what is an attribute read.
+
+
+async def state_dep(request: Request) -> AppState:
+    return get_state(request)
+
+
+async def get_settings(request: Request) -> Settings:
     return get_state(request).settings
 
 
-def get_store(request: Request) -> AsyncJobStore:
+async def get_store(request: Request) -> AsyncJobStore:
     return get_state(request).store
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     return get_state(request).storage
 
 
-def get_redis(request: Request) -> aredis.Redis:
+async def get_redis(request: Request) -> aredis.Redis:
     return get_state(request).redis
 
 
@@ -47,7 +55,7 @@ async def current_owner(request: Request) -> str | None:
     return await authenticate(request)
 
 
-StateDep = Annotated[AppState, Depends(get_state)]
+StateDep = Annotated[AppState, Depends(state_dep)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 JobStoreDep = Annotated[AsyncJobStore, Depends(get_store)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
@@ -70,15 +78,26 @@ async def get_job(video_id: str, store: JobStoreDep, owner: OwnerDep) -> JobReco
     """The job named in the path, visible to the caller, else 404 (other owners' jobs look absent).
 
     A stored record that cannot be read answers 409 (`UnreadableRecord`) to its owner only."""
+    return (await _visible_job(video_id, store, owner, ranked=False))[0]
+
+
+async def get_job_ranked(video_id: str, store: JobStoreDep, owner: OwnerDep) -> tuple[JobRecord, int | None]:
+    """`get_job` with the job's queue position, read in the same Redis round trip."""
+    return await _visible_job(video_id, store, owner, ranked=True)
+
+
+async def _visible_job(
+    video_id: str, store: AsyncJobStore, owner: str | None, *, ranked: bool
+) -> tuple[JobRecord, int | None]:
     try:
-        rec = await store.get(video_id)
+        rec, pos = await store.get_ranked(video_id) if ranked else (await store.get(video_id), None)
     except UnreadableRecord as exc:
         if owner is not None and exc.owner != owner:
             raise NotFound(f"no video {video_id!r}") from None
         raise
     if rec is None or (owner is not None and rec.owner != owner):
         raise NotFound(f"no video {video_id!r}")
-    return rec
+    return rec, pos
 
 
 async def get_job_or_unreadable(
@@ -92,4 +111,5 @@ async def get_job_or_unreadable(
 
 
 JobDep = Annotated[JobRecord, Depends(get_job)]
+RankedJobDep = Annotated[tuple[JobRecord, int | None], Depends(get_job_ranked)]
 JobOrUnreadableDep = Annotated[JobRecord | UnreadableRecord, Depends(get_job_or_unreadable)]

@@ -29,7 +29,7 @@ from app.core.lora_request import apply_lora_request
 from app.core.output import apply_output, split_size
 from app.core.params import resolve
 from app.core.priority import check_allowed
-from app.core.registry import recent_model, served_models
+from app.core.registry import recent_model
 from app.core.schemas import JobRecord, LoraRef, ModelInfo, ResolvedParams, VideoCreate
 from app.core.status import JobStatus
 from app.core.storage import Storage, job_key, job_prefix
@@ -62,6 +62,7 @@ class Creation:
 class Created:
     record: JobRecord
     replayed: bool  # an Idempotency-Key seen before: the earlier job, nothing new was created
+    queue_position: int | None = -1  # known when the job was just created; -1: read it when needed
 
 
 async def create_job(
@@ -82,7 +83,7 @@ async def create_job(
     if gate.replay is not None:
         return Created(gate.replay, replayed=True)
     try:
-        rec = await submit(
+        rec, pos = await submit(
             state,
             creation.body,
             creation.image,
@@ -95,7 +96,7 @@ async def create_job(
         await gate.abandon()
         raise
     await gate.complete(rec.id)
-    return Created(rec, replayed=False)
+    return Created(rec, replayed=False, queue_position=pos)
 
 
 async def submit(
@@ -107,8 +108,10 @@ async def submit(
     admit: Callable[[str], Awaitable[None]] | None = None,
     adjust: Adjust | None = None,
     priority_limit: str = "high",
-) -> JobRecord:
-    """``admit(job_id)`` (quotas) enforces the active-job and queue limits before anything is stored;
+) -> tuple[JobRecord, int]:
+    """-> (the new record, its queue position just after it was stored).
+
+    ``admit(job_id)`` (quotas) enforces the active-job and queue limits before anything is stored;
     ``priority_limit`` is the highest priority the caller may ask for."""
     settings, redis, store, storage = state.settings, state.redis, state.store, state.storage
     req = VideoCreate.model_validate(body)
@@ -116,7 +119,7 @@ async def submit(
     if req.metadata is not None and len(str(req.metadata)) > MAX_METADATA_CHARS:
         raise InvalidInput.field("metadata", f"larger than {MAX_METADATA_CHARS} characters")
     model_id = req.model or settings.model
-    models = await served_models(redis, settings.worker_ttl_s)
+    models = await state.served.get(model_id)
     if model_id in models:
         info, workers = models[model_id]
     else:
@@ -175,14 +178,14 @@ async def submit(
         request_id=request_id_var.get(),
         **extra,
     )
-    await store.create(rec)
+    pos = await store.create_ranked(rec)
     try:
         route = extend_route(rec.prompt_extend, settings)
         await state.queue.enqueue(job_id, model_id, priority=rec.priority, **route)
     except QueueUnavailable:
         await _undo(rec, store, storage)
         raise
-    return rec
+    return rec, pos
 
 
 async def _undo(rec: JobRecord, store: AsyncJobStore, storage: Storage) -> None:

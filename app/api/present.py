@@ -21,15 +21,25 @@ def to_public(
     )
 
 
+_UNKNOWN = -1
+
+
 async def video_answer(
-    rec: JobRecord, state: AppState, request: Request, response: Response, *, replayed: bool = False
+    rec: JobRecord,
+    state: AppState,
+    request: Request,
+    response: Response,
+    *,
+    replayed: bool = False,
+    queue_position: int | None = _UNKNOWN,
 ) -> VideoPublic:
-    """The video object of one job, with its queue position, and the poll hint while it is pending."""
+    """The video object of one job, with its queue position (read here unless the caller read it
+    with the record), and the poll hint while it is pending."""
     if replayed:
         response.headers[REPLAYED_HEADER] = "true"
     if rec.status.is_pending:
         response.headers[POLL_HEADER] = str(state.settings.poll_after_ms)
-    pos = await state.store.queue_position(rec)
+    pos = await state.store.queue_position(rec) if queue_position == _UNKNOWN else queue_position
     return to_public(
         rec, request=request, storage=state.storage, ttl_s=state.settings.url_ttl_s, queue_position=pos
     )

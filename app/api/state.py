@@ -7,11 +7,12 @@ queue.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aredis
 
 from app.api.queue import TaskQueue
+from app.api.served import ServedModels
 from app.api.streams import EventStreams
 from app.core.config import Settings
 from app.core.jobstore_async import AsyncJobStore
@@ -26,3 +27,7 @@ class AppState:
     queue: TaskQueue
     storage: Storage
     streams: EventStreams
+    served: ServedModels = field(init=False)  # the create path's view of the worker registry
+
+    def __post_init__(self) -> None:
+        self.served = ServedModels(self.redis, self.settings.worker_ttl_s)

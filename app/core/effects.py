@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -38,6 +39,8 @@ from app.core.video_object import public_video
 log = logging.getLogger(__name__)
 QUEUED_EVENT = EVENT_TYPES[JobStatus.QUEUED]
 _PROGRESS_CACHE = 1000  # jobs whose progress-webhook choice a worker remembers
+# the gateway re-adds a model to the metrics' model set at most this often (not on every create)
+_MODEL_SEEN_REFRESH_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class AsyncEffects:
     def __init__(self, effects: Effects, r: aredis.Redis, send_task: wh.SendTask) -> None:
         self.effects, self.r, self.send_task = effects, r, send_task
         self.enqueue_timeout_s = effects.settings.enqueue_timeout_s
+        self._models_added: dict[str, float] = {}  # model -> when this process last added it
 
     async def __call__(self, ev: JobEvent) -> None:
         for effect in self.effects.plan(ev):
@@ -143,13 +147,22 @@ class AsyncEffects:
     async def apply(self, effect: Effect) -> None:
         if isinstance(effect, CountMetrics):
             if effect.queued_model:
-                await self.r.sadd(keys.METRICS_MODELS, effect.queued_model)
+                await self._add_model(effect.queued_model)
             await metrics.record_async(self.r, list(effect.ops))
         elif isinstance(effect, ScheduleRetention):
             await retention.schedule(self.r, effect.job_id, effect.expires_at)
         else:
             send = asyncio.to_thread(wh.enqueue, self.send_task, effect.message)
             await asyncio.wait_for(send, self.enqueue_timeout_s)
+
+    async def _add_model(self, model: str) -> None:
+        """SADD the model to the metrics' set: a round trip per create would buy nothing, the set only
+        grows (refreshed every minute in case someone emptied it)."""
+        now = time.monotonic()
+        if now - self._models_added.get(model, float("-inf")) < _MODEL_SEEN_REFRESH_S:
+            return
+        await self.r.sadd(keys.METRICS_MODELS, model)
+        self._models_added[model] = now
 
 
 def build_job_store(

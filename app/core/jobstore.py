@@ -58,6 +58,7 @@ return {1, cur, eid, redis.call('HGETALL', KEYS[1])}
 
 # KEYS: job, events, jobs index, owner index, queued zset, deadlines zset. ARGV: job id, score
 # (created ms), event type, data, queued score (priority band + ms), deadline ("" = none), pairs...
+# Returns {event id, 0-based rank in the queued zset}: the answer's queue position comes with it.
 CREATE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 redis.call('HSET', KEYS[1], unpack(ARGV, 7))
@@ -65,7 +66,26 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[6], ARGV[6], ARGV[1]) end
-return redis.call('XADD', KEYS[2], '*', 'type', ARGV[3], 'data', ARGV[4])
+local eid = redis.call('XADD', KEYS[2], '*', 'type', ARGV[3], 'data', ARGV[4])
+return {eid, redis.call('ZRANK', KEYS[5], ARGV[1])}
+"""
+
+# KEYS: job. ARGV: queued zset prefix (+ model id), job id. Returns {the record's HGETALL pairs, 0-based rank in its
+# model's queued zset or -1}: a status read is one round trip, position included.
+GET_RANKED_LUA = """
+local h = redis.call('HGETALL', KEYS[1])
+local status, model
+for i = 1, #h, 2 do
+  if h[i] == 'status' then status = h[i + 1] elseif h[i] == 'model' then model = h[i + 1] end
+end
+local rank = -1
+if status == 'queued' and model then
+  local ok, name = pcall(cjson.decode, model)
+  if ok and type(name) == 'string' then
+    rank = redis.call('ZRANK', ARGV[1] .. name, ARGV[2]) or -1
+  end
+end
+return {h, rank}
 """
 
 # KEYS: job, events, cancel flag. ARGV: step, total, progress, event data, fence ("" = none).

@@ -19,6 +19,7 @@ from app.core.errors import InvalidInput, ServiceError, UnreadableRecord
 from app.core.jobstore import (
     CANCEL_RUNNING_LUA,
     CREATE_LUA,
+    GET_RANKED_LUA,
     TRANSITION_LUA,
     HookRegistry,
     JobEvent,
@@ -26,6 +27,7 @@ from app.core.jobstore import (
     TransitionRejected,
     decode_record,
     encode_fields,
+    pairs_to_dict,
     event_data,
     prepare_transition,
     transition_result,
@@ -83,11 +85,17 @@ class AsyncJobStore(HookRegistry):
         self.retention_s = retention_s
         self.cancel_flag_ttl_s = cancel_flag_ttl_s
         self._create = client.register_script(CREATE_LUA)
+        self._get_ranked = client.register_script(GET_RANKED_LUA)
         self._transition = client.register_script(TRANSITION_LUA)
         self._cancel_running = client.register_script(CANCEL_RUNNING_LUA)
 
     async def create(self, rec: JobRecord) -> JobRecord:
         """Store a new `queued` job, index it and publish `video.queued`."""
+        await self.create_ranked(rec)
+        return rec
+
+    async def create_ranked(self, rec: JobRecord) -> int:
+        """`create`, answering the new job's queue position (1 = next to start) in the same trip."""
         fields = rec.model_dump(exclude_none=False)
         data = event_data(rec.id, rec.status, {"progress": 0})
         ks = [
@@ -103,15 +111,27 @@ class AsyncJobStore(HookRegistry):
             str(queue_score(rec.priority, rec.created_at)),
             "" if rec.deadline_at is None else repr(rec.deadline_at),
         ]
-        eid = await self._create(keys=ks, args=argv + encode_fields(fields))
-        if eid is None:
+        res = await self._create(keys=ks, args=argv + encode_fields(fields))
+        if res is None:
             raise InvalidInput.field("id", f"job {rec.id} already exists")
+        eid, rank = res
         await self._after(JobEvent(rec.id, EVENT_TYPES[rec.status], data, eid, None, rec))
-        return rec
+        return int(rank) + 1
 
     async def get(self, job_id: str) -> JobRecord | None:
         """The record, None if absent, or `UnreadableRecord` if it cannot be decoded or rendered."""
         raw = cast(dict[str, str], await self.r.hgetall(keys.job(job_id)))
+        return self._decode(job_id, raw)
+
+    async def get_ranked(self, job_id: str) -> tuple[JobRecord | None, int | None]:
+        """`get` with the job's queue position (None unless queued), in one round trip."""
+        flat, rank = await self._get_ranked(keys=[keys.job(job_id)], args=[keys.queued(""), job_id])
+        raw = flat if isinstance(flat, dict) else pairs_to_dict(flat)
+        rec = self._decode(job_id, raw)
+        pos = None if rec is None or rec.status is not JobStatus.QUEUED or int(rank) < 0 else int(rank) + 1
+        return rec, pos
+
+    def _decode(self, job_id: str, raw: dict[str, str]) -> JobRecord | None:
         try:
             rec = decode_record(raw)
             if rec is not None:

@@ -105,6 +105,9 @@ class RateLimiter:
     def __init__(self, redis: Redis, limits: RateLimits) -> None:
         self.redis = redis
         self.limits = limits
+        # EVALSHA: the script text is sent once per connection's server, not with every request
+        self._rate = redis.register_script(_RATE_LUA)
+        self._reserve = redis.register_script(_RESERVE_LUA)
 
     async def hit(self, owner: str) -> LimitDecision:
         """Count one request for ``owner``; raises ``RateLimitExceeded`` over the limit."""
@@ -113,7 +116,7 @@ class RateLimiter:
             return LimitDecision(True, "requests", 0, 0, 0)
         window = int(time.time()) // lim.window_s
         key = keys.rate_window(owner, window)
-        n, ttl = await self.redis.eval(_RATE_LUA, 1, key, str(lim.window_s + 1))
+        n, ttl = await self._rate(keys=[key], args=[str(lim.window_s + 1)])
         n, ttl = int(n), max(int(ttl), 1)
         reset = min(ttl, lim.window_s)
         remaining = lim.requests_per_window - n
@@ -141,15 +144,14 @@ class RateLimiter:
         """
         lim = self.limits
         res = int(
-            await self.redis.eval(
-                _RESERVE_LUA,
-                2,
-                keys.active_jobs(owner),
-                keys.ACTIVE_ALL,
-                job_id,
-                str(lim.max_active_jobs if per_key else 0),
-                str(lim.max_queued_global),
-                keys.JOB_PREFIX,
+            await self._reserve(
+                keys=[keys.active_jobs(owner), keys.ACTIVE_ALL],
+                args=[
+                    job_id,
+                    str(lim.max_active_jobs if per_key else 0),
+                    str(lim.max_queued_global),
+                    keys.JOB_PREFIX,
+                ],
             )
         )
         if res == 0:

@@ -10,7 +10,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app.api.deps import JobDep, JobOrUnreadableDep, OwnerDep, StateDep
+from app.api.deps import JobDep, JobOrUnreadableDep, OwnerDep, RankedJobDep, StateDep
 from app.api.forms import CREATE_BODY, read_create_body
 from app.api.jobs import Creation, cancel_job, create_job, delete_job
 from app.api.present import to_public, video_answer
@@ -31,7 +31,14 @@ async def create_video(request: Request, response: Response, state: StateDep, ow
     created = await create_job(
         state, Creation(body, image), owner=owner, idempotency_key=key, priority_limit=limit
     )
-    return await video_answer(created.record, state, request, response, replayed=created.replayed)
+    return await video_answer(
+        created.record,
+        state,
+        request,
+        response,
+        replayed=created.replayed,
+        queue_position=created.queue_position,
+    )
 
 
 @router.get("", response_model=VideoList)
@@ -59,8 +66,11 @@ async def list_videos(
 
 
 @router.get("/{video_id}", response_model=VideoPublic)
-async def get_video(rec: JobDep, request: Request, response: Response, state: StateDep) -> VideoPublic:
-    return await video_answer(rec, state, request, response)
+async def get_video(
+    ranked: RankedJobDep, request: Request, response: Response, state: StateDep
+) -> VideoPublic:
+    rec, pos = ranked
+    return await video_answer(rec, state, request, response, queue_position=pos)
 
 
 @router.post("/{video_id}/cancel", response_model=VideoPublic, responses={409: {}, 202: {}})
