@@ -41,6 +41,14 @@ class Round:
     create_ms: list[float]
     get_ms: list[float]
     codes: dict[int, int]
+    create_cpu_ms: float = 0.0  # the server process's CPU time over the creates (user + system)
+    get_cpu_ms: float = 0.0
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time of a process so far: steadier than latency on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -48,7 +56,7 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-async def one_round(base: str, jobs: int, clients: int) -> Round:
+async def one_round(base: str, jobs: int, clients: int, pid: int) -> Round:
     rnd = Round([], [], {})
     ids: list[str] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -70,7 +78,9 @@ async def one_round(base: str, jobs: int, clients: int) -> Round:
                 if r.status_code in (200, 202):
                     ids.append(r.json()["id"])
 
+        cpu0 = cpu_ms(pid)
         await asyncio.gather(*(creator(n) for n in per))
+        cpu1 = cpu_ms(pid)
 
         async def getter(mine: list[str]) -> None:
             for vid in mine:
@@ -84,6 +94,7 @@ async def one_round(base: str, jobs: int, clients: int) -> Round:
                 rnd.codes[r.status_code] = rnd.codes.get(r.status_code, 0) + 1
 
         await asyncio.gather(*(getter(ids[i::clients]) for i in range(clients)))
+        rnd.create_cpu_ms, rnd.get_cpu_ms = cpu1 - cpu0, cpu_ms(pid) - cpu1
     return rnd
 
 
@@ -128,10 +139,17 @@ def report(jobs: int, clients: int, ours: list[Round], base: list[Round], label:
         f"Ratio wanserve / baseline (ms, medians of the rounds): **create p50 "
         f"{o['create_p50'] / b['create_p50']:.2f}x, p99 {o['create_p99'] / b['create_p99']:.2f}x; "
         f"get p50 {o['get_p50'] / b['get_p50']:.2f}x, p99 {o['get_p99'] / b['get_p99']:.2f}x**. "
+        f"Server CPU per request (median of the rounds): create wanserve {_cpu(ours, jobs, 'create'):.2f} "
+        f"ms, baseline {_cpu(base, jobs, 'create'):.2f} ms; get wanserve {_cpu(ours, jobs, 'get'):.2f} ms, "
+        f"baseline {_cpu(base, jobs, 'get'):.2f} ms. "
         f"Status codes: wanserve {_codes(ours)}, baseline {_codes(base)}.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _cpu(rounds: list[Round], jobs: int, phase: str) -> float:
+    return statistics.median(r.create_cpu_ms if phase == "create" else r.get_cpu_ms for r in rounds) / jobs
 
 
 def _codes(rounds: list[Round]) -> dict[int, int]:
@@ -162,14 +180,16 @@ def run_paused(jobs: int, clients: int, rounds: int, *, write: bool, label: str 
         ours: list[Round] = []
         base: list[Round] = []
         for i in range(rounds):
-            order = [("wanserve", gw.url), ("baseline", base_url)]
-            for name, url in order if i % 2 == 0 else order[::-1]:
-                rnd = asyncio.run(one_round(url, jobs, clients))
+            order = [("wanserve", gw.url, gw.pid), ("baseline", base_url, baseline_proc.pid)]
+            for name, url, pid in order if i % 2 == 0 else order[::-1]:
+                rnd = asyncio.run(one_round(url, jobs, clients, pid))
                 (ours if name == "wanserve" else base).append(rnd)
                 print(
                     f"round {i + 1} {name}: create p50 {statistics.median(rnd.create_ms):.1f} "
                     f"p99 {pct(rnd.create_ms, 99):.1f}; get p50 {statistics.median(rnd.get_ms):.1f} "
-                    f"p99 {pct(rnd.get_ms, 99):.1f} ms; codes {rnd.codes}",
+                    f"p99 {pct(rnd.get_ms, 99):.1f} ms; server CPU per create {rnd.create_cpu_ms / jobs:.2f} ms, "
+                    f"per get {rnd.get_cpu_ms / jobs:.2f} ms; "
+                    f"codes {rnd.codes}",
                     flush=True,
                 )
         text = report(jobs, clients, ours, base, label)

@@ -57,11 +57,17 @@ return {1, cur, eid, redis.call('HGETALL', KEYS[1])}
 """
 
 # KEYS: job, events, jobs index, owner index, queued zset, deadlines zset. ARGV: job id, score
-# (created ms), event type, data, queued score (priority band + ms), deadline ("" = none), pairs...
-# Returns {event id, 0-based rank in the queued zset}: the answer's queue position comes with it.
+# (created ms), event type, data, queued score (priority band + ms), deadline ("" = none), the
+# record's fields as one JSON object of encoded values (one argument, not ~80 for the client to
+# pack). Returns {event id, 0-based rank in the queued zset}: the answer's queue position.
 CREATE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+local pairs_ = {}
+for k, v in pairs(cjson.decode(ARGV[7])) do
+  pairs_[#pairs_ + 1] = k
+  pairs_[#pairs_ + 1] = v
+end
+redis.call('HSET', KEYS[1], unpack(pairs_))
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
@@ -145,10 +151,18 @@ TransitionHook = Callable[[JobEvent], None | Awaitable[None]]
 def encode_fields(fields: dict[str, Any]) -> list[str]:
     """Flatten to HSET pairs: ``status`` raw (Lua compares it), every other value as JSON."""
     out: list[str] = []
+    for k, v in encode_values(fields).items():
+        out += [k, v]
+    return out
+
+
+def encode_values(fields: dict[str, Any]) -> dict[str, str]:
+    """field -> stored text: ``status`` raw (Lua compares it), every other value as JSON (ASCII)."""
+    out: dict[str, str] = {}
     for k, v in fields.items():
         if hasattr(v, "model_dump"):
             v = v.model_dump(mode="json")
-        out += [k, v.value if isinstance(v, JobStatus) else json.dumps(v)]
+        out[k] = v.value if isinstance(v, JobStatus) else json.dumps(v)
     return out
 
 

@@ -26,7 +26,7 @@ from app.core.jobstore import (
     TransitionHook,
     TransitionRejected,
     decode_record,
-    encode_fields,
+    encode_values,
     pairs_to_dict,
     event_data,
     prepare_transition,
@@ -50,6 +50,20 @@ def _decode_listed(job_id: str, raw: dict[str, str]) -> JobRecord | None:
     except Exception as exc:
         log.error("job %s: stored record cannot be rendered (%r); left out of the list", job_id, exc)
         return None
+
+
+_RENDER_DEPTH = 64  # the deepest stored record a read still renders
+_SHALLOW = 32  # a field with at most this many brackets nests at most that deep
+
+
+def _plainly_renderable(raw: dict[str, str]) -> bool:
+    """True when no stored field can hold what `check_body` refuses, judged from the text alone: a
+    lone surrogate can only come from a ``\\u`` escape, deep nesting only from many brackets. Most
+    records pass, and skip re-dumping the whole record on every read."""
+    for v in raw.values():
+        if "\\u" in v or v.count("[") + v.count("{") > _SHALLOW:
+            return False
+    return True
 
 
 def lenient_field(raw: dict[str, str], name: str) -> str | None:
@@ -111,7 +125,8 @@ class AsyncJobStore(HookRegistry):
             str(queue_score(rec.priority, rec.created_at)),
             "" if rec.deadline_at is None else repr(rec.deadline_at),
         ]
-        res = await self._create(keys=ks, args=argv + encode_fields(fields))
+        argv.append(json.dumps(encode_values(fields)))
+        res = await self._create(keys=ks, args=argv)
         if res is None:
             raise InvalidInput.field("id", f"job {rec.id} already exists")
         eid, rank = res
@@ -134,8 +149,8 @@ class AsyncJobStore(HookRegistry):
     def _decode(self, job_id: str, raw: dict[str, str]) -> JobRecord | None:
         try:
             rec = decode_record(raw)
-            if rec is not None:
-                check_body(rec.model_dump(mode="json"), field=job_id, max_depth=64)
+            if rec is not None and not _plainly_renderable(raw):
+                check_body(rec.model_dump(mode="json"), field=job_id, max_depth=_RENDER_DEPTH)
             return rec
         except Exception as exc:
             log.error("job %s: stored record cannot be rendered: %r", job_id, exc)
