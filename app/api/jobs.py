@@ -29,6 +29,7 @@ from app.core.lora_request import apply_lora_request
 from app.core.output import apply_output, split_size
 from app.core.params import resolve
 from app.core.priority import check_allowed
+from app.core.ratelimit import RateLimiter, SlotClaim
 from app.core.registry import recent_model
 from app.core.schemas import JobRecord, LoraRef, ModelInfo, ResolvedParams, VideoCreate
 from app.core.status import JobStatus
@@ -89,6 +90,7 @@ async def create_job(
             creation.image,
             owner=owner,
             admit=gate.admit,
+            claim=gate.claim,
             adjust=creation.adjust,
             priority_limit=priority_limit,
         )
@@ -106,12 +108,15 @@ async def submit(
     *,
     owner: str | None,
     admit: Callable[[str], Awaitable[None]] | None = None,
+    claim: tuple[SlotClaim, RateLimiter] | None = None,
     adjust: Adjust | None = None,
     priority_limit: str = "high",
 ) -> tuple[JobRecord, int]:
     """-> (the new record, its queue position just after it was stored).
 
     ``admit(job_id)`` (quotas) enforces the active-job and queue limits before anything is stored;
+    a job with nothing to store but its record has them enforced by the create script instead
+    (``claim``, the same reservation, one round trip fewer);
     ``priority_limit`` is the highest priority the caller may ask for."""
     settings, redis, store, storage = state.settings, state.redis, state.store, state.storage
     req = VideoCreate.model_validate(body)
@@ -146,7 +151,8 @@ async def submit(
     if loras:
         params = params.model_copy(update={"loras": loras})
     job_id = new_job_id()
-    if admit is not None:
+    in_script = claim if image is None and adjust is None else None
+    if admit is not None and in_script is None:
         await admit(job_id)
     input_key = None
     if image is not None:
@@ -178,7 +184,7 @@ async def submit(
         request_id=request_id_var.get(),
         **extra,
     )
-    pos = await store.create_ranked(rec)
+    pos = await store.create_ranked(rec, in_script)
     try:
         route = extend_route(rec.prompt_extend, settings)
         await state.queue.enqueue(job_id, model_id, priority=rec.priority, **route)

@@ -26,7 +26,7 @@ from app.core.config import Settings
 from app.core.errors import FieldError, InvalidInput, ServiceError
 from app.core.idempotency import IdempotencyStore, Reservation, fingerprint
 from app.core.jobstore_async import AsyncJobStore
-from app.core.ratelimit import RateLimiter, RateLimits
+from app.core.ratelimit import RateLimiter, RateLimits, SlotClaim
 from app.core.schemas import JobRecord
 from app.core.ssrf import EgressPolicy, check_url
 from app.core.webhooks import normalize_events
@@ -195,6 +195,8 @@ class Admission:
     admit: Callable[[str], Awaitable[None]]
     reservation: Reservation | None = None
     idem: IdempotencyStore | None = None
+    # what `admit` does, for a create script that reserves the slot as it writes the job
+    claim: tuple[SlotClaim, RateLimiter] | None = None
 
     async def complete(self, job_id: str) -> None:
         if self.idem is not None and self.reservation is not None and self.replay is None:
@@ -263,19 +265,21 @@ async def admit_create(
         else:
             await limiter.reserve_job(owner, job_id)
 
+    claim = (limiter.slot_claim(owner or ANONYMOUS_OWNER, per_key=owner is not None), limiter)
+
     key = idempotency_key
     if key is None:
-        return Admission(replay=None, admit=admit)
+        return Admission(replay=None, admit=admit, claim=claim)
     idem = IdempotencyStore(state.redis, ttl_s=settings.idempotency_ttl_s)
     fp = fingerprint(raw_body, image)
     res = await idem.begin(scope_owner, key, fp)
     if res.existing_job_id is not None:
         rec = await _visible(state.store, res.existing_job_id, owner)
         if rec is not None:
-            return Admission(replay=rec, admit=admit, reservation=res, idem=idem)
+            return Admission(replay=rec, admit=admit, reservation=res, idem=idem, claim=claim)
         await state.redis.delete(res.redis_key)  # the earlier job was deleted: start afresh
         res = await idem.begin(scope_owner, key, fp)
-    return Admission(replay=None, admit=admit, reservation=res, idem=idem)
+    return Admission(replay=None, admit=admit, reservation=res, idem=idem, claim=claim)
 
 
 async def _visible(store: AsyncJobStore, job_id: str, owner: str | None) -> JobRecord | None:

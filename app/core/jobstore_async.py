@@ -33,6 +33,7 @@ from app.core.jobstore import (
     transition_result,
 )
 from app.core.priority import queue_score
+from app.core.ratelimit import RateLimiter, SlotClaim
 from app.core.schemas import JobRecord
 from app.core.status import EVENT_TYPES, JobStatus
 
@@ -108,8 +109,11 @@ class AsyncJobStore(HookRegistry):
         await self.create_ranked(rec)
         return rec
 
-    async def create_ranked(self, rec: JobRecord) -> int:
-        """`create`, answering the new job's queue position (1 = next to start) in the same trip."""
+    async def create_ranked(self, rec: JobRecord, claim: tuple[SlotClaim, RateLimiter] | None = None) -> int:
+        """`create`, answering the new job's queue position (1 = next to start) in the same trip.
+
+        With ``claim`` the job's active-job slot is reserved in the same script, before anything
+        is written (429 from the limiter when refused)."""
         fields = rec.model_dump(exclude_none=False)
         data = event_data(rec.id, rec.status, {"progress": 0})
         ks = [
@@ -126,10 +130,15 @@ class AsyncJobStore(HookRegistry):
             "" if rec.deadline_at is None else repr(rec.deadline_at),
         ]
         argv.append(json.dumps(encode_values(fields)))
+        if claim is not None:
+            ks += claim[0].keys
+            argv += claim[0].args
         res = await self._create(keys=ks, args=argv)
         if res is None:
             raise InvalidInput.field("id", f"job {rec.id} already exists")
-        eid, rank = res
+        if claim is not None:
+            claim[1].check_reserved(int(res[0]))
+        _, eid, rank = res
         await self._after(JobEvent(rec.id, EVENT_TYPES[rec.status], data, eid, None, rec))
         return int(rank) + 1
 

@@ -29,34 +29,49 @@ local ttl = redis.call('TTL', KEYS[1])
 return {n, ttl}
 """
 
-_RESERVE_LUA = """
--- KEYS: owner set, global set. ARGV: job id, per-key limit, global limit, job hash prefix.
--- Members whose job record is gone or no longer queued/in_progress are pruned lazily at the limit,
--- so a deleted, expired or finished job never holds a slot.
-local function prune(set)
-  for _, id in ipairs(redis.call('SMEMBERS', set)) do
-    local st = redis.call('HGET', ARGV[4] .. id, 'status')
-    if st ~= 'queued' and st ~= 'in_progress' then
-      redis.call('SREM', KEYS[1], id)
-      redis.call('SREM', KEYS[2], id)
+# A Lua function shared by the reservation script below and the job store's create script (which
+# reserves and creates in one round trip). Members whose job record is gone or no longer
+# queued/in_progress are pruned lazily at the limit, so a deleted, expired or finished job never
+# holds a slot. Returns 0 (reserved), 1 (per-key limit reached) or 2 (global limit reached).
+RESERVE_FN = """
+local function reserve(owner_set, all_set, job_id, per_key, global, prefix)
+  local function prune(set)
+    for _, id in ipairs(redis.call('SMEMBERS', set)) do
+      local st = redis.call('HGET', prefix .. id, 'status')
+      if st ~= 'queued' and st ~= 'in_progress' then
+        redis.call('SREM', owner_set, id)
+        redis.call('SREM', all_set, id)
+      end
     end
   end
+  if redis.call('SISMEMBER', all_set, job_id) == 1 then return 0 end
+  per_key = tonumber(per_key)
+  global = tonumber(global)
+  if per_key > 0 and redis.call('SCARD', owner_set) >= per_key then
+    prune(owner_set)
+    if redis.call('SCARD', owner_set) >= per_key then return 1 end
+  end
+  if global > 0 and redis.call('SCARD', all_set) >= global then
+    prune(all_set)
+    if redis.call('SCARD', all_set) >= global then return 2 end
+  end
+  redis.call('SADD', owner_set, job_id)
+  redis.call('SADD', all_set, job_id)
+  return 0
 end
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
-local per_key = tonumber(ARGV[2])
-local global = tonumber(ARGV[3])
-if per_key > 0 and redis.call('SCARD', KEYS[1]) >= per_key then
-  prune(KEYS[1])
-  if redis.call('SCARD', KEYS[1]) >= per_key then return 1 end
-end
-if global > 0 and redis.call('SCARD', KEYS[2]) >= global then
-  prune(KEYS[2])
-  if redis.call('SCARD', KEYS[2]) >= global then return 2 end
-end
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[1])
-return 0
 """
+
+# KEYS: owner set, global set. ARGV: job id, per-key limit, global limit, job hash prefix.
+_RESERVE_LUA = RESERVE_FN + "return reserve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
+
+
+@dataclass(frozen=True)
+class SlotClaim:
+    """What reserving an active-job slot needs, for a script that reserves as it creates the job:
+    KEYS owner set and global set; ARGV per-key limit, global limit, job hash prefix."""
+
+    keys: tuple[str, str]
+    args: tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -136,24 +151,26 @@ class RateLimiter:
             )
         return decision
 
+    def slot_claim(self, owner: str, *, per_key: bool = True) -> SlotClaim:
+        """The slot reservation `reserve_job` makes, for a script to make with its own writes."""
+        lim = self.limits
+        return SlotClaim(
+            (keys.active_jobs(owner), keys.ACTIVE_ALL),
+            (str(lim.max_active_jobs if per_key else 0), str(lim.max_queued_global), keys.JOB_PREFIX),
+        )
+
     async def reserve_job(self, owner: str, job_id: str, *, per_key: bool = True) -> None:
         """Enter ``job_id`` into the owner's and the global active sets, or raise 429.
 
         Call before the job record is written; a job whose record never appears (or that ends)
         frees its slot the next time a limit is reached.
         """
+        res = self.slot_claim(owner, per_key=per_key)
+        self.check_reserved(int(await self._reserve(keys=list(res.keys), args=[job_id, *res.args])))
+
+    def check_reserved(self, res: int) -> None:
+        """Raise the 429 for a reservation's answer (0: reserved)."""
         lim = self.limits
-        res = int(
-            await self._reserve(
-                keys=[keys.active_jobs(owner), keys.ACTIVE_ALL],
-                args=[
-                    job_id,
-                    str(lim.max_active_jobs if per_key else 0),
-                    str(lim.max_queued_global),
-                    keys.JOB_PREFIX,
-                ],
-            )
-        )
         if res == 0:
             return
         retry = lim.busy_retry_after_s
