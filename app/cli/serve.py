@@ -33,7 +33,10 @@ def run_gateway(settings: Settings) -> None:
     from app.api.main import create_app
 
     setup_logging(settings.log_level, settings.log_format, "gateway")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    # access_log off: `app.api.observability` already logs each request once, with its request id
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False
+    )
 
 
 def _redis_up(url: str) -> bool:
