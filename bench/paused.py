@@ -187,7 +187,8 @@ def run_paused(jobs: int, clients: int, rounds: int, *, write: bool, label: str 
                 print(
                     f"round {i + 1} {name}: create p50 {statistics.median(rnd.create_ms):.1f} "
                     f"p99 {pct(rnd.create_ms, 99):.1f}; get p50 {statistics.median(rnd.get_ms):.1f} "
-                    f"p99 {pct(rnd.get_ms, 99):.1f} ms; server CPU per create {rnd.create_cpu_ms / jobs:.2f} ms, "
+                    f"p99 {pct(rnd.get_ms, 99):.1f} ms; "
+                    f"server CPU per create {rnd.create_cpu_ms / jobs:.2f} ms, "
                     f"per get {rnd.get_cpu_ms / jobs:.2f} ms; "
                     f"codes {rnd.codes}",
                     flush=True,

@@ -87,8 +87,8 @@ return {0, eid, redis.call('ZRANK', KEYS[5], ARGV[1])}
 """
 )
 
-# KEYS: job. ARGV: queued zset prefix (+ model id), job id. Returns {the record's HGETALL pairs, 0-based rank in its
-# model's queued zset or -1}: a status read is one round trip, position included.
+# KEYS: job. ARGV: queued zset prefix (+ model id), job id. Returns {the record's HGETALL pairs,
+# 0-based rank in its model's queued zset or -1}: a status read is one round trip, position included.
 GET_RANKED_LUA = """
 local h = redis.call('HGETALL', KEYS[1])
 local status, model

@@ -27,8 +27,8 @@ from app.core.jobstore import (
     TransitionRejected,
     decode_record,
     encode_values,
-    pairs_to_dict,
     event_data,
+    pairs_to_dict,
     prepare_transition,
     transition_result,
 )
