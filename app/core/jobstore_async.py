@@ -67,6 +67,19 @@ def _plainly_renderable(raw: dict[str, str]) -> bool:
     return True
 
 
+def _decode_fast(raw: dict[str, str]) -> JobRecord | None:
+    """`decode_record` in one pass: the stored values are JSON texts, so the record is joined into
+    one JSON object for pydantic's own parser (a quarter of the time of ~40 ``json.loads`` and a
+    dict validation). Anything it does not accept goes the usual way, which raises as before."""
+    if not raw or "status" not in raw or "id" not in raw:
+        return None
+    try:
+        parts = [f'"{k}":' + (json.dumps(v) if k == "status" else v) for k, v in raw.items()]
+        return JobRecord.model_validate_json("{" + ",".join(parts) + "}")
+    except (ValidationError, ValueError):
+        return decode_record(raw)
+
+
 def lenient_field(raw: dict[str, str], name: str) -> str | None:
     """One string field of a raw record, read without trusting the rest of it."""
     try:
@@ -157,7 +170,7 @@ class AsyncJobStore(HookRegistry):
 
     def _decode(self, job_id: str, raw: dict[str, str]) -> JobRecord | None:
         try:
-            rec = decode_record(raw)
+            rec = _decode_fast(raw)
             if rec is not None and not _plainly_renderable(raw):
                 check_body(rec.model_dump(mode="json"), field=job_id, max_depth=_RENDER_DEPTH)
             return rec

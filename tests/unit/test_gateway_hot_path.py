@@ -34,11 +34,15 @@ def _id(tag: str) -> str:
     return f"video_{tag}{time.monotonic_ns()}"
 
 
+def _model() -> str:  # a model of this test's own: other tests count the queue of model "m"
+    return f"hot{time.monotonic_ns()}"
+
+
 def test_ranked_create_and_get_match_the_separate_reads(settings) -> None:
     async def scenario() -> None:
         r = async_client(settings)
         store = AsyncJobStore(r, retention_s=60)
-        model = f"m{time.monotonic_ns()}"
+        model = _model()
         first, second = record(_id("a"), model), record(_id("b"), model)
         assert await store.create_ranked(first) == 1
         assert await store.create_ranked(second) == 2
@@ -60,10 +64,11 @@ def test_create_script_enforces_the_global_limit_and_writes_nothing_when_refused
         store = AsyncJobStore(r, retention_s=60)
         limiter = RateLimiter(r, RateLimits(max_active_jobs=0, max_queued_global=1))
         claim = (limiter.slot_claim("key_t", per_key=False), limiter)
-        ok = record(_id("ok"))
+        model = _model()
+        ok = record(_id("ok"), model)
         await store.create_ranked(ok, claim)
         assert await r.sismember(keys.ACTIVE_ALL, ok.id)
-        refused = record(_id("no"))
+        refused = record(_id("no"), model)
         with pytest.raises(RateLimitExceeded) as err:
             await store.create_ranked(refused, claim)
         assert err.value.status == 429 and err.value.headers["Retry-After"]
@@ -85,7 +90,7 @@ def test_a_poisoned_record_is_still_refused_on_read(settings) -> None:
     async def scenario() -> None:
         r = async_client(settings)
         store = AsyncJobStore(r, retention_s=60)
-        rec = record(_id("deep"))
+        rec = record(_id("deep"), _model())
         await store.create(rec)
         deep: object = 1
         for _ in range(80):
