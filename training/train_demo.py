@@ -84,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lora-out", default=str(DEMO_LORA_DIR), help="folder of the distilled LoRA")
     ap.add_argument("--lightning-steps", type=int, default=LT.DistillConfig.train_steps)
     ap.add_argument("--lightning-samples", type=int, default=LT.DistillConfig.num_samples)
+    ap.add_argument(
+        "--lightning-threads",
+        type=int,
+        default=LT.DistillConfig.threads,
+        help="threads of the distillation (the shipped LoRA's bytes depend on it)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -196,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("all", "lightning") and args.lightning_steps > 0:
         t0 = time.time()
         dcfg = LT.DistillConfig(
-            train_steps=args.lightning_steps, num_samples=args.lightning_samples, seed=cfg.seed
+            train_steps=args.lightning_steps,
+            num_samples=args.lightning_samples,
+            threads=args.lightning_threads,
+            seed=cfg.seed,
         )
         path = train_lightning_stage(Path(cfg.out_dir), Path(args.lora_out), dcfg, log)
         stage_time("lightning", t0)
@@ -291,6 +300,7 @@ def train_lightning_stage(
     """Distil the 4-step LoRA from the exported model in ``weights``; -> the written file."""
     from model import load_pipeline
 
+    torch.set_num_threads(dcfg.threads)
     torch.manual_seed(dcfg.seed)
     state = LT.train_lightning(load_pipeline(str(weights)), dcfg, log)
     path = LT.save_lora(out, state, dcfg)
