@@ -10,7 +10,6 @@ DiT forwards (samples x calls) and measured side by side.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -88,42 +87,9 @@ def test_four_steps_without_the_lora_are_clearly_worse(pipe, lightning) -> None:
     assert sum(s.ok for s in text) <= BASE_TEXT - 6
 
 
-class _DenoiseMeter:
-    """Counts DiT forwards (weighted by batch size) and the time from the first to the last one."""
-
-    def __init__(self, dit: torch.nn.Module) -> None:
-        self.samples = 0
-        self.first = self.last = 0.0
-        self._handles = [
-            dit.register_forward_pre_hook(self._pre),
-            dit.register_forward_hook(self._post),
-        ]
-
-    def _pre(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-        if self.samples == 0:
-            self.first = time.perf_counter()
-        self.samples += int(args[0].shape[0])
-
-    def _post(self, module: torch.nn.Module, args: tuple[Any, ...], out: Any) -> None:
-        self.last = time.perf_counter()
-
-    def close(self) -> None:
-        for h in self._handles:
-            h.remove()
-
-
-def _denoise(pipe: Any, **gen: Any) -> tuple[int, float]:
-    meter = _DenoiseMeter(pipe.transformer)
-    try:
-        pipe.generate("a red circle moves to the left on a black background", seed=5, **gen)
-    finally:
-        meter.close()
-    return meter.samples, meter.last - meter.first
-
-
 def test_denoising_costs_at_most_three_tenths_of_the_defaults(pipe, lightning) -> None:  # type: ignore[no-untyped-def]
-    _denoise(pipe, **lightning)  # warm-up (LoRA branch casts, allocator)
-    runs = [(_denoise(pipe), _denoise(pipe, **lightning)) for _ in range(3)]  # interleaved: same load
+    E.denoise_cost(pipe, **lightning)  # warm-up (LoRA branch casts, allocator)
+    runs = [(E.denoise_cost(pipe), E.denoise_cost(pipe, **lightning)) for _ in range(2)]  # interleaved
     (base_n, _), (fast_n, _) = runs[0]
     assert fast_n / base_n <= 0.3  # 4 single forwards vs 20 guided (batch-2) ones
     base_t = min(b[1] for b, _ in runs)
