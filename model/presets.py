@@ -25,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "BUILTIN_CHECKPOINTS",
+    "DEMO_LORA_DIR",
     "DEMO_WEIGHTS_DIR",
     "OFFICIAL_NEGATIVE_PROMPT",
     "PRESETS",
@@ -273,6 +274,8 @@ WANSERVE_DEMO = ModelPreset(
 
 # The one place the demo's shipped checkpoint is located: the loader reads it, training writes it.
 DEMO_WEIGHTS_DIR = Path(__file__).resolve().parent / "demo" / "weights"
+# LoRAs made for the demo model (its 4-step distillation LoRA); `wanserve serve` lists them
+DEMO_LORA_DIR = Path(__file__).resolve().parent / "demo" / "loras"
 
 # Presets whose checkpoint folder ships inside the `model` package.
 BUILTIN_CHECKPOINTS: dict[str, Path] = {"wanserve-demo": DEMO_WEIGHTS_DIR}

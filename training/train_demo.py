@@ -6,6 +6,8 @@
                                                            # vae (incl. latents) | latents | dit | dit2
                                                            # | dit3 | ft1 | ft2 | ft3
     .venv/bin/python training/train_demo.py --stage export  # re-export the latest DiT checkpoint + eval
+    .venv/bin/python training/train_demo.py --stage lightning  # distil the 4-step LoRA from the exported
+                                                           # model into model/demo/loras, + its eval
 
 The DiT trains as a chain of stages, each continuing from the previous one's EMA weights:
 
@@ -16,6 +18,10 @@ The DiT trains as a chain of stages, each continuing from the previous one's EMA
   64 text positions, a faster learning rate on the text path, three text-mode samples for every
   image-mode one), restarted with a lower learning rate. ``ft3`` has 0 steps by default: it made
   text mode worse (bench/RESULTS.md).
+
+After the export, ``lightning`` distils ``wanserve-demo-lightning`` (``training.demo.lightning``):
+a rank-8 LoRA with which the ``distill`` sampler at 4 steps without guidance matches the exported
+model at its defaults; written to ``model.presets.DEMO_LORA_DIR`` (``--lora-out``).
 
 A stage with 0 steps is skipped. Wall time and quality of a from-scratch run with the defaults are
 recorded in bench/RESULTS.md ("wanserve-demo training from scratch"): 47.5 min at 2 threads on the
@@ -43,8 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from model.presets import DEMO_WEIGHTS_DIR  # noqa: E402
+from model.presets import DEMO_LORA_DIR, DEMO_WEIGHTS_DIR  # noqa: E402
 from training.demo import finetune as F  # noqa: E402
+from training.demo import lightning as LT  # noqa: E402
 from training.demo import train as T  # noqa: E402
 from training.demo.export import export_checkpoint  # noqa: E402
 
@@ -56,7 +63,7 @@ FT_STEPS = (4000, 2000, 0)  # ft3 (a third restart) is optional: it did not help
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    stages = ["all", "vae", "latents", *CHAIN, "export", "eval"]
+    stages = ["all", "vae", "latents", *CHAIN, "export", "eval", "lightning"]
     ap.add_argument("--stage", choices=stages, default="all")
     ap.add_argument("--out", default=str(DEMO_WEIGHTS_DIR))
     ap.add_argument("--work-dir", default="/tmp/wanserve-demo-train")
@@ -74,6 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         help="share of fine-tune samples trained in image mode (first frame given)",
     )
     ap.add_argument("--ft-steps", default=",".join(map(str, FT_STEPS)), help="steps of ft1,ft2,ft3")
+    ap.add_argument("--lora-out", default=str(DEMO_LORA_DIR), help="folder of the distilled LoRA")
+    ap.add_argument("--lightning-steps", type=int, default=LT.DistillConfig.train_steps)
+    ap.add_argument("--lightning-samples", type=int, default=LT.DistillConfig.num_samples)
+    ap.add_argument(
+        "--lightning-threads",
+        type=int,
+        default=LT.DistillConfig.threads,
+        help="threads of the distillation (the shipped LoRA's bytes depend on it)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -183,6 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         evaluate(Path(cfg.out_dir), log)
         stage_time("eval", t0)
 
+    if args.stage in ("all", "lightning") and args.lightning_steps > 0:
+        t0 = time.time()
+        dcfg = LT.DistillConfig(
+            train_steps=args.lightning_steps,
+            num_samples=args.lightning_samples,
+            threads=args.lightning_threads,
+            seed=cfg.seed,
+        )
+        path = train_lightning_stage(Path(cfg.out_dir), Path(args.lora_out), dcfg, log)
+        stage_time("lightning", t0)
+        evaluate(Path(cfg.out_dir), log, **lightning_settings(path, dcfg))
+
     log(f"done in {time.time() - t_start:.0f}s")
     return 0
 
@@ -264,6 +292,31 @@ def finetune_data(vae_path: str, lat_path: str, n: int) -> tuple[torch.Tensor, l
     vae.load_state_dict(torch.load(vae_path))
     vae.eval()
     return F.single_object_dataset(vae, stats, n)
+
+
+def train_lightning_stage(
+    weights: Path, out: Path, dcfg: LT.DistillConfig, log: Callable[[str], None]
+) -> Path:
+    """Distil the 4-step LoRA from the exported model in ``weights``; -> the written file."""
+    from model import load_pipeline
+
+    torch.set_num_threads(dcfg.threads)
+    torch.manual_seed(dcfg.seed)
+    state = LT.train_lightning(load_pipeline(str(weights)), dcfg, log)
+    path = LT.save_lora(out, state, dcfg)
+    log(f"wrote {path}")
+    return path
+
+
+def lightning_settings(path: Path, dcfg: LT.DistillConfig) -> dict[str, object]:
+    """Generation settings of the LoRA's sidecar defaults, with the LoRA itself."""
+    return {
+        "sampler": "distill",
+        "num_steps": dcfg.num_steps,
+        "guidance_scale": 1.0,
+        "shift": dcfg.shift,
+        "loras": [(str(path), 1.0)],
+    }
 
 
 def evaluate(folder: Path, log: Callable[[str], None], **gen: object) -> None:

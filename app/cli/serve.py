@@ -23,6 +23,7 @@ import redis
 from app.cli.redis_server import find_server, server_command
 from app.core.config import Settings
 from app.core.logjson import setup_logging
+from app.core.loras import DEMO_LORA_DIR, DEMO_MODEL
 
 log = logging.getLogger("wanserve.serve")
 
@@ -110,17 +111,29 @@ def _announce_ready(settings: Settings) -> None:
         time.sleep(0.5)
 
 
+def with_demo_loras(settings: Settings) -> Settings:
+    """The built-in demo model comes with its own LoRAs: serve them unless a LoRA folder is set
+    (a newcomer's `make serve` then lists and runs `wanserve-demo-lightning`)."""
+    builtin = settings.model == DEMO_MODEL and settings.model_path is None
+    if settings.lora_dir is not None or not builtin or not DEMO_LORA_DIR.is_dir():
+        return settings
+    return settings.model_copy(update={"lora_dir": DEMO_LORA_DIR})
+
+
 def serve(settings: Settings, *, worker: bool = True) -> int:
     # one terminal for everything: readable text unless WANSERVE_LOG_FORMAT was set explicitly
     fmt = settings.log_format if "log_format" in settings.model_fields_set else "text"
     setup_logging(settings.log_level, fmt, "serve")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the readiness probe's requests
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    settings = with_demo_loras(settings)
     redis_proc = start_redis(settings)
     worker_proc = webhook_proc = None
     try:
         if worker:
             env = {**os.environ, "WANSERVE_LOG_FORMAT": fmt}  # the worker reads its own Settings
+            if settings.lora_dir is not None:
+                env["WANSERVE_LORA_DIR"] = str(settings.lora_dir)
             worker_proc = subprocess.Popen([sys.executable, "-m", "worker"], start_new_session=True, env=env)
             log.info("started worker (pid %d) for %s on %s", worker_proc.pid, settings.model, settings.device)
         if settings.webhook_secret is not None:  # signed webhooks need a delivery worker (queue `webhooks`)

@@ -9,6 +9,10 @@ does not set them inherits (``num_inference_steps``, ``guidance_scale``, ``sampl
 A safetensors file starts with an 8-byte little-endian header length and a JSON header mapping each
 tensor name to its dtype, shape and offsets; that is all the gateway needs (rank, size, keys).
 Clients only ever name a LoRA; paths never come from a request.
+
+The demo model ships its own LoRAs (its 4-step distillation LoRA) in ``DEMO_LORA_DIR``, the
+repository's (or installed package's) ``model/demo/loras``, located here by path so that the
+gateway needs no import of ``model``; `wanserve serve` of the demo model lists them by default.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ EXPERT_FILES = ("high_noise_model.safetensors", "low_noise_model.safetensors")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 DEFAULT_KEYS = ("num_inference_steps", "guidance_scale", "sampler", "shift")
+DEMO_MODEL = "wanserve-demo"
+DEMO_LORA_DIR = Path(__file__).resolve().parents[2] / "model" / "demo" / "loras"
 
 
 class LoraDefaults(BaseModel):

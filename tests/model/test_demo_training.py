@@ -19,7 +19,8 @@ def _train(work: Path, out: Path) -> None:
         "--work-dir", str(work), "--out", str(out), "--threads", "1",
         "--vae-steps", "2", "--num-clips", "24", "--dit-steps", "2",
         "--dit2-steps", "1", "--dit3-steps", "1", "--ft-steps", "1,1,2", "--ft-clips", "16",
-        "--ft-image-prob", "0.3",
+        "--ft-image-prob", "0.3", "--lightning-steps", "2", "--lightning-samples", "4",
+        "--lora-out", str(out.parent / f"{out.name}-loras"),
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -36,6 +37,7 @@ def test_training_script_runs_every_stage_and_exports_a_loadable_checkpoint(tmp_
     assert "exported ft3 (step 8)" in log
     assert "'ft_image_prob': 0.3" in log
     assert "eval preset defaults: text " in log  # the quality bar ran on the export
+    assert "eval {'sampler': 'distill', 'num_steps': 4" in log  # and on the distilled LoRA
 
     from model import load_pipeline
 
@@ -49,6 +51,10 @@ def test_training_script_runs_every_stage_and_exports_a_loadable_checkpoint(tmp_
     _train(tmp_path / "work2", tmp_path / "weights2")
     for name in ("diffusion_pytorch_model.safetensors", "Wan2.2_VAE.pth", "models_t5_umt5-xxl-enc-bf16.pth"):
         assert (out / name).read_bytes() == (tmp_path / "weights2" / name).read_bytes(), name
+    lora = "wanserve-demo-lightning.safetensors"
+    assert (tmp_path / "weights-loras" / lora).read_bytes() == (
+        tmp_path / "weights2-loras" / lora
+    ).read_bytes()
 
 
 def test_a_stale_checkpoint_from_another_configuration_is_refused(tmp_path: Path) -> None:

@@ -226,3 +226,37 @@ def evaluate_image_mode(
         video = pipe.generate(clip.caption, image=image, seed=seed, **gen)
         scores.append(ImageScore(score_clip(video, clip.caption, color, direction), psnr(video[:, 0], image)))
     return scores
+
+
+# ------------------------------------------------------------------------------------------------
+# Denoising cost (the few-step LoRA's time ratio, tests/model/test_demo_lightning.py)
+
+COST_PROMPT = "a red circle moves to the left on a black background"
+
+
+def denoise_cost(pipe: Any, prompt: str = COST_PROMPT, seed: int = 5, **gen: Any) -> tuple[int, float]:
+    """(DiT forwards weighted by batch size, seconds from the first forward's start to the last one's
+    end) of one generation: the denoising loop without text encoding and VAE decoding."""
+    import time
+
+    samples = 0
+    first = last = 0.0
+
+    def pre(module: Any, args: tuple[Any, ...]) -> None:
+        nonlocal samples, first
+        if samples == 0:
+            first = time.perf_counter()
+        samples += int(args[0].shape[0])
+
+    def post(module: Any, args: tuple[Any, ...], out: Any) -> None:
+        nonlocal last
+        last = time.perf_counter()
+
+    dit = pipe.transformer
+    handles = [dit.register_forward_pre_hook(pre), dit.register_forward_hook(post)]
+    try:
+        pipe.generate(prompt, seed=seed, **gen)
+    finally:
+        for h in handles:
+            h.remove()
+    return samples, last - first
