@@ -15,7 +15,7 @@ RUNTIME_STAMP := $(VENV)/.wanserve-runtime
 DEV_STAMP     := $(VENV)/.wanserve-dev
 
 .PHONY: serve test test-unit test-service test-integration test-model lint format typecheck check openapi \
-        bench-pickup install install-dev clean gpu-check test-gpu
+        bench-pickup install install-dev clean gpu-check gpu-wheels test-gpu
 
 serve: $(RUNTIME_STAMP)  ## install if needed, then run redis + worker + gateway on this machine
 	$(VENV)/bin/wanserve serve
@@ -33,13 +33,22 @@ test-integration: $(DEV_STAMP)
 	$(PY) -m pytest -q -m integration tests/integration $(PYTEST_ARGS)
 
 # The GPU tier and the prepared GPU script use the project venv when there is one, else the machine's
-# python3 (a GPU image with its own CUDA torch); neither needs the service packages.
+# python3 (a GPU image with its own CUDA torch); neither needs the service packages beyond the
+# model's own text-cleaning (ftfy) and the schemas (pydantic): `make gpu-wheels` downloads them into
+# .whl/ here, and the GPU targets install them from there (a lent GPU machine reaches no index).
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+GPU_WHEELS = if [ -d .whl ]; then $(GPU_PY) -m pip install -q --no-index --find-links .whl ftfy pydantic; fi
+
+gpu-wheels:  ## wheels the GPU image lacks (Python 3.12, x86-64) -> .whl/, carried to the GPU machine
+	$(PY) -m pip download -q ftfy wcwidth pydantic pydantic-core typing-inspection annotated-types \
+	  typing-extensions --python-version 3.12 --platform manylinux2014_x86_64 --only-binary=:all: -d .whl
 
 test-gpu:  ## the opt-in GPU tier (skips without CUDA)
+	$(GPU_WHEELS)
 	$(GPU_PY) -m pytest -q --noconftest -p no:cacheprovider -o addopts= tests/gpu $(PYTEST_ARGS)
 
 gpu-check:  ## GPU tier + real-size bf16/compile/FP8 DiT timings -> bench/gpu_check.json (<= 8 min on one H200)
+	$(GPU_WHEELS)
 	$(GPU_PY) bench/gpu_check.py --out bench/gpu_check.json
 
 test-model: $(DEV_STAMP)
