@@ -128,6 +128,10 @@ def _read_until(fd: int, pattern: str, timeout: float) -> str:
     raise AssertionError(f"no {pattern!r} in output: {buf!r}")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_offers_to_cancel(service: Service, tmp_path: Path) -> None:
     """On a terminal, Ctrl-C asks whether to cancel; 'y' cancels the job on the server."""
     primary, secondary = pty.openpty()
@@ -135,6 +139,9 @@ def test_ctrl_c_offers_to_cancel(service: Service, tmp_path: Path) -> None:
         [sys.executable, "-m", "app.cli.main", "generate", "interrupt me", "--frames", "17", "--steps", "50",
          "--out", str(tmp_path / "never.mp4")],
         cwd=ROOT, env=_env(service), stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True,
+        # a test run started in the background (no job control) inherits SIGINT ignored, and Python then
+        # never raises KeyboardInterrupt: give the CLI the terminal's default, as a user's shell does
+        preexec_fn=_default_sigint,
     )  # fmt: skip
     os.close(secondary)
     try:
