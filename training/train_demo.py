@@ -335,9 +335,19 @@ def evaluate(folder: Path, log: Callable[[str], None], **gen: object) -> None:
             f"  {'ok ' if r.clip.ok else 'BAD'} psnr {r.psnr:.1f} {r.clip.prompt!r}: {r.clip.color} "
             f"({r.clip.displacement[0]:+.1f}, {r.clip.displacement[1]:+.1f})"
         )
+    held: dict[str, list[E.ClipScore]] = {
+        "paraphrase": E.evaluate_prompts(pipe, E.paraphrase_cases(24), **gen),
+        "combination": E.evaluate_prompts(pipe, E.combination_cases(24), **gen),
+    }
+    for name, scores in held.items():
+        for s in scores:
+            if not s.ok:
+                dx, dy = s.displacement
+                log(f"  BAD {name} {s.prompt!r}: {s.color} ({dx:+.1f}, {dy:+.1f})")
     log(
         f"eval {gen or 'preset defaults'}: text {sum(s.ok for s in text)}/{len(text)}, "
-        f"image {sum(r.clip.ok for r in image)}/{len(image)}, min psnr {min(r.psnr for r in image):.1f}"
+        f"image {sum(r.clip.ok for r in image)}/{len(image)}, min psnr {min(r.psnr for r in image):.1f}, "
+        + ", ".join(f"{name} {E.confusion(scores)}" for name, scores in held.items())
     )
 
 

@@ -195,15 +195,70 @@ def image_cases(n: int = 8) -> list[tuple[str, str, str, str, int]]:
     ]
 
 
-def evaluate_text_mode(pipe: Any, cases: list[tuple[str, str, str, str, int]], **gen: Any) -> list[ClipScore]:
-    from training.demo.world import simple_caption
+def paraphrase_cases(n: int = 24) -> list[tuple[str, str, str, str, int]]:
+    """(prompt, colour, shape, direction, seed) of the held-out paraphrase set: every prompt uses a verb
+    (and often a direction phrasing, adjective, number or background phrasing) that no training caption
+    uses (`training.demo.captions.HELD_OUT`); no held-out combination is asked for."""
+    from training.demo.captions import is_held_out_combo, paraphrase
+    from training.demo.world import COLOR_NAMES, DIRECTION_NAMES, SHAPES
 
+    rng = np.random.default_rng(np.random.SeedSequence([31, n]))
+    out = []
+    for i in range(n):
+        colour, shape = COLOR_NAMES[(3 * i + 1) % 8], SHAPES[(i + 2) % 3]
+        k = 0
+        while is_held_out_combo(colour, shape, DIRECTION_NAMES[(5 * i + k) % 8]):
+            k += 1
+        direction = DIRECTION_NAMES[(5 * i + k) % 8]
+        background = TEXT_BACKGROUNDS[(i // 3) % 3]
+        stated = background if rng.random() < 0.7 else None
+        out.append((paraphrase(colour, shape, direction, stated, rng), colour, shape, direction, 3000 + i))
+    return out
+
+
+def combination_cases(n: int = 24) -> list[tuple[str, str, str, str, int]]:
+    """(prompt, colour, shape, direction, seed) of the held-out combination set: (colour, shape,
+    direction) triples no training clip shows (`training.demo.captions.HELD_OUT_COMBOS`), phrased with
+    the training grammar; beyond the 24 triples the set repeats them with other phrasings and seeds."""
+    from training.demo.captions import HELD_OUT_COMBOS, training_caption
+
+    combos = sorted(HELD_OUT_COMBOS)
+    rng = np.random.default_rng(np.random.SeedSequence([32, n]))
+    out = []
+    for i in range(n):
+        colour, shape, direction = combos[i % len(combos)]
+        background = TEXT_BACKGROUNDS[i % 3]
+        stated = background if rng.random() < 0.7 else None
+        prompt = training_caption(colour, shape, direction, stated, "medium", rng, pseudo=0.0)
+        out.append((prompt, colour, shape, direction, 4000 + i))
+    return out
+
+
+def evaluate_prompts(pipe: Any, cases: list[tuple[str, str, str, str, int]], **gen: Any) -> list[ClipScore]:
+    """Text mode on (prompt, colour, shape, direction, seed) cases."""
     scores = []
-    for color, shape, direction, background, seed in cases:
-        prompt = simple_caption(color, shape, direction, background)
+    for prompt, color, _shape, direction, seed in cases:
         video = pipe.generate(prompt, seed=seed, **gen)
         scores.append(score_clip(video, prompt, color, direction))
     return scores
+
+
+def evaluate_text_mode(pipe: Any, cases: list[tuple[str, str, str, str, int]], **gen: Any) -> list[ClipScore]:
+    """Text mode on the fixed set's (colour, shape, direction, background, seed), canonical phrasing."""
+    from training.demo.world import simple_caption
+
+    prompts = [(simple_caption(c, s, d, bg), c, s, d, seed) for c, s, d, bg, seed in cases]
+    return evaluate_prompts(pipe, prompts, **gen)
+
+
+def confusion(scores: list[ClipScore]) -> dict[str, int]:
+    """How the clips that miss go wrong: colour only, direction only, or both."""
+    return {
+        "ok": sum(s.ok for s in scores),
+        "colour_only": sum(not s.color_ok and s.direction_ok for s in scores),
+        "direction_only": sum(s.color_ok and not s.direction_ok for s in scores),
+        "both": sum(not s.color_ok and not s.direction_ok for s in scores),
+    }
 
 
 @dataclass

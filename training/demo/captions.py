@@ -1,0 +1,498 @@
+"""The caption grammar of the demo world: how people describe a shape moving over a background.
+
+One description (colour, shape, direction, background) can be phrased many ways: motion verbs
+("moves", "heads", "rises", "sinks", ...), direction phrases ("up", "upwards", "toward the top",
+"to the upper left", ...), word orders ("moving left, a red circle", "there is a red circle going
+left", "green triangle going up"), articles and numbers ("a", "one", "a single", "the", none, "two"),
+optional adjectives ("small", "big", "bright") and background phrases ("on black", "over a gray
+background", "navy background, ...").
+
+Two vocabularies are drawn from the same grammar:
+
+* ``TRAIN``: every word and phrasing the training captions use;
+* ``HELD_OUT``: verbs, direction phrasings, adjectives, numbers and background phrasings that occur in
+  **no** training caption. The paraphrase evaluation set is written with them, so it measures
+  generalisation rather than memory.
+
+Some training captions also carry made-up words (``pseudo_word``) where a verb or an adjective goes,
+so the text encoder learns that an unfamiliar word says nothing about colour or direction; that is
+what lets the held-out words through.
+
+A few (colour, shape, direction) triples (``HELD_OUT_COMBOS``) never appear together in any training
+clip; the combination evaluation set asks for exactly those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.demo.world import BACKGROUNDS, COLOR_NAMES, DIRECTION_NAMES, SHAPES
+
+# ------------------------------------------------------------------------------------------------
+# Vocabularies
+
+# direction -> phrases (each says the direction on its own)
+_TRAIN_DIRECTIONS: dict[str, tuple[str, ...]] = {
+    "left": (
+        "left",
+        "to the left",
+        "leftward",
+        "leftwards",
+        "towards the left",
+        "toward the left",
+        "to the left side",
+    ),
+    "right": (
+        "right",
+        "to the right",
+        "rightward",
+        "rightwards",
+        "towards the right",
+        "toward the right",
+        "to the right side",
+    ),
+    "up": ("up", "upward", "upwards", "towards the top", "toward the top", "to the top"),
+    "down": ("down", "downward", "downwards", "towards the bottom", "toward the bottom", "to the bottom"),
+    "up-left": (
+        "up and to the left",
+        "up-left",
+        "up and left",
+        "diagonally up and left",
+        "towards the top left",
+        "toward the top left",
+        "to the upper left",
+    ),
+    "up-right": (
+        "up and to the right",
+        "up-right",
+        "up and right",
+        "diagonally up and right",
+        "towards the top right",
+        "toward the top right",
+        "to the upper right",
+    ),
+    "down-left": (
+        "down and to the left",
+        "down-left",
+        "down and left",
+        "diagonally down and left",
+        "towards the bottom left",
+        "toward the bottom left",
+        "to the lower left",
+    ),
+    "down-right": (
+        "down and to the right",
+        "down-right",
+        "down and right",
+        "diagonally down and right",
+        "towards the bottom right",
+        "toward the bottom right",
+        "to the lower right",
+    ),
+}
+_HELD_OUT_DIRECTIONS: dict[str, tuple[str, ...]] = {
+    "left": ("toward the left edge", "over to the left", "off to the left"),
+    "right": ("toward the right edge", "over to the right", "off to the right"),
+    "up": ("toward the top edge", "in an upward direction", "off toward the top"),
+    "down": ("toward the bottom edge", "in a downward direction", "off toward the bottom"),
+    "up-left": ("toward the top left corner", "off to the upper left"),
+    "up-right": ("toward the top right corner", "off to the upper right"),
+    "down-left": ("toward the bottom left corner", "off to the lower left"),
+    "down-right": ("toward the bottom right corner", "off to the lower right"),
+}
+# horizontal part of a diagonal, said after a verb that already says up or down ("rises to the left")
+_SIDE_PHRASES: dict[str, tuple[str, ...]] = {
+    "left": ("to the left", "leftward", "towards the left"),
+    "right": ("to the right", "rightward", "towards the right"),
+}
+
+
+@dataclass(frozen=True)
+class Verb:
+    third: str  # "moves"
+    plural: str  # "move"
+    ing: str  # "moving"
+    vertical: str | None = None  # "up" / "down" when the verb says it ("rises", "sinks")
+
+
+def _v(third: str, plural: str, ing: str, vertical: str | None = None) -> Verb:
+    return Verb(third, plural, ing, vertical)
+
+
+_TRAIN_VERBS: tuple[Verb, ...] = (
+    _v("moves", "move", "moving"),
+    _v("goes", "go", "going"),
+    _v("heads", "head", "heading"),
+    _v("travels", "travel", "travelling"),
+    _v("runs", "run", "running"),
+    _v("floats", "float", "floating"),
+    _v("slides", "slide", "sliding"),
+    _v("drifts", "drift", "drifting"),
+    _v("glides", "glide", "gliding"),
+    _v("rises", "rise", "rising", "up"),
+    _v("climbs", "climb", "climbing", "up"),
+    _v("falls", "fall", "falling", "down"),
+    _v("sinks", "sink", "sinking", "down"),
+    _v("drops", "drop", "dropping", "down"),
+)
+_HELD_OUT_VERBS: tuple[Verb, ...] = (
+    _v("cruises", "cruise", "cruising"),
+    _v("wanders", "wander", "wandering"),
+    _v("zooms", "zoom", "zooming"),
+    _v("sails", "sail", "sailing"),
+    _v("hurries", "hurry", "hurrying"),
+    _v("scoots", "scoot", "scooting"),
+)
+
+_TRAIN_ADJECTIVES = ("small", "big", "large", "bright", "tiny")
+_HELD_OUT_ADJECTIVES = ("little", "shiny", "glowing", "solid")
+_TRAIN_SPEEDS = {"slow": ("slowly",), "medium": ("steadily",), "fast": ("quickly", "fast")}
+_HELD_OUT_SPEEDS = {"slow": ("gently", "lazily"), "medium": ("calmly",), "fast": ("swiftly", "rapidly")}
+# singular determiners ("" = none, as in "green triangle going up")
+_TRAIN_SINGULAR = ("a", "a", "a", "one", "a single", "the", "")
+_HELD_OUT_SINGULAR = ("just one", "only one")
+_PLURAL_WORDS = {2: ("two",), 3: ("three",)}
+# background phrases; {bg} is "a black background"-style or the bare name
+_TRAIN_BG_SUFFIX = (
+    " on a {name} background",
+    " over a {name} background",
+    " on {bare}",
+    " over {bare}",
+    " with a {name} background",
+    ", {name} background",
+)
+_TRAIN_BG_PREFIX = ("on a {name} background, ", "{name} background, ", "over {bare}, ")
+_HELD_OUT_BG_SUFFIX = (" against a {name} backdrop", " in front of a {name} backdrop", " against {bare}")
+_HELD_OUT_BG_PREFIX = ("against a {name} backdrop, ",)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    name: str
+    directions: dict[str, tuple[str, ...]]
+    verbs: tuple[Verb, ...]
+    adjectives: tuple[str, ...]
+    speeds: dict[str, tuple[str, ...]]
+    singular: tuple[str, ...]
+    bg_suffix: tuple[str, ...]
+    bg_prefix: tuple[str, ...]
+
+
+TRAIN = Vocabulary(
+    "train",
+    _TRAIN_DIRECTIONS,
+    _TRAIN_VERBS,
+    _TRAIN_ADJECTIVES,
+    _TRAIN_SPEEDS,
+    _TRAIN_SINGULAR,
+    _TRAIN_BG_SUFFIX,
+    _TRAIN_BG_PREFIX,
+)
+HELD_OUT = Vocabulary(
+    "held-out",
+    _HELD_OUT_DIRECTIONS,
+    _HELD_OUT_VERBS,
+    _HELD_OUT_ADJECTIVES,
+    _HELD_OUT_SPEEDS,
+    _HELD_OUT_SINGULAR,
+    _HELD_OUT_BG_SUFFIX,
+    _HELD_OUT_BG_PREFIX,
+)
+
+# (colour, shape, direction) triples no training clip shows: three per colour, three per direction,
+# eight per shape, none of them in the fixed text or image evaluation sets (`text_cases(96)`,
+# `image_cases(32)` of `training.demo.evaluate`; a test checks this).
+HELD_OUT_COMBOS: frozenset[tuple[str, str, str]] = frozenset(
+    (
+        ("red", "circle", "up"),
+        ("red", "square", "up-left"),
+        ("red", "triangle", "left"),
+        ("orange", "square", "up-right"),
+        ("orange", "triangle", "down-right"),
+        ("orange", "circle", "down"),
+        ("yellow", "triangle", "left"),
+        ("yellow", "circle", "up"),
+        ("yellow", "square", "down-left"),
+        ("green", "circle", "down"),
+        ("green", "square", "up-right"),
+        ("green", "triangle", "right"),
+        ("cyan", "square", "down-left"),
+        ("cyan", "triangle", "left"),
+        ("cyan", "circle", "up-left"),
+        ("blue", "triangle", "right"),
+        ("blue", "circle", "down"),
+        ("blue", "square", "down-right"),
+        ("purple", "circle", "up-left"),
+        ("purple", "square", "down-left"),
+        ("purple", "triangle", "up"),
+        ("white", "square", "down-right"),
+        ("white", "triangle", "right"),
+        ("white", "circle", "up-right"),
+    )
+)
+
+
+def is_held_out_combo(colour: str | None, shape: str, direction: str) -> bool:
+    return (colour, shape, direction) in HELD_OUT_COMBOS
+
+
+# ------------------------------------------------------------------------------------------------
+# Made-up words
+
+_CONSONANTS = "bcdfghjklmnpqrstvwxz"
+_VOWELS = "aeiou"
+# a made-up word never contains a word that carries meaning in this world
+_MEANINGFUL = (
+    "up",
+    "down",
+    "left",
+    "right",
+    "top",
+    "bottom",
+    "low",
+    "high",
+    "red",
+    "tan",
+    "blue",
+    "cyan",
+    "rise",
+    "fall",
+    "sink",
+    "drop",
+    "climb",
+    *COLOR_NAMES,
+    *SHAPES,
+)
+
+
+def pseudo_word(rng: np.random.Generator) -> str:
+    """A pronounceable made-up word ("brodel", "vusk") with none of the world's words inside."""
+    while True:
+        syllables = int(rng.integers(1, 4))
+        word = "".join(
+            _CONSONANTS[int(rng.integers(len(_CONSONANTS)))] + _VOWELS[int(rng.integers(len(_VOWELS)))]
+            for _ in range(syllables)
+        )
+        if rng.random() < 0.6:
+            word += _CONSONANTS[int(rng.integers(len(_CONSONANTS)))]
+        if not any(m in word for m in _MEANINGFUL):
+            return word
+
+
+def _pseudo_verb(rng: np.random.Generator) -> Verb:
+    w = pseudo_word(rng)
+    return Verb(w + "s", w, w + "ing")
+
+
+# ------------------------------------------------------------------------------------------------
+# Phrases
+
+
+def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _article(det: str, next_word: str) -> str:
+    if det == "a" and next_word[:1] in "aeiou":
+        return "an"
+    return det
+
+
+def noun_phrase(
+    count: int,
+    colour: str | None,
+    shape: str,
+    rng: np.random.Generator,
+    vocab: Vocabulary,
+    *,
+    pseudo: float = 0.0,
+) -> str:
+    """ "a small red circle", "one red circle", "red circle", "two squares", "three blue triangles"."""
+    words: list[str] = []
+    if rng.random() < 0.25:
+        words.append(pseudo_word(rng) if rng.random() < pseudo else _pick(rng, vocab.adjectives))
+    if colour is not None:
+        words.append(colour)
+    words.append(shape + "s" if count > 1 else shape)
+    det = _pick(rng, _PLURAL_WORDS[count]) if count > 1 else _pick(rng, vocab.singular)
+    if det:
+        words.insert(0, _article(det, words[0]))
+    return " ".join(words)
+
+
+def _verb(direction: str, rng: np.random.Generator, vocab: Vocabulary, pseudo: float) -> Verb:
+    if rng.random() < pseudo:
+        return _pseudo_verb(rng)
+    vertical = direction.split("-")[0] if direction.split("-")[0] in ("up", "down") else None
+    fits = tuple(v for v in vocab.verbs if v.vertical is None or v.vertical == vertical)
+    return fits[int(rng.integers(len(fits)))]
+
+
+def _where(direction: str, verb: Verb, rng: np.random.Generator, vocab: Vocabulary) -> str:
+    """The direction phrase after ``verb``; a verb that says up/down may leave (part of) it out."""
+    if verb.vertical is not None:
+        side = direction.split("-")[1] if "-" in direction else None
+        roll = rng.random()
+        if side is None and roll < 0.5:
+            return ""  # "a red circle rises"
+        if side is not None and roll < 0.5 and vocab is TRAIN:
+            return _pick(rng, _SIDE_PHRASES[side])  # "rises to the left" = up-left
+    return _pick(rng, vocab.directions[direction])
+
+
+def _speed(speed: str, rng: np.random.Generator, vocab: Vocabulary) -> str:
+    return _pick(rng, vocab.speeds[speed]) if rng.random() < 0.3 else ""
+
+
+def _join(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def clause(
+    count: int,
+    colour: str | None,
+    shape: str,
+    direction: str,
+    speed: str,
+    rng: np.random.Generator,
+    vocab: Vocabulary = TRAIN,
+    *,
+    pseudo: float = 0.0,
+) -> str:
+    """One object group doing one thing, in one of several word orders."""
+    np_ = noun_phrase(count, colour, shape, rng, vocab, pseudo=pseudo)
+    verb = _verb(direction, rng, vocab, pseudo)
+    where = _where(direction, verb, rng, vocab)
+    adv = _speed(speed, rng, vocab)
+    finite = verb.third if count == 1 else verb.plural
+    be = "is" if count == 1 else "are"
+    order = int(rng.integers(8))
+    if order <= 2:  # "a red circle (slowly) moves left (slowly)"
+        return _join(np_, adv, finite, where) if rng.random() < 0.5 else _join(np_, finite, where, adv)
+    if order == 3:  # "a red circle is moving left"
+        return _join(np_, be, verb.ing, where, adv)
+    if order == 4:  # "green triangle going up"
+        return _join(np_, verb.ing, where, adv)
+    if order == 5:  # "moving left, a red circle"
+        return _join(verb.ing, where, adv) + ", " + np_
+    if order == 6:  # "there is a red circle moving left"
+        return _join("there", be, np_, verb.ing, where, adv)
+    return _join(np_, "that", finite, where, adv)  # "a red circle that moves left"
+
+
+def background_phrase(background: str, rng: np.random.Generator, vocab: Vocabulary) -> tuple[str, str]:
+    """(prefix, suffix), one of them empty: "on a black background, ..." or "... over black"."""
+    if background in BACKGROUNDS:
+        name = bare = background
+    else:  # a gradient: "a sunset gradient"
+        name, bare = background.removeprefix("a ").removesuffix(" gradient") + " gradient", background
+    if rng.random() < 0.3:
+        text = _pick(rng, vocab.bg_prefix)
+        return text.format(name=name, bare=bare), ""
+    text = _pick(rng, vocab.bg_suffix)
+    return "", text.format(name=name, bare=bare)
+
+
+def _finish(text: str, rng: np.random.Generator) -> str:
+    """People capitalise and punctuate now and then."""
+    if rng.random() < 0.2:
+        text = text[:1].upper() + text[1:]
+    if rng.random() < 0.15:
+        text += "."
+    return text
+
+
+def describe(
+    groups: list[tuple[int, str | None, str, str, str]],
+    background: str | None,
+    rng: np.random.Generator,
+    vocab: Vocabulary = TRAIN,
+    *,
+    pseudo: float = 0.0,
+) -> str:
+    """Caption for groups of identical objects (count, colour or None, shape, direction, speed) over a
+    background (None: not mentioned). ``pseudo``: chance of a made-up verb or adjective per clause."""
+    clauses = [clause(*g, rng, vocab, pseudo=pseudo) for g in groups]
+    if len(clauses) == 1:
+        text = clauses[0]
+    elif len(clauses) == 2:
+        text = f"{clauses[0]} {_pick(rng, ('and', 'while', 'as'))} {clauses[1]}"
+    else:
+        text = ", ".join(clauses[:-1]) + " and " + clauses[-1]
+    if background is not None:
+        prefix, suffix = background_phrase(background, rng, vocab)
+        text = prefix + text + suffix
+    return _finish(text, rng)
+
+
+def training_caption(
+    colour: str,
+    shape: str,
+    direction: str,
+    background: str | None,
+    speed: str,
+    rng: np.random.Generator,
+    *,
+    canonical_share: float = 0.3,
+    pseudo: float = 0.1,
+) -> str:
+    """A single-object training caption: the canonical phrasing ``canonical_share`` of the time (what the
+    fixed evaluation set and most examples say), otherwise any phrasing of the training grammar."""
+    from training.demo.world import simple_caption
+
+    if rng.random() < canonical_share:
+        return simple_caption(colour, shape, direction, background)
+    return describe([(1, colour, shape, direction, speed)], background, rng, pseudo=pseudo)
+
+
+def allowed_direction(colour: str, shape: str, rng: np.random.Generator) -> str:
+    """A random direction that does not make a held-out combination with this colour and shape."""
+    while True:
+        direction = DIRECTION_NAMES[int(rng.integers(len(DIRECTION_NAMES)))]
+        if not is_held_out_combo(colour, shape, direction):
+            return direction
+
+
+def paraphrase(
+    colour: str, shape: str, direction: str, background: str | None, rng: np.random.Generator
+) -> str:
+    """A caption for the held-out paraphrase set: always a held-out verb, and held-out direction
+    phrasings, adjectives, adverbs, numbers and background phrasings about half of the time each (the
+    rest from the training grammar); every word that carries colour or direction is one the training
+    captions use, in a phrase they never use."""
+    held = {part: bool(rng.random() < 0.5) for part in ("direction", "singular", "background")}
+    vocab = Vocabulary(
+        "paraphrase",
+        HELD_OUT.directions if held["direction"] else TRAIN.directions,
+        HELD_OUT.verbs,
+        HELD_OUT.adjectives,
+        HELD_OUT.speeds,
+        HELD_OUT.singular if held["singular"] else TRAIN.singular,
+        HELD_OUT.bg_suffix if held["background"] else TRAIN.bg_suffix,
+        HELD_OUT.bg_prefix if held["background"] else TRAIN.bg_prefix,
+    )
+    return describe([(1, colour, shape, direction, "medium")], background, rng, vocab)
+
+
+def training_words() -> frozenset[str]:
+    """Every word of the training grammar (made-up words aside)."""
+    words: set[str] = set()
+    for phrases in TRAIN.directions.values():
+        for p in phrases:
+            words.update(p.split())
+    for side in _SIDE_PHRASES.values():
+        for p in side:
+            words.update(p.split())
+    for v in TRAIN.verbs:
+        words.update((v.third, v.plural, v.ing))
+    words.update(TRAIN.adjectives)
+    for adverbs in TRAIN.speeds.values():
+        words.update(adverbs)
+    for det in (*TRAIN.singular, *[w for ws in _PLURAL_WORDS.values() for w in ws]):
+        words.update(det.split())
+    for template in (*TRAIN.bg_suffix, *TRAIN.bg_prefix):
+        words.update(w.strip(",") for w in template.split() if "{" not in w)
+    words.update(("an", "is", "are", "there", "that", "and", "while", "as", "moves"))
+    return frozenset(w for w in words if w)
