@@ -18,6 +18,7 @@ dropout are those of `training.demo.train`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -50,10 +51,18 @@ def use_short_text_context() -> None:
     T.DEMO_DIT["text_len"] = FT_TEXT_LEN
 
 
-def single_object_dataset(
-    vae: nn.Module, stats: torch.Tensor, n: int = FT_CLIPS, seed: int = 12345
-) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-    """Normalised latents [n, z, f, h, w], captions and (colour, shape, direction) labels."""
+class SingleObjectSpec(NamedTuple):
+    colour: str
+    shape: str
+    direction: str
+    background: str
+    speed: str
+    caption: str
+
+
+def single_object_specs(n: int = FT_CLIPS, seed: int = 12345) -> list[SingleObjectSpec]:
+    """What the fine-tune's ``n`` clips show and their captions (clip ``i`` is rendered with seed
+    500000 + i)."""
     rng = np.random.default_rng(seed)
     # the test scenes' backgrounds dominate; every other background still appears
     bgs = (
@@ -62,8 +71,8 @@ def single_object_dataset(
         + ["navy"] * 2
         + [b for b in BACKGROUNDS if b not in ("black", "gray", "navy")]
     )
-    videos, captions, labels = [], [], []
-    for i in range(n):
+    specs = []
+    for _ in range(n):
         bg = bgs[rng.integers(len(bgs))]
         colours = [
             c
@@ -74,14 +83,30 @@ def single_object_dataset(
         shape = SHAPES[rng.integers(3)]
         direction = allowed_direction(colour, shape, rng)
         speed = ("slow", "medium", "medium", "fast")[rng.integers(4)]
-        clip = make_single_clip(colour, shape, direction, background=bg, speed=speed, seed=500000 + i)
-        videos.append(clip.video)
         stated_bg = bg if rng.random() < 0.7 else None
-        captions.append(training_caption(colour, shape, direction, stated_bg, speed, rng))
-        labels.append((COLOR_NAMES.index(colour), SHAPES.index(shape), DIRECTION_NAMES.index(direction)))
+        caption = training_caption(colour, shape, direction, stated_bg, speed, rng)
+        specs.append(SingleObjectSpec(colour, shape, direction, bg, speed, caption))
+    return specs
+
+
+def single_object_dataset(
+    vae: nn.Module, stats: torch.Tensor, n: int = FT_CLIPS, seed: int = 12345
+) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+    """Normalised latents [n, z, f, h, w], captions and (colour, shape, direction) labels."""
+    specs = single_object_specs(n, seed)
+    videos = [
+        make_single_clip(
+            s.colour, s.shape, s.direction, background=s.background, speed=s.speed, seed=500000 + i
+        ).video
+        for i, s in enumerate(specs)
+    ]
+    labels = [
+        (COLOR_NAMES.index(s.colour), SHAPES.index(s.shape), DIRECTION_NAMES.index(s.direction))
+        for s in specs
+    ]
     raw, _ = T.latent_stats(vae, torch.from_numpy(np.stack(videos)))
     latents = (raw - stats[0].view(1, -1, 1, 1, 1)) / stats[1].view(1, -1, 1, 1, 1)
-    return latents, captions, torch.tensor(labels)
+    return latents, [s.caption for s in specs], torch.tensor(labels)
 
 
 def finetune_text_following(

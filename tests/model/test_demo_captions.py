@@ -1,0 +1,172 @@
+"""The demo's caption grammar: what training sees, what is held out, and the evaluation sets built on it.
+
+The held-out paraphrase and combination sets only measure generalisation if no training caption uses a
+held-out word and no training clip shows a held-out (colour, shape, direction) triple; these tests
+check exactly the captions and scenes the training stages draw.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from training.demo import captions as C
+from training.demo import evaluate as E
+from training.demo.finetune import single_object_specs
+from training.demo.train import DEMO_WORLD, _scene
+from training.demo.world import COLOR_NAMES, DIRECTION_NAMES, SHAPES
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def _held_out_words() -> set[str]:
+    """Words of the held-out vocabulary that the training grammar never uses."""
+    words: set[str] = set()
+    for v in C.HELD_OUT.verbs:
+        words |= {v.third, v.plural, v.ing}
+    words |= set(C.HELD_OUT.adjectives)
+    for adverbs in C.HELD_OUT.speeds.values():
+        words |= set(adverbs)
+    for phrase in (*C.HELD_OUT.singular, *C.HELD_OUT.bg_suffix, *C.HELD_OUT.bg_prefix):
+        words |= _words(re.sub(r"\{\w+\}", "", phrase))
+    for phrases in C.HELD_OUT.directions.values():
+        for phrase in phrases:
+            words |= _words(phrase)
+    return words - C.training_words()
+
+
+@pytest.fixture(scope="module")
+def training_captions() -> list[str]:
+    """The captions of the first 3000 pre-training scenes (of 8000) and of every fine-tune clip."""
+    return [_scene(i).caption for i in range(3000)] + [s.caption for s in single_object_specs()]
+
+
+def test_held_out_words_are_new(training_captions: list[str]) -> None:
+    held = _held_out_words()
+    # every kind of held-out word is really held out, not only the verbs
+    assert {"cruises", "zooming", "shiny", "backdrop", "edge", "corner", "against", "calmly", "just"} <= held
+    seen = set().union(*(_words(c) for c in training_captions))
+    assert not held & seen
+    for phrases in C.HELD_OUT.directions.values():
+        for phrase in phrases:
+            assert not any(phrase in c for c in training_captions), phrase
+
+
+def test_training_grammar_covers_the_ways_people_say_it(training_captions: list[str]) -> None:
+    seen = set().union(*(_words(c) for c in training_captions))
+    for verb in (
+        "moves",
+        "goes",
+        "heads",
+        "travels",
+        "runs",
+        "rises",
+        "climbs",
+        "falls",
+        "sinks",
+        "drops",
+        "floats",
+        "slides",
+        "drifts",
+        "going",
+        "heading",
+        "falling",
+    ):
+        assert verb in seen, verb
+    for word in (
+        "upward",
+        "upwards",
+        "downward",
+        "leftward",
+        "rightwards",
+        "top",
+        "bottom",
+        "upper",
+        "lower",
+        "one",
+        "single",
+        "two",
+        "small",
+        "big",
+        "bright",
+        "diagonally",
+        "there",
+        "that",
+    ):
+        assert word in seen, word
+    text = "\n".join(training_captions)
+    for phrase in ("toward the top", "to the left side", "on black", ", a ", "black background, "):
+        assert phrase in text, phrase
+    # made-up words stand where verbs and adjectives go, in about a tenth of the captions
+    known = (
+        C.training_words()
+        | set(COLOR_NAMES)
+        | set(SHAPES)
+        | {"s", "background", "gradient", "sunset", "gray", "navy", "dark", "black"}
+    )
+    unknown = [c for c in training_captions if _words(c) - known]
+    assert 0.03 < len(unknown) / len(training_captions) < 0.2
+
+
+def test_no_training_clip_shows_a_held_out_combination() -> None:
+    for i in range(3000):
+        for obj in _scene(i).objects:
+            assert not C.is_held_out_combo(obj.color, obj.shape, obj.direction)
+    for s in single_object_specs():
+        assert not C.is_held_out_combo(s.colour, s.shape, s.direction)
+
+
+def test_held_out_combinations_are_balanced_and_apart_from_the_fixed_sets() -> None:
+    combos = C.HELD_OUT_COMBOS
+    assert len(combos) == 24
+    assert {c for c, _, _ in combos} == set(COLOR_NAMES)
+    assert all(sum(d == x for _, _, d in combos) == 3 for x in DIRECTION_NAMES)
+    fixed = {(c, s, d) for c, s, d, _, _ in E.text_cases(96)} | {
+        (c, s, d) for c, s, d, _, _ in E.image_cases(32)
+    }
+    assert not fixed & combos
+
+
+def test_evaluation_sets() -> None:
+    held = _held_out_words()
+    para = E.paraphrase_cases(24)
+    assert len({p for p, *_ in para}) == 24
+    for prompt, colour, shape, direction, _seed in para:
+        words = _words(prompt)
+        assert words & held, prompt  # at least its verb is new
+        assert colour in words and shape in words, prompt
+        assert not C.is_held_out_combo(colour, shape, direction)
+    assert {d for *_, d, _ in para} == set(DIRECTION_NAMES)
+    assert {c for _, c, *_ in para} == set(COLOR_NAMES)
+    combo = E.combination_cases(24)
+    assert {(c, s, d) for _, c, s, d, _ in combo} == C.HELD_OUT_COMBOS
+    assert not set().union(*(_words(p) for p, *_ in combo)) & held
+    # the sets are fixed: the same prompts every time
+    assert E.paraphrase_cases(24) == para and E.combination_cases(24) == combo
+
+
+def test_pseudo_words_carry_no_meaning() -> None:
+    rng = np.random.default_rng(0)
+    meaningful = ("up", "down", "left", "right", "top", "bottom", *COLOR_NAMES, *SHAPES)
+    words = [C.pseudo_word(rng) for _ in range(5000)]
+    assert len(set(words)) > 1000
+    assert not any(m in w for w in words for m in meaningful)
+    assert not set(words) & _held_out_words()
+
+
+def test_verbs_that_say_up_or_down_only_go_with_such_directions() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(3000):
+        direction = DIRECTION_NAMES[int(rng.integers(8))]
+        text = C.describe([(1, "red", "circle", direction, "medium")], None, rng)
+        words = _words(text)
+        if words & {"rises", "rise", "rising", "climbs", "climbing"}:
+            assert direction.startswith("up"), text
+        if words & {"falls", "falling", "sinks", "sinking", "drops", "dropping"}:
+            assert direction.startswith("down"), text
+        assert "red" in words and "circle" in words
+    assert DEMO_WORLD.pseudo_word_prob > 0
