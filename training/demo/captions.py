@@ -1,4 +1,4 @@
-"""The caption grammar of the demo world: how people describe a shape moving over a background.
+"""A wider caption grammar for the demo world, and the held-out vocabulary its evaluation sets use.
 
 One description (colour, shape, direction, background) can be phrased many ways: motion verbs
 ("moves", "heads", "rises", "sinks", ...), direction phrases ("up", "upwards", "toward the top",
@@ -9,17 +9,19 @@ background", "navy background, ...").
 
 Two vocabularies are drawn from the same grammar:
 
-* ``TRAIN``: every word and phrasing the training captions use;
-* ``HELD_OUT``: verbs, direction phrasings, adjectives, numbers and background phrasings that occur in
-  **no** training caption. The paraphrase evaluation set is written with them, so it measures
-  generalisation rather than memory.
+* ``TRAIN``: the words and phrasings a training run on this grammar uses;
+* ``HELD_OUT``: verbs, direction phrasings, adjectives, numbers and background phrasings kept out of
+  every training caption. The paraphrase evaluation set (`training.demo.evaluate.paraphrase_cases`) is
+  written with them, so it measures generalisation rather than memory.
 
-Some training captions also carry made-up words (``pseudo_word``) where a verb or an adjective goes,
-so the text encoder learns that an unfamiliar word says nothing about colour or direction; that is
-what lets the held-out words through.
+``pseudo_word`` makes up words to stand where a verb or an adjective goes, so that a text encoder can
+learn that an unfamiliar word says nothing about colour or direction. ``HELD_OUT_COMBOS`` names 24
+(colour, shape, direction) triples for the combination evaluation set.
 
-A few (colour, shape, direction) triples (``HELD_OUT_COMBOS``) never appear together in any training
-clip; the combination evaluation set asks for exactly those.
+Status: the shipped ``wanserve-demo`` is still trained on the narrower captions of
+`training.demo.world` (which use none of the held-out words). A from-scratch run of the whole chain on
+this grammar (with made-up words and the held-out combinations removed from the data) lost motion in
+text mode; see bench/RESULTS.md, "wanserve-demo and the caption grammar".
 """
 
 from __future__ import annotations

@@ -71,8 +71,14 @@ def sample_cases(n: int, seed: int, image_prob: float = 0.25) -> list[tuple[str,
 
     Clip seeds start at 300000: the evaluation sets use 1000+ and 2000+.
     """
-    from training.demo.captions import allowed_direction
-    from training.demo.world import BACKGROUNDS, COLOR_NAMES, COLORS, SHAPES, background_mean_color
+    from training.demo.world import (
+        BACKGROUNDS,
+        COLOR_NAMES,
+        COLORS,
+        DIRECTION_NAMES,
+        SHAPES,
+        background_mean_color,
+    )
 
     rng = np.random.default_rng(np.random.SeedSequence([20, seed]))
     bgs = (
@@ -89,12 +95,11 @@ def sample_cases(n: int, seed: int, image_prob: float = 0.25) -> list[tuple[str,
             for c in COLOR_NAMES
             if np.linalg.norm(np.asarray(COLORS[c]) - background_mean_color(bg)) >= 0.45
         ]
-        colour, shape = colours[rng.integers(len(colours))], SHAPES[rng.integers(3)]
         out.append(
             (
-                colour,
-                shape,
-                allowed_direction(colour, shape, rng),
+                colours[rng.integers(len(colours))],
+                SHAPES[rng.integers(3)],
+                DIRECTION_NAMES[rng.integers(8)],
                 bg,
                 300000 + i,
                 bool(rng.random() < image_prob),
@@ -104,11 +109,10 @@ def sample_cases(n: int, seed: int, image_prob: float = 0.25) -> list[tuple[str,
 
 
 def _caption(case: tuple[str, str, str, str, int, bool], rng: np.random.Generator) -> str:
-    from training.demo.captions import training_caption
+    from training.demo.world import simple_caption
 
     colour, shape, direction, bg, _, _ = case
-    stated_bg = bg if rng.random() < 0.7 else None
-    return training_caption(colour, shape, direction, stated_bg, "medium", rng, pseudo=0.0)
+    return simple_caption(colour, shape, direction, bg if rng.random() < 0.7 else None)
 
 
 def _timesteps(t: float, image_mode: Tensor, tokens: int, per_frame: int) -> Tensor:

@@ -374,19 +374,20 @@ def caption_labels(n: int, captions: list[str]) -> torch.Tensor:
     bgs = list(BACKGROUNDS) + [g[0] for g in GRADIENTS]
     out = torch.full((n, 4), -100, dtype=torch.long)
     for i in range(n):
-        scene = _scene(i)
-        assert scene.caption == captions[i]
-        _, colour, shape, direction, _ = scene.groups[0]
-        if colour is not None:
-            out[i, 0] = COLOR_NAMES.index(colour)
-        out[i, 1] = SHAPES.index(shape)
-        out[i, 2] = DIRECTION_NAMES.index(direction)
-        if scene.background_stated:
-            out[i, 3] = bgs.index(scene.background)
+        clip_objs, background, caption = _scene(i)
+        assert caption == captions[i]
+        first = clip_objs[0]
+        words = caption.split()
+        if len(words) > 1 and words[1] == first.color:
+            out[i, 0] = COLOR_NAMES.index(first.color)
+        out[i, 1] = SHAPES.index(first.shape)
+        out[i, 2] = DIRECTION_NAMES.index(first.direction)
+        if background in caption:
+            out[i, 3] = bgs.index(background)
     return out
 
 
-def _scene(seed: int) -> Any:
+def _scene(seed: int) -> tuple[list[Any], str, str]:
     from training.demo.world import sample_scene
 
     rng = np.random.default_rng(np.random.SeedSequence([20260, int(seed)]))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
@@ -62,6 +61,7 @@ GRADIENTS: tuple[tuple[str, tuple[float, float, float], tuple[float, float, floa
     ("a dark green gradient", (0.0, 0.0, 0.0), (0.05, 0.30, 0.10), "h"),
 )
 
+NUMBER_WORDS = {1: "a", 2: "two", 3: "three"}
 
 # Minimum colour distance between an object and its background (RGB, [0, 1] units).
 _MIN_CONTRAST = 0.45
@@ -97,9 +97,6 @@ class WorldConfig:
     gradient_prob: float = 0.25
     # probability that a caption mentions the background
     mention_background_prob: float = 0.6
-    # chance that a caption's verb or adjective is a made-up word (teaches the text encoder to pass over
-    # words it does not know)
-    pseudo_word_prob: float = 0.1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -185,24 +182,103 @@ def render_clip(
 # ------------------------------------------------------------------------------------------------
 # Captions
 
-# The canonical phrasing of each direction (the fixed evaluation set's prompts). Every other way of
-# saying it is in `training.demo.captions`.
-CANONICAL_DIRECTION_PHRASES: dict[str, str] = {
-    "left": "to the left",
-    "right": "to the right",
-    "up": "up",
-    "down": "down",
-    "up-left": "up and to the left",
-    "up-right": "up and to the right",
-    "down-left": "down and to the left",
-    "down-right": "down and to the right",
+_DIR_PHRASES: dict[str, tuple[str, ...]] = {
+    "left": ("to the left", "left", "leftward", "towards the left"),
+    "right": ("to the right", "right", "rightward", "towards the right"),
+    "up": ("up", "upward", "upwards", "towards the top"),
+    "down": ("down", "downward", "downwards", "towards the bottom"),
+    "up-left": ("up and to the left", "up-left", "diagonally up and left", "towards the top left"),
+    "up-right": ("up and to the right", "up-right", "diagonally up and right", "towards the top right"),
+    "down-left": ("down and to the left", "down-left", "diagonally down and left", "towards the bottom left"),
+    "down-right": (
+        "down and to the right",
+        "down-right",
+        "diagonally down and right",
+        "towards the bottom right",
+    ),
 }
+_VERBS_SINGULAR = ("moves", "slides", "drifts", "travels", "glides", "is moving")
+_VERBS_PLURAL = ("move", "slide", "drift", "travel", "glide", "are moving")
+_VERBS_ING = ("moving", "sliding", "drifting", "travelling", "gliding")
+_SPEED_WORDS = {"slow": ("slowly",), "medium": ("",), "fast": ("quickly", "fast")}
+
+
+def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def direction_phrase(direction: str, rng: np.random.Generator) -> str:
+    return _pick(rng, _DIR_PHRASES[direction])
+
+
+def _bg_phrase(background: str, rng: np.random.Generator) -> str:
+    if background in BACKGROUNDS:
+        return _pick(rng, (f" on a {background} background", f" over a {background} background"))
+    return _pick(rng, (f" on {background}", f" over {background}", f" on {background} background"))
+
+
+def _noun(count: int, color: str | None, shape: str) -> str:
+    plural = shape + "s" if count > 1 else shape
+    words = [NUMBER_WORDS[count]]
+    if color is not None:
+        words.append(color)
+    words.append(plural)
+    if words[0] == "a" and words[1][0] in "aeiou":
+        words[0] = "an"
+    return " ".join(words)
+
+
+def _clause(
+    count: int,
+    color: str | None,
+    shape: str,
+    direction: str,
+    speed: str,
+    rng: np.random.Generator,
+    *,
+    ing: bool,
+) -> str:
+    noun = _noun(count, color, shape)
+    dphrase = direction_phrase(direction, rng)
+    sp = _pick(rng, _SPEED_WORDS[speed])
+    if ing:
+        verb = _pick(rng, _VERBS_ING)
+    else:
+        verb = _pick(rng, _VERBS_SINGULAR if count == 1 else _VERBS_PLURAL)
+    parts = [noun, verb, dphrase]
+    if sp and rng.random() < 0.5:
+        if not ing and rng.random() < 0.3:
+            parts.insert(1, sp)  # "a red circle slowly moves left"
+        else:
+            parts.insert(2, sp)  # "a red circle moves slowly left"
+    return " ".join(parts)
+
+
+def make_caption(
+    groups: list[tuple[int, str | None, str, str, str]],
+    background: str,
+    rng: np.random.Generator,
+    *,
+    mention_background: bool,
+) -> str:
+    """Caption for groups of identical objects: (count, colour or None, shape, direction, speed)."""
+    ing = bool(rng.random() < 0.3)
+    clauses = [_clause(*g, rng, ing=ing) for g in groups]
+    if len(clauses) == 1:
+        text = clauses[0]
+    elif len(clauses) == 2:
+        text = f"{clauses[0]} {_pick(rng, ('and', 'while', 'as'))} {clauses[1]}"
+    else:
+        text = ", ".join(clauses[:-1]) + " and " + clauses[-1]
+    if mention_background:
+        text += _bg_phrase(background, rng)
+    return text
 
 
 def simple_caption(color: str, shape: str, direction: str, background: str | None = "black") -> str:
     """The canonical single-object phrasing (used by tests and examples)."""
     article = "an" if color[0] in "aeiou" else "a"
-    text = f"{article} {color} {shape} moves {CANONICAL_DIRECTION_PHRASES[direction]}"
+    text = f"{article} {color} {shape} moves {_DIR_PHRASES[direction][0]}"
     if background is not None:
         text += f" on a {background} background" if background in BACKGROUNDS else f" on {background}"
     return text
@@ -235,20 +311,8 @@ def _place(
     return float(rng.uniform(lo_x, hi_x)), float(rng.uniform(lo_y, hi_y))
 
 
-class Scene(NamedTuple):
-    objects: list[WorldObject]
-    background: str
-    caption: str
-    # what the caption states, per group: (count, colour or None, shape, direction, speed)
-    groups: list[tuple[int, str | None, str, str, str]]
-    background_stated: bool
-
-
-def sample_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
-    """Random objects + background + caption. No object shows a held-out (colour, shape, direction)
-    combination (`training.demo.captions.HELD_OUT_COMBOS`)."""
-    from training.demo.captions import describe, is_held_out_combo
-
+def sample_scene(rng: np.random.Generator, cfg: WorldConfig) -> tuple[list[WorldObject], str, str]:
+    """Random objects + background + caption."""
     if rng.random() < cfg.gradient_prob:
         background = GRADIENTS[int(rng.integers(len(GRADIENTS)))][0]
     else:
@@ -272,8 +336,6 @@ def sample_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
         color = colors[int(rng.integers(len(colors)))]
         direction = DIRECTION_NAMES[int(rng.integers(len(DIRECTION_NAMES)))]
-        while is_held_out_combo(color, shape, direction):
-            direction = DIRECTION_NAMES[int(rng.integers(len(DIRECTION_NAMES)))]
         speed = tuple(SPEEDS)[int(rng.integers(len(SPEEDS)))]
         size = float(rng.uniform(3.5, 5.5)) * scale if total == 1 else float(rng.uniform(3.0, 4.5)) * scale
         for _ in range(count):
@@ -292,15 +354,15 @@ def sample_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
         groups.append((count, cap_color, shape, direction, speed))
         remaining -= count
     mention = bool(rng.random() < cfg.mention_background_prob)
-    caption = describe(groups, background if mention else None, rng, pseudo=cfg.pseudo_word_prob)
-    return Scene(objects, background, caption, groups, mention)
+    caption = make_caption(groups, background, rng, mention_background=mention)
+    return objects, background, caption
 
 
 def make_clip(seed: int, cfg: WorldConfig | None = None) -> Clip:
     """Deterministic (video, caption) pair for a given integer seed."""
     cfg = cfg or WorldConfig()
     rng = np.random.default_rng(np.random.SeedSequence([20260, int(seed)]))
-    objects, background, caption, _, _ = sample_scene(rng, cfg)
+    objects, background, caption = sample_scene(rng, cfg)
     video = render_clip(objects, background, height=cfg.height, width=cfg.width, num_frames=cfg.num_frames)
     return Clip(video=video, caption=caption, objects=objects, background=background)
 
