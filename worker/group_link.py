@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +52,7 @@ class GroupLink:
         self.seq = 0
         self.flag = torch.zeros(1, dtype=torch.int32, device=device)
         self._unread: list[int] = []
+        store.set(f"pid/{rank}", str(os.getpid()))
 
     def post(self, msg: dict[str, Any]) -> None:
         """Rank 0: hand the next call to every follower."""
@@ -81,6 +83,10 @@ class GroupLink:
         msg: dict[str, Any] = pickle.loads(self.store.get(key))  # noqa: S301
         self.store.add(f"read/{self.seq}", 1)
         return msg
+
+    def pids(self) -> list[int]:
+        """Every rank's process id (each rank posts its own when it joins)."""
+        return [int(self.store.get(f"pid/{r}")) for r in range(self.world)]
 
     def agree_stop(self, stop: bool) -> bool:
         """Every rank, once per step: rank 0's decision, on every rank."""
@@ -154,6 +160,7 @@ def follow(pipe: Any, link: GroupLink, resolve_loras: Callable[[list[tuple[str, 
 
     def step(i: int, total: int, t: float) -> None:
         if link.agree_stop(False):
+            log.info("rank %d: stopped by rank 0 at step %d/%d", link.rank, i, total)
             raise GroupStop
 
     while True:

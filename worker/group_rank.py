@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,15 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     settings = Settings()
     setup_logging(settings.log_level, settings.log_format, f"worker-rank{args.rank}")
-    member = join_group(settings, args.rank, args.world, args.port, args.ready_dir)
-    if args.rank == 0:
-        from worker.main import run_worker
+    try:
+        member = join_group(settings, args.rank, args.world, args.port, args.ready_dir)
+        if args.rank == 0:
+            from worker.main import run_worker
 
-        run_worker(settings, pool="solo", extra_queues=args.extra_queue)
-        return 0
-    _follower(settings, member)
+            run_worker(settings, pool="solo", extra_queues=args.extra_queue)
+            return 0
+        _follower(settings, member)
+    except ValueError as exc:  # bad group arguments for this model (heads, sizes): say so plainly
+        sys.stderr.write(f"wanserve worker: rank {args.rank}: {exc}\n")
+        return 2
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # run the imported module's main: the runtime looks up its `_member`
+    from worker.group_rank import main as module_main
+
+    raise SystemExit(module_main())

@@ -129,7 +129,7 @@ class WorkerRuntime:
             ),
             model_id=self.preset.model_id,
             state=self.state,
-            device=self.settings.device,
+            device=self.settings.devices or self.settings.device,
             current_job=self.current_job,
             ttl_s=self.settings.worker_ttl_s,
             extra={
@@ -178,7 +178,9 @@ class WorkerRuntime:
 def group_extra() -> dict[str, str]:
     """The worker group's shape for the registry (`/v1/admin/workers`, `/v1/models`), if any."""
     member = group_member()
-    return {} if member is None else {"group": json.dumps(member.shape.describe())}
+    if member is None:
+        return {}
+    return {"group": json.dumps({**member.shape.describe(), "pids": member.link.pids()})}
 
 
 def load_worker_pipeline(settings: Settings) -> Any:
