@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import faulthandler
 import logging
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -138,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ready-dir", type=Path, required=True)
     ap.add_argument("--extra-queue", action="append", default=[])
     args = ap.parse_args(argv)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <rank>`: where a stuck rank waits
     settings = Settings()
     setup_logging(settings.log_level, settings.log_format, f"worker-rank{args.rank}")
     try:
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.rank == 0:
             from worker.main import run_worker
 
-            run_worker(settings, pool="solo", extra_queues=args.extra_queue)
+            run_worker(settings, pool="solo", extra_queues=args.extra_queue, preload=True)
             return 0
         _follower(settings, member)
     except ValueError as exc:  # bad group arguments for this model (heads, sizes): say so plainly

@@ -60,11 +60,19 @@ def start_worker(settings: Settings, *, pool: str = "prefork", extra_queues: lis
     return supervise(settings, shape, extra_queues or [])
 
 
-def run_worker(settings: Settings, *, pool: str = "prefork", extra_queues: list[str] | None = None) -> None:
+def run_worker(
+    settings: Settings, *, pool: str = "prefork", extra_queues: list[str] | None = None, preload: bool = False
+) -> None:
+    """``preload``: load the model before Celery starts (solo pool), so that a failure to load ends
+    the process (Celery only logs an exception raised in its ``worker_init`` signal)."""
     settings = settings.model_copy(update={"worker_id": settings.resolved_worker_id()})
     setup_logging(settings.log_level, settings.log_format, "worker")
     check_worker_files(settings)
     app = create_celery(settings, pool=pool)
+    if preload:
+        from worker.runtime import init_runtime
+
+        init_runtime(settings)  # the worker_init signal then finds it loaded
     queues = [keys.model_queue(settings.model), *(extra_queues or [])]
     argv = celery_worker_argv(settings, queues, pool=pool)
     app.worker_main(argv)

@@ -59,7 +59,7 @@ def _registry(redis_url: str) -> dict[str, str]:
     return r.hgetall(f"wanserve:worker:{WORKER_ID}")  # type: ignore[return-value]
 
 
-def _wait_ready(sp: ServiceProcess, redis_url: str, timeout: float = 120) -> dict[str, Any]:
+def _wait_ready(sp: ServiceProcess, redis_url: str, timeout: float = 300) -> dict[str, Any]:
     def ready() -> dict[str, Any] | None:
         if not sp.alive():
             raise RuntimeError(f"worker group exited:\n{sp.log()}")
@@ -172,7 +172,7 @@ def test_a_killed_rank_requeues_the_job_and_the_group_restarts(
     vid = _submit(api, "rank one dies", steps=30)
     wait_for(lambda: api.get(f"/v1/videos/{vid}").json()["step"] >= 3, 60, "step 3")
     os.kill(old[1], signal.SIGKILL)
-    done = wait_status(api, vid, {"completed", "failed", "cancelled"}, timeout=120)
+    done = wait_status(api, vid, {"completed", "failed", "cancelled"}, timeout=300)
     assert done["status"] == "completed" and done["attempts"] == 2 and done["step"] == 30, done
     assert group.alive(), group.log()
     new = _wait_ready(group, redis_url)["pids"]
@@ -181,3 +181,15 @@ def test_a_killed_rank_requeues_the_job_and_the_group_restarts(
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     nxt = _submit(api, "after the restart", steps=2)
     assert wait_status(api, nxt, {"completed", "failed"}, timeout=60)["status"] == "completed"
+
+
+def test_a_head_count_the_group_cannot_split_stops_the_worker(redis_url: str, service_data_dir: Path) -> None:
+    env = service_env(redis_url, service_data_dir, model=MODEL, worker_id="group-bad-heads")
+    cmd = ["-m", "app.cli.main", "worker", "--devices", "cpu,cpu,cpu", "--ulysses", "3"]
+    sp = _spawn("worker-group-bad", cmd, env, service_data_dir / "logs")
+    try:
+        assert sp.proc.wait(timeout=300) == 1  # not restarted: it never became ready
+    finally:
+        sp.kill()
+    assert "4 attention heads, not divisible by --ulysses 3" in sp.log()
+    assert "the worker group failed to start" in sp.log()
