@@ -1,10 +1,10 @@
 """How the ranks of a worker group run one job together (`worker.group` starts them).
 
 Rank 0 is an ordinary worker whose pipeline is a `LeadPipeline`: each ``generate`` call (a job, a
-long video's segment, a warm-up) is first posted to the others through the group's TCP store
-(`GroupLink.post`; waiting there costs nothing and never times out, unlike a collective), then run
-on every rank with the same arguments and seed (`model.parallel` splits the work). Other ranks
-loop in `follow`.
+long video's segment, a warm-up) and each video edit (`edit_video`: edits, refine) is first posted
+to the others through the group's TCP store (`GroupLink.post`; waiting there costs nothing and
+never times out, unlike a collective), then run on every rank with the same arguments and seed
+(`model.parallel` splits the work). Other ranks loop in `follow`.
 
 Once per denoising step the ranks agree whether to go on (`GroupLink.agree_stop`, one broadcast
 from rank 0): rank 0's step callback (progress, cancel, time limit, lost lease) decides, so a
@@ -19,6 +19,7 @@ out-of-memory fails it as ``out_of_memory``; a dead or failed peer is a lost wor
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import os
 import pickle
@@ -107,8 +108,19 @@ class GroupLink:
         return None
 
 
+def _operation(pipe: Any, op: str) -> Callable[..., Any]:
+    """The pipeline call a posted message names, bound to this rank's pipeline."""
+    if op == "generate":
+        return pipe.generate  # type: ignore[no-any-return]
+    if op == "edit_video":
+        from model.video_edit import edit_video
+
+        return functools.partial(edit_video, pipe)
+    raise ValueError(f"unknown group operation {op!r}")
+
+
 class LeadPipeline:
-    """Rank 0's pipeline: every ``generate`` runs on the whole group; everything else is local."""
+    """Rank 0's pipeline: ``generate`` and `edit_video` run on the whole group; the rest is local."""
 
     def __init__(self, pipe: Any, link: GroupLink, on_lost: Callable[[], None]) -> None:
         self._pipe, self._link, self._on_lost = pipe, link, on_lost
@@ -117,13 +129,17 @@ class LeadPipeline:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pipe, name)
 
-    def generate(self, prompt: str, *, callback: Any = None, preview: Any = None, **kw: Any) -> Any:
+    def generate(self, prompt: str, **kw: Any) -> Any:
+        return self.run("generate", prompt, **kw)
+
+    def run(self, op: str, *args: Any, callback: Any = None, preview: Any = None, **kw: Any) -> Any:
         if self.out_of_step:  # broke off earlier in this job: the group restarts after it
             self._on_lost()
             raise GroupLost("the worker group is restarting")
         loras = kw.get("loras")
         names = [(spec.name, scale) for spec, scale in loras] if loras else None
-        self._link.post({"op": "generate", "prompt": prompt, "kw": {**kw, "loras": names}})
+        sent = {**kw, "loras": names} if "loras" in kw else kw
+        self._link.post({"op": op, "args": args, "kw": sent})
         stopped: list[bool] = []
 
         def step(i: int, total: int, t: float) -> None:
@@ -136,8 +152,9 @@ class LeadPipeline:
                 raise
             self._link.agree_stop(False)
 
+        local = {**kw, "callback": step, **({"preview": preview} if preview is not None else {})}
         try:
-            return self._pipe.generate(prompt, callback=step, preview=preview, **kw)
+            return _operation(self._pipe, op)(*args, **local)
         except Exception as exc:
             if stopped or isinstance(exc, ValueError):  # every rank stopped at the same place
                 raise
@@ -148,11 +165,16 @@ class LeadPipeline:
                 raise torch.OutOfMemoryError(f"out of memory on {failure}") from exc
             if is_oom(exc):
                 raise
-            log.error(
-                "worker group: a generation broke off (%r; %s): settling as a lost worker", exc, failure
-            )
+            log.error("worker group: a generation broke off (%r; %s): the job is lost", exc, failure)
             self._on_lost()
             raise GroupLost(f"a rank of the worker group failed: {failure or exc!r}") from exc
+
+
+def edit_video(pipe: Any, prompt: str, video: Any, **kw: Any) -> Any:
+    """`model.video_edit.edit_video` on the whole group when `pipe` is a group's (else on `pipe`)."""
+    if isinstance(pipe, LeadPipeline):
+        return pipe.run("edit_video", prompt, video, **kw)
+    return _operation(pipe, "edit_video")(prompt, video, **kw)
 
 
 def follow(pipe: Any, link: GroupLink, resolve_loras: Callable[[list[tuple[str, float]]], Any]) -> None:
@@ -173,7 +195,7 @@ def follow(pipe: Any, link: GroupLink, resolve_loras: Callable[[list[tuple[str, 
         if kw.get("loras"):
             kw["loras"] = resolve_loras(kw["loras"])
         try:
-            pipe.generate(msg["prompt"], callback=step, **kw)
+            _operation(pipe, msg["op"])(*msg["args"], callback=step, **kw)
         except (GroupStop, ValueError):  # stopped by rank 0, or refused on every rank alike
             continue
         except Exception as exc:
