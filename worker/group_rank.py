@@ -14,9 +14,11 @@ import argparse
 import datetime
 import faulthandler
 import logging
+import os
 import signal
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,7 +159,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # run the imported module's main: the runtime looks up its `_member`
-    from worker.group_rank import main as module_main
+def run_rank() -> None:
+    """`main`, then leave at once: the process group's threads and sockets can hold up an orderly
+    interpreter exit (a rank that failed to start would never end), and exiting frees everything."""
+    code = 1
+    try:
+        code = main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
-    raise SystemExit(module_main())
+
+if __name__ == "__main__":  # the imported module's function: the runtime looks up its `_member`
+    from worker.group_rank import run_rank as module_run
+
+    module_run()
