@@ -84,6 +84,9 @@ def parse_shape(devices: str, ulysses: int, cfg_parallel: bool, expert_devices: 
 
 def shape_of(settings: Settings) -> GroupShape | None:
     """The group `settings` describe, or None for a one-process worker."""
+    experts = settings.expert_devices
+    if experts and len([d for d in experts.split(",") if d.strip()]) != 2:
+        raise ValueError(f"--expert-devices takes two devices like cuda:0,cuda:1, got {experts!r}")
     if not settings.devices:
         if settings.ulysses > 1 or settings.cfg_parallel:
             raise ValueError("--ulysses / --cfg-parallel split a job over devices: give them with --devices")

@@ -54,6 +54,9 @@ def test_settings_describe_one_process_or_a_group() -> None:
     assert shape_of(Settings(devices="cpu,cpu", ulysses=2)) == GroupShape(("cpu", "cpu"), 2, False)
     with pytest.raises(ValueError, match="give them with --devices"):
         shape_of(Settings(ulysses=2))
+    assert shape_of(Settings(expert_devices="cuda:0,cuda:1")) is None  # one process, two devices
+    with pytest.raises(ValueError, match="--expert-devices takes two devices"):
+        shape_of(Settings(expert_devices="cuda:0"))
 
 
 def test_the_cli_refuses_a_bad_group_before_starting_anything() -> None:
