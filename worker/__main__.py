@@ -1,4 +1,4 @@
 from app.core.config import Settings
-from worker.main import run_worker
+from worker.main import start_worker
 
-run_worker(Settings())
+raise SystemExit(start_worker(Settings()))

@@ -30,6 +30,14 @@ from worker.tasks import register_tasks
 from worker.webhooks import deliver_webhook  # noqa: F401  (the shared task joins this app too)
 
 
+def requeue_job(app: Celery, store: JobStore, job_id: str, model_id: str) -> None:
+    """Publish a lost job's task again; it keeps its place among the priorities."""
+    rec = store.get(job_id)
+    priority = BROKER_PRIORITY[rec.priority if rec is not None else "normal"]
+    queue = keys.model_queue(model_id)
+    app.send_task(GENERATE_TASK, args=(job_id,), task_id=job_id, queue=queue, priority=priority)
+
+
 def create_celery(settings: Settings, *, pool: str = "prefork") -> Celery:
     app = Celery("wanserve-worker")
     app.conf.update(celery_config(settings))
@@ -58,10 +66,7 @@ def create_celery(settings: Settings, *, pool: str = "prefork") -> Celery:
         return stores[0]
 
     def requeue(job_id: str, model_id: str) -> None:
-        rec = store().get(job_id)  # a requeued job keeps its place among the priorities
-        priority = BROKER_PRIORITY[rec.priority if rec is not None else "normal"]
-        queue = keys.model_queue(model_id)
-        app.send_task(GENERATE_TASK, args=(job_id,), task_id=job_id, queue=queue, priority=priority)
+        requeue_job(app, store(), job_id, model_id)
 
     def claim(job_id: str) -> bool:  # the dead child's lease, unless the reaper took it first
         got = Leases(store().r).claim(job_id, time.time(), expired=False, owner=settings.resolved_worker_id())

@@ -1,4 +1,4 @@
-"""`wanserve worker`: run one Celery worker for one model (one process per device)."""
+"""`wanserve worker`: run one Celery worker for one model (one process, or a group: `worker.group`)."""
 
 from __future__ import annotations
 
@@ -43,15 +43,40 @@ def check_worker_files(settings: Settings) -> None:
             raise SystemExit(f"wanserve worker: WANSERVE_INTERPOLATOR_WEIGHTS: {exc}") from exc
 
 
-def run_worker(settings: Settings, *, pool: str = "prefork", extra_queues: list[str] | None = None) -> None:
+def start_worker(settings: Settings, *, pool: str = "prefork", extra_queues: list[str] | None = None) -> int:
+    """`wanserve worker`: one process, or a worker group when ``settings.devices`` names several."""
+    from worker.group import shape_of, supervise
+
+    try:
+        shape = shape_of(settings)
+    except ValueError as exc:
+        raise SystemExit(f"wanserve worker: {exc}") from None
+    if shape is None:
+        run_worker(settings, pool=pool, extra_queues=extra_queues)
+        return 0
+    settings = settings.model_copy(update={"worker_id": settings.resolved_worker_id()})
+    setup_logging(settings.log_level, settings.log_format, "worker-group")
+    check_worker_files(settings)
+    return supervise(settings, shape, extra_queues or [])
+
+
+def run_worker(
+    settings: Settings, *, pool: str = "prefork", extra_queues: list[str] | None = None, preload: bool = False
+) -> None:
+    """``preload``: load the model before Celery starts (solo pool), so that a failure to load ends
+    the process (Celery only logs an exception raised in its ``worker_init`` signal)."""
     settings = settings.model_copy(update={"worker_id": settings.resolved_worker_id()})
     setup_logging(settings.log_level, settings.log_format, "worker")
     check_worker_files(settings)
     app = create_celery(settings, pool=pool)
+    if preload:
+        from worker.runtime import init_runtime
+
+        init_runtime(settings)  # the worker_init signal then finds it loaded
     queues = [keys.model_queue(settings.model), *(extra_queues or [])]
     argv = celery_worker_argv(settings, queues, pool=pool)
     app.worker_main(argv)
 
 
 if __name__ == "__main__":
-    run_worker(Settings())
+    raise SystemExit(start_worker(Settings()))

@@ -130,7 +130,7 @@ def refine(rt: Any, rec: JobRecord, frames: Frames) -> Frames:
     import torch
 
     from model.long_video import to_uint8
-    from model.video_edit import edit_video
+    from worker.group_link import edit_video
 
     p = rec.params
     assert p.output_width and p.output_height and p.refine_strength

@@ -25,6 +25,7 @@ from app.core.effects import build_job_store
 from app.core.jobstore import JobStore
 from app.core.redisconn import sync_client
 from app.core.storage import Storage, make_storage
+from worker.group_rank import group_member
 from worker.observe import memory_stats
 from worker.warmup import warm_up
 
@@ -54,18 +55,10 @@ class WorkerRuntime:
 
     # -- lifecycle --------------------------------------------------------------------------------
     def load(self) -> None:
-        import torch
-
-        from model import load_pipeline
-
         s = self.settings
-        if s.torch_threads:
-            torch.set_num_threads(s.torch_threads)
-        dtype = getattr(torch, s.dtype) if s.dtype else None
         t0 = time.perf_counter()
-        self.pipe = load_pipeline(s.model_path or s.model, device=s.device, dtype=dtype, offload=s.offload)
+        self.pipe = load_worker_pipeline(s)
         self.preset = self.pipe.preset
-        prepare_pipeline(self.pipe, s)
         from worker.loras import LoraCache, check_lora_dir
 
         self.loras = LoraCache(s.lora_dir, s.lora_cache_bytes)
@@ -82,10 +75,17 @@ class WorkerRuntime:
         self.state = "loading"
         self.heartbeat()
         self._beating = every(s.heartbeat_interval_s, self._beat, name="wanserve-heartbeat")
+        member = group_member()
+        if member is not None:  # rank 0 of a worker group: every generate runs on all ranks
+            from worker.group_rank import settle_group_loss
+
+            self.pipe = member.lead(self.pipe, lambda: settle_group_loss(self))
         if s.warmup:
             self.warmup()
         self.state = "ready"
         self.heartbeat()
+        if member is not None:
+            member.mark_ready()
 
     def warmup(self) -> None:
         """Run the warm-up (`worker.warmup`) so the first real job pays no first-call costs."""
@@ -129,12 +129,13 @@ class WorkerRuntime:
             ),
             model_id=self.preset.model_id,
             state=self.state,
-            device=self.settings.device,
+            device=self.settings.devices or self.settings.device,
             current_job=self.current_job,
             ttl_s=self.settings.worker_ttl_s,
             extra={
                 "prompt_extend": "1" if self.extender is not None else "0",
                 "pid": str(os.getpid()),
+                **group_extra(),
                 **memory_stats(self.settings.device),  # for the admin view
             },
         )
@@ -172,6 +173,40 @@ class WorkerRuntime:
         from worker.memory import free_device_memory  # gc + torch.cuda.empty_cache
 
         free_device_memory(self.settings.device, collect=collect)
+
+
+def group_extra() -> dict[str, str]:
+    """The worker group's shape for the registry (`/v1/admin/workers`, `/v1/models`), if any."""
+    member = group_member()
+    if member is None:
+        return {}
+    return {"group": json.dumps({**member.shape.describe(), "pids": member.link.pids()})}
+
+
+def load_worker_pipeline(settings: Settings) -> Any:
+    """The worker's pipeline, ready to serve; the same on every rank of a worker group."""
+    import torch
+
+    from model import load_pipeline
+
+    s = settings
+    if s.torch_threads:
+        torch.set_num_threads(s.torch_threads)
+    dtype = getattr(torch, s.dtype) if s.dtype else None
+    experts = [d.strip() for d in s.expert_devices.split(",")] if s.expert_devices else None
+    if experts is not None and len(experts) != 2:
+        raise ValueError(
+            f"WANSERVE_EXPERT_DEVICES takes two devices like cuda:0,cuda:1, got {s.expert_devices!r}"
+        )
+    device = "cpu" if experts else s.device  # placed expert by expert below
+    pipe = load_pipeline(s.model_path or s.model, device=device, dtype=dtype, offload=s.offload)
+    if experts is not None:
+        pipe.place_experts(*experts)
+    member = group_member()
+    if member is not None:
+        member.enable(pipe)  # Ulysses / CFG parallel in the DiTs, before compile
+    prepare_pipeline(pipe, s)
+    return pipe
 
 
 def prepare_pipeline(pipe: Any, settings: Settings) -> None:

@@ -59,7 +59,8 @@ def run_edit(
     import torch
 
     from model.long_video import to_uint8
-    from model.video_edit import edit_video, valid_edit_frames
+    from model.video_edit import valid_edit_frames
+    from worker.group_link import edit_video
 
     p = rec.params
     src = load_source(rt, rec, max_frames=p.num_frames)

@@ -32,10 +32,14 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from worker.main import run_worker  # the worker side; app.api is never imported there
+    from worker.main import start_worker  # the worker side; app.api is never imported there
 
-    run_worker(Settings(), pool=args.pool, extra_queues=args.extra_queue)
-    return 0
+    flags = {"devices": args.devices, "ulysses": args.ulysses, "expert_devices": args.expert_devices}
+    settings = Settings()
+    update: dict[str, object] = {k: v for k, v in flags.items() if v is not None}
+    if args.cfg_parallel:
+        update["cfg_parallel"] = True
+    return start_worker(settings.model_copy(update=update), pool=args.pool, extra_queues=args.extra_queue)
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
@@ -70,6 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run one Celery worker for WANSERVE_MODEL")
     w.add_argument("--pool", choices=("prefork", "solo"), default="prefork")
     w.add_argument("--extra-queue", action="append", default=[], help="also consume this queue")
+    w.add_argument(
+        "--devices",
+        default=None,
+        metavar="D0,D1,...",
+        help="a worker group: one job on these devices, one process each (cuda:0,cuda:1 or cpu,cpu)",
+    )
+    w.add_argument("--ulysses", type=int, default=None, help="sequence-parallel size of a worker group")
+    w.add_argument("--cfg-parallel", action="store_true", help="cond and uncond forwards on two rank groups")
+    w.add_argument(
+        "--expert-devices",
+        default=None,
+        metavar="D0,D1",
+        help="two-expert models, one process: high-noise expert resident on D0, low-noise on D1",
+    )
     w.set_defaults(func=cmd_worker)
 
     h = sub.add_parser("webhooks", help="run the webhook delivery worker (Celery queue `webhooks`)")

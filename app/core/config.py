@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     # FP8 (e4m3, per-row scales) for the DiT blocks' linear layers (model/fp8.py); needs a CUDA GPU of
     # compute capability >= 8.9, elsewhere the worker refuses to start and says why
     fp8: bool = False
+    # a worker group (`wanserve worker --devices`): one job on several processes, one per device
+    # (`worker/group.py`); empty = one process on `device`. ulysses x (2 if cfg_parallel) = devices
+    devices: str = ""  # comma-separated, e.g. "cuda:0,cuda:1" or "cpu,cpu"
+    ulysses: int = Field(1, ge=1)  # sequence-parallel group size (the DiT's head count must divide by it)
+    cfg_parallel: bool = False  # the conditional and unconditional forwards on two rank groups
+    expert_devices: str = ""  # two-expert models, one process: "cuda:0,cuda:1" keeps each expert resident
     heartbeat_interval_s: float = Field(2.0, gt=0)
     worker_ttl_s: float = Field(10.0, gt=0)  # a worker silent this long is considered gone
     model_grace_s: float = Field(900.0, ge=0)  # keep queueing a model's jobs this long after its last worker

@@ -32,6 +32,23 @@ class WorkerInfo:
     prompt_extend: bool = False  # the worker has a prompt extension LLM (heartbeat extra)
     extra: dict[str, str] = field(default_factory=dict)  # every heartbeat field (pid, memory, ...)
 
+    @property
+    def group(self) -> dict[str, Any] | None:
+        """A worker group's shape (devices, world_size, ulysses, cfg_parallel); None: one process."""
+        raw = self.extra.get("group")
+        if not raw:
+            return None
+        try:
+            shape = json.loads(raw)
+        except ValueError:
+            return None
+        return shape if isinstance(shape, dict) else None
+
+    def shape(self) -> tuple[int, int, bool]:
+        """(world size, Ulysses size, CFG parallel) of one job on this worker."""
+        g = self.group or {}
+        return int(g.get("world_size", 1)), int(g.get("ulysses", 1)), bool(g.get("cfg_parallel", False))
+
 
 def publish_heartbeat(
     r: redis.Redis,

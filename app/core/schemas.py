@@ -297,6 +297,16 @@ class VideoDeleted(BaseModel):
     deleted: bool = True
 
 
+class WorkerShape(BaseModel):
+    """How the live workers of a model split one job: over ``world_size`` processes (devices),
+    ``ulysses`` sequence-parallel ranks x (2 with ``cfg_parallel``); 1/1/false is one device."""
+
+    world_size: int
+    ulysses: int
+    cfg_parallel: bool
+    workers: int  # live workers of this shape
+
+
 class ModelPublic(BaseModel):
     id: str
     object: Literal["model"] = "model"
@@ -321,6 +331,7 @@ class ModelPublic(BaseModel):
     prompt_extend_available: bool = False  # a live worker of this model has an extension LLM
     cache_types: dict[str, float] = {}  # step-cache type -> default threshold (see the `cache` field)
     example_prompts: list[str] = []  # prompts the served model renders well (the web page offers them)
+    worker_shapes: list[WorkerShape] = []  # worker groups (`wanserve worker --devices`) and single devices
 
 
 class ModelList(BaseModel):

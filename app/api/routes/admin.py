@@ -48,6 +48,7 @@ async def admin_workers(redis: RedisDep, settings: SettingsDep, _admin: AdminDep
                 "device": w.device,
                 "state": w.state,
                 "current_job": w.current_job,
+                "group": w.group,  # a worker group's devices and split; null for one process
                 "pid": _num(w.extra.get("pid")),
                 "resident_memory_bytes": _num(w.extra.get("rss_bytes")),
                 "device_memory_allocated_bytes": _num(w.extra.get("device_allocated_bytes")),
@@ -70,9 +71,10 @@ wanserve_jobs_total{error_code="out_of_memory",status="failed"} 1.0
 WORKER_EXAMPLE = {
     "id": "gpu0-4121",
     "model": "wan2.2-ti2v-5b",
-    "device": "cuda:0",
+    "device": "cuda:0,cuda:1",
     "state": "busy",
     "current_job": "video_3f0c5d6e8a9b4c1d2e3f4a5b6c7d8e9f",
+    "group": {"devices": ["cuda:0", "cuda:1"], "world_size": 2, "ulysses": 2, "cfg_parallel": False},
     "pid": 4187,
     "resident_memory_bytes": 9123456789,
     "device_memory_allocated_bytes": 23456789012,
@@ -97,8 +99,9 @@ ROUTE_DOCS[("GET", "/metrics")] = RouteDoc(
 ROUTE_DOCS[("GET", "/v1/admin/workers")] = RouteDoc(
     "List live workers (admin)",
     "Every worker heard from within the worker TTL: model, device, state, current job, resident and "
-    "device memory, last heartbeat. With auth on it needs an admin key "
-    "(`wanserve keys create --name NAME --admin`); any other key answers 403.",
+    "device memory, last heartbeat; for a worker group (`wanserve worker --devices`) its devices and "
+    "how one job is split over them (`group`; memory figures are rank 0's). With auth on it needs an "
+    "admin key (`wanserve keys create --name NAME --admin`); any other key answers 403.",
     (401, 403, 503),
     {
         200: {

@@ -4,6 +4,7 @@ from Redis) and `GET /v1/loras` (the LoRAs of `WANSERVE_LORA_DIR`)."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 from fastapi import APIRouter
 
@@ -13,7 +14,7 @@ from app.core.loras import LoraList, catalog
 from app.core.output import upscale_sizes
 from app.core.params import size_str
 from app.core.registry import WorkerInfo, served_models
-from app.core.schemas import ModelInfo, ModelList, ModelPublic
+from app.core.schemas import ModelInfo, ModelList, ModelPublic, WorkerShape
 
 router = APIRouter()
 
@@ -46,7 +47,14 @@ def _public(info: ModelInfo, workers: list[WorkerInfo]) -> ModelPublic:
         ready_workers=sum(w.state in ("ready", "busy") for w in workers),
         prompt_extend_available=any(w.prompt_extend for w in workers),
         cache_types=info.cache_types,
+        worker_shapes=_shapes(workers),
     )
+
+
+def _shapes(workers: list[WorkerInfo]) -> list[WorkerShape]:
+    counts = Counter(w.shape() for w in workers)
+    shapes = sorted(counts.items())
+    return [WorkerShape(world_size=n, ulysses=u, cfg_parallel=c, workers=k) for (n, u, c), k in shapes]
 
 
 @router.get("/v1/models", response_model=ModelList, tags=["models"])
