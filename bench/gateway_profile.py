@@ -1,9 +1,10 @@
 """In-process profile of the gateway's ``POST /v1/videos`` and ``GET /v1/videos/{id}``.
 
-The real app (real job store, real Celery publish, real Redis at ``--redis``) is called through
+The real app (real job store, real broker messages, real Redis at ``--redis``) is called through
 ASGI directly, with no HTTP server or client, so the profile holds only the gateway's own work.
 A fake heartbeat makes ``tiny-ti2v`` served. Prints the top functions by cumulative time and the
-mean wall time per request; ``--no-profile`` times without cProfile's overhead.
+mean wall and CPU time per request; ``--no-profile`` times without cProfile's overhead,
+``--baseline`` times bench/baseline_app.py on the same Redis instead.
 
     PYTHONPATH=$PWD .venv/bin/python bench/gateway_profile.py --redis redis://127.0.0.1:6491/0
 """
@@ -69,7 +70,7 @@ async def call(app: Any, method: str, path: str, body: bytes = b"") -> tuple[int
     return out["status"], out["body"]
 
 
-async def main(url: str, n: int, profile: bool, top: int) -> None:
+async def main(url: str, n: int, profile: bool, top: int, baseline: bool) -> None:
     settings = Settings(
         _env_file=None, redis_url=url, data_dir=Path(tempfile.mkdtemp()), model="tiny-ti2v",
         log_level="WARNING", max_queued_jobs=10**6, max_active_jobs=10**6,
@@ -89,7 +90,11 @@ async def main(url: str, n: int, profile: bool, top: int) -> None:
         settings=settings, redis=r, store=store, queue=queue, storage=storage,
         streams=EventStreams.open(r, settings),
     )  # fmt: skip
-    app = create_app(settings, state=state)
+    app: Any = create_app(settings, state=state)
+    if baseline:  # the bare app of bench/baseline_app.py, on the same Redis
+        from bench.baseline_app import create_app as create_baseline
+
+        app = create_baseline(url)
     for _ in range(20):  # warm: scripts loaded, pools filled
         code, body = await call(app, "POST", "/v1/videos", JOB)
         assert code == 202, body
@@ -126,5 +131,6 @@ if __name__ == "__main__":
     ap.add_argument("-n", type=int, default=500)
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--top", type=int, default=60)
+    ap.add_argument("--baseline", action="store_true", help="time bench/baseline_app.py instead")
     a = ap.parse_args()
-    asyncio.run(main(a.redis, a.n, not a.no_profile, a.top))
+    asyncio.run(main(a.redis, a.n, not a.no_profile, a.top, a.baseline))
