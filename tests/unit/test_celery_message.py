@@ -45,10 +45,13 @@ def _same_random_values(text: str, like: str) -> str:
 
 @pytest.mark.parametrize("priority", PRIORITIES)
 @pytest.mark.parametrize("named_queue", [None, "extend.test"])
-def test_pushed_message_is_celerys_own(settings, priority: str, named_queue: str | None) -> None:
+@pytest.mark.parametrize("odd_id", [False, True])  # True: not the template path, built in full
+def test_pushed_message_is_celerys_own(
+    settings, priority: str, named_queue: str | None, odd_id: bool
+) -> None:
     model = f"msg{time.monotonic_ns()}"
     queue = named_queue or keys.model_queue(model)
-    job_id = f"video_{time.monotonic_ns():x}"
+    job_id = f"video_{time.monotonic_ns():x}" + ("é'\"" if odd_id else "")
     r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     jq = JobQueue(settings)
     try:
