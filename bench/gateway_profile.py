@@ -2,7 +2,7 @@
 
 The real app (real job store, real broker messages, real Redis at ``--redis``) is called through
 ASGI directly, with no HTTP server or client, so the profile holds only the gateway's own work.
-A fake heartbeat makes ``tiny-ti2v`` served. Prints the top functions by cumulative time and the
+A fake heartbeat makes ``tiny-ti2v`` served (worker TTL 1 h, as in `bench/paused.py`). Prints the top functions by cumulative time and the
 mean wall and CPU time per request; ``--no-profile`` times without cProfile's overhead,
 ``--baseline`` times bench/baseline_app.py on the same Redis instead.
 
@@ -73,7 +73,7 @@ async def call(app: Any, method: str, path: str, body: bytes = b"") -> tuple[int
 async def main(url: str, n: int, profile: bool, top: int, baseline: bool) -> None:
     settings = Settings(
         _env_file=None, redis_url=url, data_dir=Path(tempfile.mkdtemp()), model="tiny-ti2v",
-        log_level="WARNING", max_queued_jobs=10**6, max_active_jobs=10**6,
+        log_level="WARNING", max_queued_jobs=10**6, max_active_jobs=10**6, worker_ttl_s=3600,
     )  # fmt: skip
     sync = redis.Redis.from_url(url, decode_responses=True)
     sync.flushdb()
