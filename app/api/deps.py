@@ -111,5 +111,4 @@ async def get_job_or_unreadable(
 
 
 JobDep = Annotated[JobRecord, Depends(get_job)]
-RankedJobDep = Annotated[tuple[JobRecord, int | None], Depends(get_job_ranked)]
 JobOrUnreadableDep = Annotated[JobRecord | UnreadableRecord, Depends(get_job_or_unreadable)]

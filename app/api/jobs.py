@@ -184,9 +184,12 @@ async def submit(
         request_id=request_id_var.get(),
         **extra,
     )
-    pos = await store.create_ranked(rec, in_script)
+    route = extend_route(rec.prompt_extend, settings)
+    push = state.queue.push(job_id, model_id, priority=rec.priority, **route)
+    pos = await store.create_ranked(rec, in_script, push)
+    if push is not None:
+        return rec, pos  # queued by the create script itself
     try:
-        route = extend_route(rec.prompt_extend, settings)
         await state.queue.enqueue(job_id, model_id, priority=rec.priority, **route)
     except QueueUnavailable:
         await _undo(rec, store, storage)

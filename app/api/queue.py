@@ -1,6 +1,8 @@
 """Enqueueing from the gateway without ever blocking the event loop on the broker.
 
-Celery's publish is synchronous; it runs in a worker thread under a small semaphore with a time
+When the broker is the job store's Redis, a new job's message is pushed by the script that stores
+its record (`push`, `app.core.celery_message`): one round trip, no thread. Otherwise (and for
+re-publications) Celery's publish runs in a worker thread under a small semaphore with a time
 budget, and any broker failure or overrun becomes `QueueUnavailable` (503).
 """
 
@@ -12,8 +14,10 @@ import time
 from typing import Protocol
 
 from celery import Celery
+from celery.utils.nodenames import anon_nodename
 
 from app.core import keys
+from app.core.celery_message import BrokerPush, TaskMessages
 from app.core.celeryconf import GENERATE_TASK, celery_config
 from app.core.config import Settings
 from app.core.errors import QueueUnavailable
@@ -37,6 +41,18 @@ class TaskQueue(Protocol):
 
     async def revoke(self, job_id: str) -> None: ...
 
+    def push(
+        self,
+        job_id: str,
+        model_id: str,
+        *,
+        task: str = GENERATE_TASK,
+        queue: str | None = None,
+        priority: str = "normal",
+    ) -> BrokerPush | None:
+        """The message for the create script to push itself, or None: publish with `enqueue`."""
+        ...
+
 
 class JobQueue:
     def __init__(self, settings: Settings, *, max_concurrency: int = 8) -> None:
@@ -44,6 +60,11 @@ class JobQueue:
         self.celery.conf.update(celery_config(settings))
         self.timeout_s = settings.enqueue_timeout_s
         self._sem = asyncio.Semaphore(max_concurrency)
+        # the same server and database as the job store: the create script can push the message
+        same_redis = settings.broker == settings.redis_url
+        self._messages = (
+            TaskMessages(origin=anon_nodename(), reply_to=self.celery.thread_oid) if same_redis else None
+        )
         self._retry_policy = {
             "max_retries": 1,
             "interval_start": 0.05,
@@ -61,6 +82,19 @@ class JobQueue:
             retry=True,
             retry_policy=self._retry_policy,
         )
+
+    def push(
+        self,
+        job_id: str,
+        model_id: str,
+        *,
+        task: str = GENERATE_TASK,
+        queue: str | None = None,
+        priority: str = "normal",
+    ) -> BrokerPush | None:
+        if self._messages is None:
+            return None
+        return self._messages.push(task, job_id, queue or keys.model_queue(model_id), priority)
 
     async def enqueue(
         self,

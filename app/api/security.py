@@ -26,7 +26,7 @@ from app.core.config import Settings
 from app.core.errors import FieldError, InvalidInput, ServiceError
 from app.core.idempotency import IdempotencyStore, Reservation, fingerprint
 from app.core.jobstore_async import AsyncJobStore
-from app.core.ratelimit import RateLimiter, RateLimits, SlotClaim
+from app.core.ratelimit import RateLimiter, SlotClaim
 from app.core.schemas import JobRecord
 from app.core.ssrf import EgressPolicy, check_url
 from app.core.webhooks import normalize_events
@@ -46,15 +46,6 @@ class BodyTooLarge(ServiceError):
     status, title, type_slug = 413, "Request body too large", "too-large"
 
 
-def rate_limits(settings: Settings) -> RateLimits:
-    return RateLimits(
-        requests_per_window=settings.rate_limit_requests,
-        window_s=settings.rate_limit_window_s,
-        max_active_jobs=settings.max_active_jobs,
-        max_queued_global=settings.max_queued_jobs,
-    )
-
-
 async def authenticate(request: Request) -> str | None:
     """The caller's API key id (401 without a valid key); None while auth is off."""
     state = get_state(request)
@@ -68,7 +59,7 @@ async def authenticate(request: Request) -> str | None:
         raise Unauthorized("invalid or revoked API key")
     request.state.api_key_admin = key.admin
     request.state.priority_limit = key.priority_limit(state.settings.max_priority)
-    decision = await RateLimiter(state.redis, rate_limits(state.settings)).hit(key.id)
+    decision = await state.limiter.hit(key.id)
     request.state.ratelimit_headers = decision.headers
     return key.id
 
@@ -256,7 +247,7 @@ async def admit_create(
     settings = state.settings
     raw_body = dict(body)
     await validate_webhook(body, settings)
-    limiter = RateLimiter(state.redis, rate_limits(settings))
+    limiter = state.limiter
     scope_owner = owner or ANONYMOUS_OWNER
 
     async def admit(job_id: str) -> None:

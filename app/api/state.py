@@ -16,6 +16,7 @@ from app.api.served import ServedModels
 from app.api.streams import EventStreams
 from app.core.config import Settings
 from app.core.jobstore_async import AsyncJobStore
+from app.core.ratelimit import RateLimiter, rate_limits
 from app.core.storage import Storage
 
 
@@ -28,6 +29,8 @@ class AppState:
     storage: Storage
     streams: EventStreams
     served: ServedModels = field(init=False)  # the create path's view of the worker registry
+    limiter: RateLimiter = field(init=False)  # one per process: its scripts are registered once
 
     def __post_init__(self) -> None:
         self.served = ServedModels(self.redis, self.settings.worker_ttl_s)
+        self.limiter = RateLimiter(self.redis, rate_limits(self.settings))

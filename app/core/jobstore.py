@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -57,19 +58,21 @@ if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl); redis.call('EXPIRE', KEYS[2]
 return {1, cur, eid, redis.call('HGETALL', KEYS[1])}
 """
 
-# KEYS: job, events, jobs index, owner index, queued zset, deadlines zset[, owner active set, global
-# active set]. ARGV: job id, score (created ms), event type, data, queued score (priority band +
-# ms), deadline ("" = none), the record's fields as one JSON object of encoded values (one argument,
-# not ~80 for the client to pack)[, per-key limit, global limit, job hash prefix]. With the last
-# keys and arguments an active-job slot is reserved first (`app.core.ratelimit`), in the same
-# round trip. Returns false when the job exists, {0, event id, 0-based rank in the queued zset}
-# when created, {1 or 2} when a limit refused it (nothing written).
+# KEYS: job, events, jobs index, owner index, queued zset, deadlines zset, broker list (the job key
+# again when there is no message)[, owner active set, global active set]. ARGV: job id, score
+# (created ms), event type, data, queued score (priority band + ms), deadline ("" = none), the
+# record's fields as one JSON object of encoded values (one argument, not ~80 for the client to
+# pack), the job's Celery message ("" = published by the caller; `app.core.celery_message`)[,
+# per-key limit, global limit, job hash prefix]. With the last keys and arguments an active-job
+# slot is reserved first (`app.core.ratelimit`), in the same round trip. Returns false when the
+# job exists, {0, event id, 0-based rank in the queued zset} when created, {1 or 2} when a limit
+# refused it (nothing written).
 CREATE_LUA = (
     RESERVE_FN
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-if KEYS[7] then
-  local refused = reserve(KEYS[7], KEYS[8], ARGV[1], ARGV[8], ARGV[9], ARGV[10])
+if KEYS[8] then
+  local refused = reserve(KEYS[8], KEYS[9], ARGV[1], ARGV[9], ARGV[10], ARGV[11])
   if refused ~= 0 then return {refused} end
 end
 local pairs_ = {}
@@ -83,6 +86,7 @@ redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[6], ARGV[6], ARGV[1]) end
 local eid = redis.call('XADD', KEYS[2], '*', 'type', ARGV[3], 'data', ARGV[4])
+if ARGV[8] ~= '' then redis.call('LPUSH', KEYS[7], ARGV[8]) end
 return {0, eid, redis.call('ZRANK', KEYS[5], ARGV[1])}
 """
 )
@@ -167,13 +171,33 @@ def encode_fields(fields: dict[str, Any]) -> list[str]:
     return out
 
 
+_ascii_string = json.encoder.encode_basestring_ascii  # what json.dumps uses for a str
+
+
+def _json_text(v: Any) -> str:
+    """``json.dumps(v)``, the same text, without its per-call set-up for the scalars that make up
+    most of a record (a create encodes ~40 values)."""
+    t = type(v)
+    if t is str:
+        return _ascii_string(v)
+    if v is None:
+        return "null"
+    if t is bool:
+        return "true" if v else "false"
+    if t is int:
+        return int.__repr__(v)
+    if t is float and math.isfinite(v):
+        return float.__repr__(v)
+    return json.dumps(v)
+
+
 def encode_values(fields: dict[str, Any]) -> dict[str, str]:
     """field -> stored text: ``status`` raw (Lua compares it), every other value as JSON (ASCII)."""
     out: dict[str, str] = {}
     for k, v in fields.items():
         if hasattr(v, "model_dump"):
             v = v.model_dump(mode="json")
-        out[k] = v.value if isinstance(v, JobStatus) else json.dumps(v)
+        out[k] = v.value if isinstance(v, JobStatus) else _json_text(v)
     return out
 
 

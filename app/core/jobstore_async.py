@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from app.core import keys
 from app.core.bodycheck import check_body
+from app.core.celery_message import BrokerPush
 from app.core.errors import InvalidInput, ServiceError, UnreadableRecord
 from app.core.jobstore import (
     CANCEL_RUNNING_LUA,
@@ -122,11 +123,17 @@ class AsyncJobStore(HookRegistry):
         await self.create_ranked(rec)
         return rec
 
-    async def create_ranked(self, rec: JobRecord, claim: tuple[SlotClaim, RateLimiter] | None = None) -> int:
+    async def create_ranked(
+        self,
+        rec: JobRecord,
+        claim: tuple[SlotClaim, RateLimiter] | None = None,
+        push: BrokerPush | None = None,
+    ) -> int:
         """`create`, answering the new job's queue position (1 = next to start) in the same trip.
 
         With ``claim`` the job's active-job slot is reserved in the same script, before anything
-        is written (429 from the limiter when refused)."""
+        is written (429 from the limiter when refused); with ``push`` the job's broker message is
+        queued by the same script, atomically with the record."""
         fields = rec.model_dump(exclude_none=False)
         data = event_data(rec.id, rec.status, {"progress": 0})
         ks = [
@@ -136,13 +143,14 @@ class AsyncJobStore(HookRegistry):
             keys.owner_index(rec.owner) if rec.owner else keys.JOBS_INDEX,
             keys.queued(rec.model),
             keys.DEADLINES,
+            keys.job(rec.id) if push is None else push.list_key,
         ]
         argv = [rec.id, str(int(rec.created_at * 1000)), EVENT_TYPES[rec.status], json.dumps(data)]
         argv += [
             str(queue_score(rec.priority, rec.created_at)),
             "" if rec.deadline_at is None else repr(rec.deadline_at),
         ]
-        argv.append(json.dumps(encode_values(fields)))
+        argv += [json.dumps(encode_values(fields)), "" if push is None else push.message]
         if claim is not None:
             ks += claim[0].keys
             argv += claim[0].args

@@ -30,10 +30,12 @@ _PRIORITY_SEP = "\x06\x16"
 
 def broker_lists(queue: str) -> list[str]:
     """Every Redis list the transport keeps for ``queue``, one per priority step."""
-    return [
-        queue if step == 0 else f"{queue}{_PRIORITY_SEP}{step}"
-        for step in sorted(set(BROKER_PRIORITY.values()))
-    ]
+    return [broker_list(queue, step) for step in sorted(set(BROKER_PRIORITY.values()))]
+
+
+def broker_list(queue: str, step: int) -> str:
+    """The list the transport pushes a message of priority ``step`` (one of the steps) onto."""
+    return queue if step == 0 else f"{queue}{_PRIORITY_SEP}{step}"
 
 
 def queue_score(priority: str, created_at: float) -> int:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from app.core import keys
+from app.core.config import Settings
 from app.core.errors import ServiceError
 
 _RATE_LUA = """
@@ -114,6 +115,15 @@ def _headers(policy: str, limit: int, remaining: int, reset_s: int, window_s: in
         "X-RateLimit-Remaining": str(max(remaining, 0)),
         "X-RateLimit-Reset": str(max(reset_s, 0)),
     }
+
+
+def rate_limits(settings: Settings) -> RateLimits:
+    return RateLimits(
+        requests_per_window=settings.rate_limit_requests,
+        window_s=settings.rate_limit_window_s,
+        max_active_jobs=settings.max_active_jobs,
+        max_queued_global=settings.max_queued_jobs,
+    )
 
 
 class RateLimiter:

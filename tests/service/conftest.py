@@ -26,6 +26,7 @@ from app.api.state import AppState
 from app.api.streams import EventStreams
 from app.core import registry
 from app.core.apikeys import ApiKeyStore
+from app.core.celery_message import BrokerPush
 from app.core.celeryconf import GENERATE_TASK
 from app.core.config import Settings
 from app.core.errors import QueueUnavailable
@@ -71,6 +72,17 @@ class RecordingQueue:
 
     async def revoke(self, job_id: str) -> None:
         self.revoked.append(job_id)
+
+    def push(
+        self,
+        job_id: str,
+        model_id: str,
+        *,
+        task: str = GENERATE_TASK,
+        queue: str | None = None,
+        priority: str = "normal",
+    ) -> BrokerPush | None:
+        return None  # every publish goes through `enqueue`, where it is recorded
 
 
 @dataclass

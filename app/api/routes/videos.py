@@ -10,7 +10,15 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app.api.deps import JobDep, JobOrUnreadableDep, OwnerDep, RankedJobDep, StateDep
+from app.api.deps import (
+    JobDep,
+    JobOrUnreadableDep,
+    OwnerDep,
+    StateDep,
+    current_owner,
+    get_job_ranked,
+    get_state,
+)
 from app.api.forms import CREATE_BODY, read_create_body
 from app.api.jobs import Creation, cancel_job, create_job, delete_job
 from app.api.present import to_public, video_answer
@@ -22,8 +30,15 @@ from app.core.schemas import VideoDeleted, VideoList, VideoPublic
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
 
+# The two hot routes (create, status poll) resolve state, caller and job in their bodies, not as
+# FastAPI dependencies: solving four dependencies cost more CPU per request than the Redis round
+# trip (bench/gateway_profile.py); the checks and their order are those of the dependencies.
+
+
 @router.post("", status_code=202, response_model=VideoPublic, openapi_extra=CREATE_BODY)
-async def create_video(request: Request, response: Response, state: StateDep, owner: OwnerDep) -> VideoPublic:
+async def create_video(request: Request, response: Response) -> VideoPublic:
+    state = get_state(request)
+    owner = await current_owner(request)
     body, image = await read_create_body(request, state.settings)
     merge_cancel_after_header(request, body)
     key = request.headers.get(IDEMPOTENCY_HEADER)
@@ -66,10 +81,9 @@ async def list_videos(
 
 
 @router.get("/{video_id}", response_model=VideoPublic)
-async def get_video(
-    ranked: RankedJobDep, request: Request, response: Response, state: StateDep
-) -> VideoPublic:
-    rec, pos = ranked
+async def get_video(video_id: str, request: Request, response: Response) -> VideoPublic:
+    state = get_state(request)
+    rec, pos = await get_job_ranked(video_id, state.store, await current_owner(request))
     return await video_answer(rec, state, request, response, queue_position=pos)
 
 
