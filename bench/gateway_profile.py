@@ -2,9 +2,9 @@
 
 The real app (real job store, real broker messages, real Redis at ``--redis``) is called through
 ASGI directly, with no HTTP server or client, so the profile holds only the gateway's own work.
-A fake heartbeat makes ``tiny-ti2v`` served (worker TTL 1 h, as in `bench/paused.py`). Prints the top functions by cumulative time and the
-mean wall and CPU time per request; ``--no-profile`` times without cProfile's overhead,
-``--baseline`` times bench/baseline_app.py on the same Redis instead.
+A fake heartbeat makes ``tiny-ti2v`` served (worker TTL 1 h, as in `bench/paused.py`). Prints the
+top functions by cumulative time and the mean wall and CPU time per request; ``--no-profile`` times
+without cProfile's overhead, ``--baseline`` times bench/baseline_app.py on the same Redis instead.
 
     PYTHONPATH=$PWD .venv/bin/python bench/gateway_profile.py --redis redis://127.0.0.1:6491/0
 """
