@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.demo.world import BACKGROUNDS, COLOR_NAMES, DIRECTION_NAMES, SHAPES
+from training.demo.world import BACKGROUNDS, COLOR_NAMES, DIRECTION_NAMES, SHAPES, join_clauses
 
 # ------------------------------------------------------------------------------------------------
 # Vocabularies
@@ -416,13 +416,7 @@ def describe(
 ) -> str:
     """Caption for groups of identical objects (count, colour or None, shape, direction, speed) over a
     background (None: not mentioned). ``pseudo``: chance of a made-up verb or adjective per clause."""
-    clauses = [clause(*g, rng, vocab, pseudo=pseudo) for g in groups]
-    if len(clauses) == 1:
-        text = clauses[0]
-    elif len(clauses) == 2:
-        text = f"{clauses[0]} {_pick(rng, ('and', 'while', 'as'))} {clauses[1]}"
-    else:
-        text = ", ".join(clauses[:-1]) + " and " + clauses[-1]
+    text = join_clauses([clause(*g, rng, vocab, pseudo=pseudo) for g in groups], rng)
     if background is not None:
         prefix, suffix = background_phrase(background, rng, vocab)
         text = prefix + text + suffix

@@ -254,6 +254,15 @@ def _clause(
     return " ".join(parts)
 
 
+def join_clauses(clauses: list[str], rng: np.random.Generator) -> str:
+    """ "A and B", "A while B", "A, B and C"."""
+    if len(clauses) == 1:
+        return clauses[0]
+    if len(clauses) == 2:
+        return f"{clauses[0]} {_pick(rng, ('and', 'while', 'as'))} {clauses[1]}"
+    return ", ".join(clauses[:-1]) + " and " + clauses[-1]
+
+
 def make_caption(
     groups: list[tuple[int, str | None, str, str, str]],
     background: str,
@@ -263,13 +272,7 @@ def make_caption(
 ) -> str:
     """Caption for groups of identical objects: (count, colour or None, shape, direction, speed)."""
     ing = bool(rng.random() < 0.3)
-    clauses = [_clause(*g, rng, ing=ing) for g in groups]
-    if len(clauses) == 1:
-        text = clauses[0]
-    elif len(clauses) == 2:
-        text = f"{clauses[0]} {_pick(rng, ('and', 'while', 'as'))} {clauses[1]}"
-    else:
-        text = ", ".join(clauses[:-1]) + " and " + clauses[-1]
+    text = join_clauses([_clause(*g, rng, ing=ing) for g in groups], rng)
     if mention_background:
         text += _bg_phrase(background, rng)
     return text
