@@ -38,6 +38,7 @@ from app.core.redisconn import async_client  # noqa: E402
 from app.core.storage import make_storage  # noqa: E402
 from model.presets import PRESETS  # noqa: E402
 
+SORT = __import__("os").environ.get("PROFILE_SORT", "cumulative")
 JOB = json.dumps({"prompt": "load test", "num_inference_steps": 1, "num_frames": 1, "size": "32x32"}).encode()
 
 
@@ -117,7 +118,7 @@ async def main(url: str, n: int, profile: bool, top: int, baseline: bool) -> Non
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         print(f"{phase}: {wall / n * 1000:.3f} ms wall, {cpu / n * 1000:.3f} ms CPU per request")
         if prof:
-            pstats.Stats(prof).sort_stats("cumulative").print_stats(top)
+            pstats.Stats(prof).sort_stats(SORT).print_stats(top)
             prof = cProfile.Profile()
     await state.streams.close()
     queue.close()

@@ -140,6 +140,20 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     return problem(500, "Internal error", "an internal error occurred", "internal")
 
 
+async def error_response(request: Request, exc: Exception) -> JSONResponse:
+    """The answer the registered handlers give for ``exc`` (for `app.api.hot_routes`, which serves
+    its routes in front of FastAPI's exception layers); anything unexpected is the logged 500."""
+    if isinstance(exc, ServiceError):
+        return await _service_error(request, exc)
+    if isinstance(exc, RequestValidationError | ValidationError):
+        return await _validation_error(request, exc)
+    if isinstance(exc, RedisError):
+        return await _redis_error(request, exc)
+    if isinstance(exc, HTTPException):
+        return await _http_error(request, exc)
+    return await _unexpected(request, exc)
+
+
 def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp
 
 from app.api.docs import apply_docs
 from app.api.errors import register_error_handlers
+from app.api.hot_routes import HotRoutes
 from app.api.observability import install_observability
 from app.api.queue import JobQueue
 from app.api.routes import (
@@ -51,6 +53,15 @@ def _mount(app: FastAPI, router: APIRouter) -> None:
     app.router.routes.extend(router.routes)
 
 
+class Gateway(FastAPI):
+    """FastAPI with `HotRoutes` outside its whole middleware stack (create and status poll)."""
+
+    max_body_bytes: int = 25 * 1024 * 1024
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return HotRoutes(super().build_middleware_stack(), self, self.max_body_bytes)
+
+
 def create_app(settings: Settings | None = None, *, state: AppState | None = None) -> FastAPI:
     if settings is None:
         settings = state.settings if state is not None else Settings()
@@ -80,12 +91,13 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
             queue.close()
             await r.aclose()
 
-    app = FastAPI(
+    app = Gateway(
         title="wanserve",
         version="0.1.0",
         summary="Wan2.2 video generation behind a durable asynchronous REST API (OpenAI /v1/videos shape).",
         lifespan=lifespan if state is None else None,
     )
+    app.max_body_bytes = settings.max_body_bytes
     register_error_handlers(app)
     install_security(app, settings)  # auth, rate limits, CORS, body-size cap
     install_observability(app)  # X-Request-ID in every answer and log line

@@ -24,6 +24,26 @@ _JOB_PATH = re.compile(r"^/v1/videos/(video_[0-9A-Za-z]{1,64})")
 access_log = logging.getLogger("wanserve.access")
 
 
+def request_id(scope: Scope) -> str:
+    """The caller's ``X-Request-ID`` when it is a sane token, else a new one."""
+    for name, value in scope.get("headers") or ():
+        if name == b"x-request-id":
+            given = value.decode("latin-1").strip()
+            return given if _SANE_ID.match(given) else uuid.uuid4().hex
+    return uuid.uuid4().hex
+
+
+def job_id_of(path: str) -> str | None:
+    m = _JOB_PATH.match(path)
+    return m.group(1) if m else None
+
+
+def log_access(scope: Scope, status: int, t0: float) -> None:
+    if access_log.isEnabledFor(logging.INFO):
+        ms = (time.perf_counter() - t0) * 1000
+        access_log.info("%s %s %d %.1fms", scope.get("method"), scope.get("path"), status, ms)
+
+
 class RequestIdMiddleware:
     """Pure ASGI (no buffering, so SSE streams pass through untouched)."""
 
@@ -34,11 +54,9 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1").strip()
-        rid = given if _SANE_ID.match(given) else uuid.uuid4().hex
-        m = _JOB_PATH.match(scope.get("path", ""))
+        rid = request_id(scope)
         rtoken = request_id_var.set(rid)
-        jtoken = job_id_var.set(m.group(1) if m else None)
+        jtoken = job_id_var.set(job_id_of(scope.get("path", "")))
         t0 = time.perf_counter()
         status = 0
 
@@ -52,9 +70,7 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
-                ms = (time.perf_counter() - t0) * 1000
-                access_log.info("%s %s %d %.1fms", scope.get("method"), scope.get("path"), status, ms)
+            log_access(scope, status, t0)
             request_id_var.reset(rtoken)
             job_id_var.reset(jtoken)
 

@@ -75,32 +75,54 @@ class _SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max:
-            await _send_problem(send, 413, f"request body larger than {self.max} bytes")
+        if declared_too_large(scope, self.max):
+            await send_too_large(send, self.max)
             return
-        seen = 0
-
-        async def capped_receive() -> Message:
-            nonlocal seen
-            msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.max:
-                    raise BodyTooLarge(f"request body larger than {self.max} bytes")
-            return msg
+        capped_receive = capped(receive, self.max)
 
         async def send_with_headers(msg: Message) -> None:
             if msg["type"] == "http.response.start":
-                extra = (scope.get("state") or {}).get("ratelimit_headers") or {}
+                extra = ratelimit_headers(scope)
                 if extra:
-                    raw = list(msg.get("headers", []))
-                    raw += [(k.lower().encode(), str(v).encode()) for k, v in extra.items()]
-                    msg = {**msg, "headers": raw}
+                    msg = {**msg, "headers": [*msg.get("headers", []), *extra]}
             await send(msg)
 
         await self.app(scope, capped_receive, send_with_headers)
+
+
+def declared_too_large(scope: Scope, max_bytes: int) -> bool:
+    """The request's ``Content-Length`` says more than ``max_bytes``."""
+    for name, value in scope.get("headers") or ():
+        if name == b"content-length":
+            return value.isdigit() and int(value) > max_bytes
+    return False
+
+
+def capped(receive: Receive, max_bytes: int) -> Receive:
+    """``receive`` that raises `BodyTooLarge` (413) once the body read so far passes ``max_bytes``
+    (a chunked body declares no length)."""
+    seen = 0
+
+    async def capped_receive() -> Message:
+        nonlocal seen
+        msg = await receive()
+        if msg["type"] == "http.request":
+            seen += len(msg.get("body", b""))
+            if seen > max_bytes:
+                raise BodyTooLarge(f"request body larger than {max_bytes} bytes")
+        return msg
+
+    return capped_receive
+
+
+def ratelimit_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The rate-limit headers authentication left on the request's state, as raw header pairs."""
+    extra = (scope.get("state") or {}).get("ratelimit_headers") or {}
+    return [(k.lower().encode(), str(v).encode()) for k, v in extra.items()]
+
+
+async def send_too_large(send: Send, max_bytes: int) -> None:
+    await _send_problem(send, 413, f"request body larger than {max_bytes} bytes")
 
 
 async def _send_problem(send: Send, status: int, detail: str) -> None:

@@ -27,7 +27,7 @@ from app.core.jobstore import (
     TransitionHook,
     TransitionRejected,
     decode_record,
-    encode_values,
+    encode_record,
     event_data,
     pairs_to_dict,
     prepare_transition,
@@ -134,7 +134,6 @@ class AsyncJobStore(HookRegistry):
         With ``claim`` the job's active-job slot is reserved in the same script, before anything
         is written (429 from the limiter when refused); with ``push`` the job's broker message is
         queued by the same script, atomically with the record."""
-        fields = rec.model_dump(exclude_none=False)
         data = event_data(rec.id, rec.status, {"progress": 0})
         ks = [
             keys.job(rec.id),
@@ -150,7 +149,7 @@ class AsyncJobStore(HookRegistry):
             str(queue_score(rec.priority, rec.created_at)),
             "" if rec.deadline_at is None else repr(rec.deadline_at),
         ]
-        argv += [json.dumps(encode_values(fields)), "" if push is None else push.message]
+        argv += [json.dumps(encode_record(rec)), "" if push is None else push.message]
         if claim is not None:
             ks += claim[0].keys
             argv += claim[0].args
