@@ -34,6 +34,7 @@ from app.api.streams import EventStreams  # noqa: E402
 from app.core import registry  # noqa: E402
 from app.core.config import Settings  # noqa: E402
 from app.core.effects import build_async_job_store  # noqa: E402
+from app.core.redis_mux import RedisMux  # noqa: E402
 from app.core.redisconn import async_client  # noqa: E402
 from app.core.storage import make_storage  # noqa: E402
 from model.presets import PRESETS  # noqa: E402
@@ -87,6 +88,9 @@ async def main(url: str, n: int, profile: bool, top: int, baseline: bool) -> Non
     queue = JobQueue(settings)
     storage = make_storage(settings)
     store = build_async_job_store(settings, r, storage=storage, send_task=queue.celery.send_task)
+    mux = RedisMux.from_url(url, timeout_s=settings.redis_timeout_s)  # as the gateway's lifespan does
+    assert mux is not None
+    store.run_hot_scripts_on(mux)
     state = AppState(
         settings=settings, redis=r, store=store, queue=queue, storage=storage,
         streams=EventStreams.open(r, settings),
@@ -122,6 +126,7 @@ async def main(url: str, n: int, profile: bool, top: int, baseline: bool) -> Non
             prof = cProfile.Profile(time.process_time)
     await state.streams.close()
     queue.close()
+    await mux.close()
     await r.aclose()
     sync.flushdb()
 

@@ -39,6 +39,7 @@ from app.api.streams import EventStreams
 from app.core.background import start_gateway_loops, stop_gateway_loops
 from app.core.config import Settings
 from app.core.effects import build_async_job_store
+from app.core.redis_mux import RedisMux
 from app.core.redisconn import async_client
 from app.core.storage import make_storage
 
@@ -73,6 +74,9 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         queue = JobQueue(settings)
         storage = make_storage(settings)
         store = build_async_job_store(settings, r, storage=storage, send_task=queue.celery.send_task)
+        mux = RedisMux.from_url(settings.redis_url, timeout_s=settings.redis_timeout_s)
+        if mux is not None:
+            store.run_hot_scripts_on(mux)
         state = AppState(
             settings=settings,
             redis=r,
@@ -94,6 +98,8 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
             await stop_gateway_loops(loops)
             await state.streams.close()
             queue.close()
+            if mux is not None:
+                await mux.close()
             await r.aclose()
 
     app = Gateway(

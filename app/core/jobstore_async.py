@@ -35,6 +35,7 @@ from app.core.jobstore import (
 )
 from app.core.priority import queue_score
 from app.core.ratelimit import RateLimiter, SlotClaim
+from app.core.redis_mux import RedisMux, ScriptRunner
 from app.core.schemas import JobRecord
 from app.core.status import EVENT_TYPES, JobStatus
 
@@ -113,10 +114,16 @@ class AsyncJobStore(HookRegistry):
         self.r = client
         self.retention_s = retention_s
         self.cancel_flag_ttl_s = cancel_flag_ttl_s
-        self._create = client.register_script(CREATE_LUA)
-        self._get_ranked = client.register_script(GET_RANKED_LUA)
+        self._create: ScriptRunner = client.register_script(CREATE_LUA)
+        self._get_ranked: ScriptRunner = client.register_script(GET_RANKED_LUA)
         self._transition = client.register_script(TRANSITION_LUA)
         self._cancel_running = client.register_script(CANCEL_RUNNING_LUA)
+
+    def run_hot_scripts_on(self, mux: RedisMux) -> None:
+        """The create and read scripts (one per create and per status poll) through ``mux``, the
+        process's pipelined connection, instead of the pool (`app.core.redis_mux`)."""
+        self._create = mux.script(CREATE_LUA)
+        self._get_ranked = mux.script(GET_RANKED_LUA)
 
     async def create(self, rec: JobRecord) -> JobRecord:
         """Store a new `queued` job, index it and publish `video.queued`."""

@@ -16,6 +16,7 @@ from app.core.errors import UnreadableRecord
 from app.core.jobstore import JobStore
 from app.core.jobstore_async import AsyncJobStore, _plainly_renderable
 from app.core.ratelimit import RateLimiter, RateLimitExceeded, RateLimits
+from app.core.redis_mux import RedisMux
 from app.core.redisconn import async_client, sync_client
 from app.core.status import JobStatus
 from model.presets import PRESETS
@@ -38,10 +39,19 @@ def _model() -> str:  # a model of this test's own: other tests count the queue 
     return f"hot{time.monotonic_ns()}"
 
 
-def test_ranked_create_and_get_match_the_separate_reads(settings) -> None:
+def _store(r, settings, via_mux: bool) -> tuple[AsyncJobStore, RedisMux | None]:
+    store = AsyncJobStore(r, retention_s=60)
+    mux = RedisMux.from_url(settings.redis_url, timeout_s=2) if via_mux else None
+    if mux is not None:
+        store.run_hot_scripts_on(mux)  # as the gateway runs them
+    return store, mux
+
+
+@pytest.mark.parametrize("via_mux", [False, True], ids=["pool", "mux"])
+def test_ranked_create_and_get_match_the_separate_reads(settings, via_mux: bool) -> None:
     async def scenario() -> None:
         r = async_client(settings)
-        store = AsyncJobStore(r, retention_s=60)
+        store, mux = _store(r, settings, via_mux)
         model = _model()
         first, second = record(_id("a"), model), record(_id("b"), model)
         assert await store.create_ranked(first) == 1
@@ -52,16 +62,21 @@ def test_ranked_create_and_get_match_the_separate_reads(settings) -> None:
         assert await store.get_ranked(first.id) == (started, None)  # not queued: no position
         assert (await store.get_ranked(second.id))[1] == 1
         assert await store.get_ranked(_id("absent")) == (None, None)
+        if mux is not None:
+            await mux.close()
         await r.aclose()
 
     asyncio.run(scenario())
 
 
-def test_create_script_enforces_the_global_limit_and_writes_nothing_when_refused(settings) -> None:
+@pytest.mark.parametrize("via_mux", [False, True], ids=["pool", "mux"])
+def test_create_script_enforces_the_global_limit_and_writes_nothing_when_refused(
+    settings, via_mux: bool
+) -> None:
     async def scenario() -> None:
         r = async_client(settings)
         await r.delete(keys.ACTIVE_ALL)
-        store = AsyncJobStore(r, retention_s=60)
+        store, mux = _store(r, settings, via_mux)
         limiter = RateLimiter(r, RateLimits(max_active_jobs=0, max_queued_global=1))
         claim = (limiter.slot_claim("key_t", per_key=False), limiter)
         model = _model()
@@ -77,19 +92,22 @@ def test_create_script_enforces_the_global_limit_and_writes_nothing_when_refused
         await store.create_ranked(refused, claim)
         assert await r.exists(keys.job(refused.id))
         await r.delete(keys.ACTIVE_ALL)
+        if mux is not None:
+            await mux.close()
         await r.aclose()
 
     asyncio.run(scenario())
 
 
-def test_a_poisoned_record_is_still_refused_on_read(settings) -> None:
+@pytest.mark.parametrize("via_mux", [False, True], ids=["pool", "mux"])
+def test_a_poisoned_record_is_still_refused_on_read(settings, via_mux: bool) -> None:
     assert _plainly_renderable({"prompt": '"a cat"', "params": '{"seed": [1, 2]}'})
     assert not _plainly_renderable({"prompt": '"\\ud800"'})
     assert not _plainly_renderable({"metadata": "[" * 40 + "]" * 40})
 
     async def scenario() -> None:
         r = async_client(settings)
-        store = AsyncJobStore(r, retention_s=60)
+        store, mux = _store(r, settings, via_mux)
         rec = record(_id("deep"), _model())
         await store.create(rec)
         deep: object = 1
@@ -98,6 +116,8 @@ def test_a_poisoned_record_is_still_refused_on_read(settings) -> None:
         await r.hset(keys.job(rec.id), "metadata", json.dumps({"k": deep}))
         with pytest.raises(UnreadableRecord):
             await store.get_ranked(rec.id)
+        if mux is not None:
+            await mux.close()
         await r.aclose()
 
     asyncio.run(scenario())
