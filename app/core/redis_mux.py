@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 from collections import deque
 from collections.abc import Awaitable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import hiredis
 from redis import exceptions as rx
@@ -60,8 +60,8 @@ class _Pipe(asyncio.Protocol):
         self._watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport, self.open = transport, True
+        # uvloop's transports (the gateway's loop) are not subclasses of asyncio.Transport
+        self.transport, self.open = cast(asyncio.Transport, transport), True
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
         if not self.open or self.transport is None:

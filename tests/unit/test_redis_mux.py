@@ -29,7 +29,8 @@ def _mux(redis_url: str, timeout_s: float = 2.0) -> RedisMux:
     return mux
 
 
-def test_concurrent_calls_get_their_own_replies(redis_url: str) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # uvicorn runs the gateway on uvloop
+def test_concurrent_calls_get_their_own_replies(redis_url: str, loop: str) -> None:
     async def scenario() -> None:
         mux = _mux(redis_url)
         words = [f"w{i}-é" for i in range(300)]
@@ -38,7 +39,11 @@ def test_concurrent_calls_get_their_own_replies(redis_url: str) -> None:
         assert await asyncio.gather(*(mux.call("INCR", "mux:n") for _ in range(50))) == list(range(1, 51))
         await mux.close()
 
-    asyncio.run(scenario())
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        uvloop.run(scenario())
+    else:
+        asyncio.run(scenario())
 
 
 def test_script_replies_decode_as_redis_py_does_and_survive_a_cache_flush(redis_url: str) -> None:
