@@ -6,6 +6,7 @@ from fastapi import Request, Response
 
 from app.api.state import AppState
 from app.core.schemas import JobRecord, VideoPublic
+from app.core.status import JobStatus
 from app.core.storage import Storage
 from app.core.video_object import public_video
 
@@ -16,9 +17,11 @@ POLL_HEADER = "openai-poll-after-ms"
 def to_public(
     rec: JobRecord, *, request: Request, storage: Storage, ttl_s: int, queue_position: int | None = None
 ) -> VideoPublic:
-    return public_video(
-        rec, storage=storage, ttl_s=ttl_s, base_url=str(request.base_url), queue_position=queue_position
-    )
+    # the base URL only prefixes signed links, which only a finished job has (building it from the
+    # request is a tenth of a status poll's CPU)
+    linked = rec.status is JobStatus.COMPLETED and bool(rec.assets)
+    base_url = str(request.base_url) if linked else ""
+    return public_video(rec, storage=storage, ttl_s=ttl_s, base_url=base_url, queue_position=queue_position)
 
 
 _UNKNOWN = -1
