@@ -90,10 +90,9 @@ async def main(url: str, n: int, profile: bool, top: int, baseline: bool) -> Non
     store = build_async_job_store(settings, r, storage=storage, send_task=queue.celery.send_task)
     mux = RedisMux.from_url(url, timeout_s=settings.redis_timeout_s)  # as the gateway's lifespan does
     assert mux is not None
-    store.run_hot_scripts_on(mux)
     state = AppState(
         settings=settings, redis=r, store=store, queue=queue, storage=storage,
-        streams=EventStreams.open(r, settings),
+        streams=EventStreams.open(r, settings), mux=mux,
     )  # fmt: skip
     app: Any = create_app(settings, state=state)
     if baseline:  # the bare app of bench/baseline_app.py, on the same Redis

@@ -75,8 +75,6 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         storage = make_storage(settings)
         store = build_async_job_store(settings, r, storage=storage, send_task=queue.celery.send_task)
         mux = RedisMux.from_url(settings.redis_url, timeout_s=settings.redis_timeout_s)
-        if mux is not None:
-            store.run_hot_scripts_on(mux)
         state = AppState(
             settings=settings,
             redis=r,
@@ -84,6 +82,7 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
             queue=queue,
             storage=storage,
             streams=EventStreams.open(r, settings),
+            mux=mux,
         )
         app.state.wanserve = state
         loops = start_gateway_loops(settings, r, store, storage, enqueue=queue.enqueue)

@@ -54,7 +54,7 @@ async def authenticate(request: Request) -> str | None:
     token = parse_bearer(request.headers.get("authorization"))
     if token is None:
         raise Unauthorized("missing bearer API key (Authorization: Bearer wsk_…)")
-    key = await ApiKeyStore(state.redis).authenticate(token)
+    key = await ApiKeyStore(state.redis, state.mux).authenticate(token)
     if key is None:
         raise Unauthorized("invalid or revoked API key")
     request.state.api_key_admin = key.admin

@@ -17,6 +17,7 @@ from app.api.streams import EventStreams
 from app.core.config import Settings
 from app.core.jobstore_async import AsyncJobStore
 from app.core.ratelimit import RateLimiter, rate_limits
+from app.core.redis_mux import RedisMux
 from app.core.storage import Storage
 
 
@@ -28,9 +29,15 @@ class AppState:
     queue: TaskQueue
     storage: Storage
     streams: EventStreams
+    # the pipelined connection of the per-request scripts and key lookups (`app.core.redis_mux`);
+    # None: everything goes through ``redis``'s pool
+    mux: RedisMux | None = None
     served: ServedModels = field(init=False)  # the create path's view of the worker registry
     limiter: RateLimiter = field(init=False)  # one per process: its scripts are registered once
 
     def __post_init__(self) -> None:
         self.served = ServedModels(self.redis, self.settings.worker_ttl_s)
         self.limiter = RateLimiter(self.redis, rate_limits(self.settings))
+        if self.mux is not None:
+            self.store.run_hot_scripts_on(self.mux)
+            self.limiter.run_hit_script_on(self.mux)

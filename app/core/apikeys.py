@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from app.core import keys
+from app.core.redis_mux import RedisMux
 
 KEY_PREFIX = "wsk_"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -64,8 +65,10 @@ def parse_bearer(authorization: str | None) -> str | None:
 
 
 class ApiKeyStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, mux: RedisMux | None = None) -> None:
+        """``mux``: the gateway's pipelined connection, for the key lookup every request makes."""
         self.redis = redis
+        self.mux = mux
 
     async def create(
         self, name: str, *, admin: bool = False, max_priority: str | None = None
@@ -123,7 +126,11 @@ class ApiKeyStore:
         return out
 
     async def _record(self, digest: str) -> ApiKey | None:
-        raw = await self.redis.hgetall(keys.apikey(digest))
+        if self.mux is not None:
+            flat = await self.mux.call("HGETALL", keys.apikey(digest))
+            raw = dict(zip(flat[::2], flat[1::2], strict=True))
+        else:
+            raw = await self.redis.hgetall(keys.apikey(digest))
         if not raw:
             return None
         rec = {

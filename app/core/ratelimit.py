@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from app.core import keys
 from app.core.config import Settings
 from app.core.errors import ServiceError
+from app.core.redis_mux import RedisMux, ScriptRunner
 
 _RATE_LUA = """
 local n = redis.call('INCR', KEYS[1])
@@ -131,8 +132,12 @@ class RateLimiter:
         self.redis = redis
         self.limits = limits
         # EVALSHA: the script text is sent once per connection's server, not with every request
-        self._rate = redis.register_script(_RATE_LUA)
-        self._reserve = redis.register_script(_RESERVE_LUA)
+        self._rate: ScriptRunner = redis.register_script(_RATE_LUA)
+        self._reserve: ScriptRunner = redis.register_script(_RESERVE_LUA)
+
+    def run_hit_script_on(self, mux: RedisMux) -> None:
+        """The per-request count (`hit`) through the gateway's pipelined connection."""
+        self._rate = mux.script(_RATE_LUA)
 
     async def hit(self, owner: str) -> LimitDecision:
         """Count one request for ``owner``; raises ``RateLimitExceeded`` over the limit."""

@@ -31,6 +31,7 @@ from app.core.celeryconf import GENERATE_TASK
 from app.core.config import Settings
 from app.core.errors import QueueUnavailable
 from app.core.jobstore_async import AsyncJobStore
+from app.core.redis_mux import RedisMux
 from app.core.redisconn import async_client
 from app.core.storage import make_storage
 from model.presets import PRESETS
@@ -133,12 +134,15 @@ def _factory(redis_server: RedisServer, tmp_path: Path) -> Callable[..., Any]:
             queue=queue,
             storage=make_storage(settings),
             streams=EventStreams.open(r, settings),
+            mux=RedisMux.from_url(url, timeout_s=settings.redis_timeout_s),  # as the gateway runs
         )
         app = create_app(settings, state=state)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
             yield Service(client, queue, state, sync_redis)
         await state.streams.close()
+        if state.mux is not None:
+            await state.mux.close()
         await r.aclose()
         sync_redis.flushdb()
         sync_redis.close()
