@@ -61,10 +61,11 @@ return {1, cur, eid, redis.call('HGETALL', KEYS[1])}
 # KEYS: job, events, jobs index, owner index, queued zset, deadlines zset, broker list (the job key
 # again when there is no message)[, owner active set, global active set]. ARGV: job id, score
 # (created ms), event type, data, queued score (priority band + ms), deadline ("" = none), the
-# record's fields as one JSON object of encoded values (one argument, not ~80 for the client to
-# pack), the job's Celery message ("" = published by the caller; `app.core.celery_message`)[,
-# per-key limit, global limit, job hash prefix]. With the last keys and arguments an active-job
-# slot is reserved first (`app.core.ratelimit`), in the same round trip. Returns false when the
+# number n of record fields, the job's Celery message ("" = published by the caller;
+# `app.core.celery_message`), per-key limit, global limit, job hash prefix (all three "" without
+# the last keys), then the record's n field/value pairs (as arguments: decoding one JSON object
+# in Lua cost Redis more than the rest of the script). With the last keys an active-job slot is
+# reserved first (`app.core.ratelimit`), in the same round trip. Returns false when the
 # job exists, {0, event id, 0-based rank in the queued zset} when created, {1 or 2} when a limit
 # refused it (nothing written).
 CREATE_LUA = (
@@ -75,12 +76,7 @@ if KEYS[8] then
   local refused = reserve(KEYS[8], KEYS[9], ARGV[1], ARGV[9], ARGV[10], ARGV[11])
   if refused ~= 0 then return {refused} end
 end
-local pairs_ = {}
-for k, v in pairs(cjson.decode(ARGV[7])) do
-  pairs_[#pairs_ + 1] = k
-  pairs_[#pairs_ + 1] = v
-end
-redis.call('HSET', KEYS[1], unpack(pairs_))
+redis.call('HSET', KEYS[1], unpack(ARGV, 12, 11 + 2 * tonumber(ARGV[7])))
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
@@ -206,6 +202,14 @@ def encode_record(rec: JobRecord) -> dict[str, str]:
     encodes ~40 values, nested models included)."""
     out = {k: _json_text(v) for k, v in rec.model_dump(mode="json").items()}
     out["status"] = rec.status.value
+    return out
+
+
+def record_pairs(rec: JobRecord) -> list[str]:
+    """`encode_record` flattened to HSET's field, value, field, value, ..."""
+    out: list[str] = []
+    for k, v in encode_record(rec).items():
+        out += (k, v)
     return out
 
 

@@ -27,10 +27,10 @@ from app.core.jobstore import (
     TransitionHook,
     TransitionRejected,
     decode_record,
-    encode_record,
     event_data,
     pairs_to_dict,
     prepare_transition,
+    record_pairs,
     transition_result,
 )
 from app.core.priority import queue_score
@@ -156,10 +156,14 @@ class AsyncJobStore(HookRegistry):
             str(queue_score(rec.priority, rec.created_at)),
             "" if rec.deadline_at is None else repr(rec.deadline_at),
         ]
-        argv += [json.dumps(encode_record(rec)), "" if push is None else push.message]
+        fields = record_pairs(rec)
+        argv += [str(len(fields) // 2), "" if push is None else push.message]
         if claim is not None:
             ks += claim[0].keys
             argv += claim[0].args
+        else:
+            argv += ["", "", ""]
+        argv += fields
         res = await self._create(keys=ks, args=argv)
         if res is None:
             raise InvalidInput.field("id", f"job {rec.id} already exists")
