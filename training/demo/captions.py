@@ -283,6 +283,13 @@ def pseudo_word(rng: np.random.Generator) -> str:
             return word
 
 
+def sprinkle(text: str, rng: np.random.Generator) -> str:
+    """``text`` with a made-up word put at a random word boundary ("a red vusk circle moves left")."""
+    words = text.split(" ")
+    words.insert(int(rng.integers(len(words) + 1)), pseudo_word(rng))
+    return " ".join(words)
+
+
 def _pseudo_verb(rng: np.random.Generator) -> Verb:
     w = pseudo_word(rng)
     return Verb(w + "s", w, w + "ing")
