@@ -23,6 +23,12 @@ After the export, ``lightning`` distils ``wanserve-demo-lightning`` (``training.
 a rank-8 LoRA with which the ``distill`` sampler at 4 steps without guidance matches the exported
 model at its defaults; written to ``model.presets.DEMO_LORA_DIR`` (``--lora-out``).
 
+Options of issue 20's caption-grammar experiments, all off by default (the shipped recipe):
+``--hold-out-combos`` (no clip of any stage shows a ``HELD_OUT_COMBOS`` triple), ``--ft-wide-captions``
+(fine-tune on canonical + wide-grammar captions with made-up words), ``--ft-token-aux`` (every caption
+position of the DiT's context states the attributes), ``--ft-rest-lr-scale``, ``--ft-text-len``;
+results in bench/RESULTS.md ("wanserve-demo and the caption grammar").
+
 A stage with 0 steps is skipped. Wall time and quality of a from-scratch run with the defaults are
 recorded in bench/RESULTS.md ("wanserve-demo training from scratch"): 47.5 min at 2 threads on the
 2-core development VM; the run reproduces the shipped weights bit for bit.

@@ -21,7 +21,9 @@ learn that an unfamiliar word says nothing about colour or direction. ``HELD_OUT
 Status: the shipped ``wanserve-demo`` is still trained on the narrower captions of
 `training.demo.world` (which use none of the held-out words). A from-scratch run of the whole chain on
 this grammar (with made-up words and the held-out combinations removed from the data) lost motion in
-text mode; see bench/RESULTS.md, "wanserve-demo and the caption grammar".
+text mode; a run that kept the canonical pre-training and used this grammar only in a (shortened)
+fine-tune, ``training/train_demo.py --hold-out-combos --ft-wide-captions ...``, was inconclusive; see
+bench/RESULTS.md, "wanserve-demo and the caption grammar".
 """
 
 from __future__ import annotations
