@@ -22,7 +22,8 @@ Status: the shipped ``wanserve-demo`` is still trained on the narrower captions 
 `training.demo.world` (which use none of the held-out words). A from-scratch run of the whole chain on
 this grammar (with made-up words and the held-out combinations removed from the data) lost motion in
 text mode; a run that kept the canonical pre-training and used this grammar only in a (shortened)
-fine-tune, ``training/train_demo.py --hold-out-combos --ft-wide-captions ...``, was inconclusive; see
+fine-tune, ``training/train_demo.py --hold-out-combos --ft-wide-captions ...``, kept the fixed set and
+image mode and raised the paraphrase set from 5 to 12 of 24, still short of the target; see
 bench/RESULTS.md, "wanserve-demo and the caption grammar".
 """
 
