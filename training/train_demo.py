@@ -23,6 +23,12 @@ After the export, ``lightning`` distils ``wanserve-demo-lightning`` (``training.
 a rank-8 LoRA with which the ``distill`` sampler at 4 steps without guidance matches the exported
 model at its defaults; written to ``model.presets.DEMO_LORA_DIR`` (``--lora-out``).
 
+Options of issue 20's caption-grammar experiments, all off by default (the shipped recipe):
+``--hold-out-combos`` (no clip of any stage shows a ``HELD_OUT_COMBOS`` triple), ``--ft-wide-captions``
+(fine-tune on canonical + wide-grammar captions with made-up words), ``--ft-token-aux`` (every caption
+position of the DiT's context states the attributes), ``--ft-rest-lr-scale``, ``--ft-text-len``;
+results in bench/RESULTS.md ("wanserve-demo and the caption grammar").
+
 A stage with 0 steps is skipped. Wall time and quality of a from-scratch run with the defaults are
 recorded in bench/RESULTS.md ("wanserve-demo training from scratch"): 47.5 min at 2 threads on the
 2-core development VM; the run reproduces the shipped weights bit for bit.
@@ -59,6 +65,19 @@ CHAIN = ("dit", "dit2", "dit3", "ft1", "ft2", "ft3")
 # text-following fine-tune restarts: (learning rate of the text path, of the rest, data seed)
 FT_SCHEDULE = {"ft1": (2e-3, 3e-4, 7), "ft2": (8e-4, 1.5e-4, 8), "ft3": (4e-4, 8e-5, 9)}
 FT_STEPS = (4000, 2000, 0)  # ft3 (a third restart) is optional: it did not help (bench/RESULTS.md)
+# Keep the 24 (colour, shape, direction) triples of training.demo.captions.HELD_OUT_COMBOS out of every
+# stage's clips (VAE, pre-training scenes, fine-tune clips), so the combination set is held out.
+HOLD_OUT_COMBOS = False
+# Captions of the fine-tune stages: None = the canonical phrasing only (the shipped recipe); a
+# CaptionMix = canonical and wide-grammar captions (training.demo.captions), drawn per step.
+FT_CAPTIONS: F.CaptionMix | None = None
+# weight of the per-position attribute loss on the text context (0: off, the shipped recipe)
+FT_TOKEN_AUX = 0.0
+# factor on the fine-tune's learning rate of the DiT's non-text path (1: the shipped recipe)
+FT_REST_LR_SCALE = 1.0
+# text positions of the fine-tuned (and exported) DiT: 64 in the shipped recipe; wide-grammar prompts
+# run longer (a paraphrase of 85 characters would lose its direction at 64)
+FT_TEXT_LEN = F.FT_TEXT_LEN
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +109,26 @@ def main(argv: list[str] | None = None) -> int:
         default=LT.DistillConfig.threads,
         help="threads of the distillation (the shipped LoRA's bytes depend on it)",
     )
+    ap.add_argument(
+        "--hold-out-combos",
+        action=argparse.BooleanOptionalAction,
+        default=HOLD_OUT_COMBOS,
+        help="no training clip of any stage shows a HELD_OUT_COMBOS triple",
+    )
+    ap.add_argument(
+        "--ft-wide-captions",
+        action=argparse.BooleanOptionalAction,
+        default=FT_CAPTIONS is not None,
+        help="fine-tune on canonical + wide-grammar captions (else canonical only)",
+    )
+    mix = FT_CAPTIONS or F.CaptionMix()
+    ap.add_argument("--ft-canonical-share", type=float, default=mix.canonical_share)
+    ap.add_argument("--ft-pseudo", type=float, default=mix.pseudo, help="made-up verb/adjective rate")
+    ap.add_argument("--ft-sprinkle", type=float, default=mix.sprinkle, help="made-up word anywhere rate")
+    ap.add_argument("--ft-variants", type=int, default=mix.variants, help="captions per fine-tune clip")
+    ap.add_argument("--ft-text-len", type=int, default=FT_TEXT_LEN, help="text positions from ft1 on")
+    ap.add_argument("--ft-token-aux", type=float, default=FT_TOKEN_AUX)
+    ap.add_argument("--ft-rest-lr-scale", type=float, default=FT_REST_LR_SCALE)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -114,8 +153,22 @@ def main(argv: list[str] | None = None) -> int:
             "ft_clips": args.ft_clips,
             "ft_batch": args.ft_batch,
             "ft_image_prob": args.ft_image_prob,
+            "hold_out_combos": args.hold_out_combos,
+            "ft_captions": (
+                F.CaptionMix(args.ft_variants, args.ft_canonical_share, args.ft_pseudo, args.ft_sprinkle)
+                if args.ft_wide_captions
+                else None
+            ),
+            "ft_token_aux": args.ft_token_aux,
+            "ft_rest_lr_scale": args.ft_rest_lr_scale,
+            "ft_text_len": args.ft_text_len,
         },
     )
+    F.FT_TEXT_LEN = args.ft_text_len
+    if args.hold_out_combos:
+        from training.demo.captions import HELD_OUT_COMBOS
+
+        T.DEMO_WORLD = dataclasses.replace(T.DEMO_WORLD, held_out=tuple(sorted(HELD_OUT_COMBOS)))
     steps = dict(zip(CHAIN, [cfg.dit_steps, cfg.dit2_steps, cfg.dit3_steps, *ft_steps], strict=True))
     if steps["dit"] <= 0:
         ap.error("--dit-steps must be positive: every later stage starts from it")
@@ -276,22 +329,30 @@ def train_finetune_stage(
     lr_text, lr_rest, seed = FT_SCHEDULE[stage]
     # the DiT has no text positions, so a checkpoint trained with 128 continues with 64
     F.use_short_text_context()
-    lat, caps, labels = finetune_data(str(vae_path), str(lat_path), cfg.extra["ft_clips"])
+    lat, caps, labels, specs = finetune_data(
+        str(vae_path), str(lat_path), cfg.extra["ft_clips"], T.DEMO_WORLD.held_out
+    )
+    mix: F.CaptionMix | None = cfg.extra["ft_captions"]
+    variants = None if mix is None else F.caption_variants(specs, mix, seed)
     torch.manual_seed(cfg.seed + seed)
     return F.finetune_text_following(
-        dit, t5, lat, caps, labels, steps=steps, lr_text=lr_text, lr_rest=lr_rest, seed=seed,
-        batch=cfg.extra["ft_batch"], image_mode_prob=cfg.extra["ft_image_prob"], log=log,
+        dit, t5, lat, caps, labels, steps=steps, lr_text=lr_text,
+        lr_rest=lr_rest * cfg.extra["ft_rest_lr_scale"], seed=seed, batch=cfg.extra["ft_batch"],
+        image_mode_prob=cfg.extra["ft_image_prob"], variants=variants,
+        token_aux=cfg.extra["ft_token_aux"], log=log,
     )  # fmt: skip
 
 
 @functools.cache
-def finetune_data(vae_path: str, lat_path: str, n: int) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+def finetune_data(
+    vae_path: str, lat_path: str, n: int, held_out: tuple[tuple[str, str, str], ...]
+) -> tuple[torch.Tensor, list[str], torch.Tensor, list[F.Spec]]:
     """The fine-tune's single-object clips, encoded once per run (the stages only read them)."""
     stats = torch.load(lat_path)["stats"]
     vae = T.build_vae()
     vae.load_state_dict(torch.load(vae_path))
     vae.eval()
-    return F.single_object_dataset(vae, stats, n)
+    return F.single_object_dataset(vae, stats, n, held_out=held_out)
 
 
 def train_lightning_stage(

@@ -82,3 +82,25 @@ def test_a_stale_checkpoint_from_another_configuration_is_refused(tmp_path: Path
     )
     assert run.returncode != 0
     assert "dit.pt is from step 7, this configuration expects 5" in run.stderr
+
+
+def test_the_held_out_and_wide_caption_options_run_and_export_their_text_length(tmp_path: Path) -> None:
+    """The experiment options of issue 20 (off in the shipped recipe) run end to end."""
+    work, out = tmp_path / "work", tmp_path / "weights"
+    cmd = [
+        sys.executable, str(ROOT / "training/train_demo.py"),
+        "--work-dir", str(work), "--out", str(out), "--threads", "1",
+        "--vae-steps", "2", "--num-clips", "24", "--dit-steps", "2",
+        "--dit2-steps", "1", "--dit3-steps", "1", "--ft-steps", "2,1,0", "--ft-clips", "16",
+        "--lightning-steps", "0", "--hold-out-combos", "--ft-wide-captions", "--ft-text-len", "96",
+        "--ft-token-aux", "0.5", "--ft-rest-lr-scale", "0.5",
+    ]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    log = (work / "train.log").read_text()
+    assert "'hold_out_combos': True" in log and "'ft_token_aux': 0.5" in log
+    assert "'ft_captions': {'variants': 8, 'canonical_share': 0.5" in log
+    assert " tok " in log  # the per-position attribute loss ran
+    from model import load_pipeline
+
+    assert load_pipeline(str(out)).transformer.cfg.text_len == 96

@@ -97,6 +97,9 @@ class WorldConfig:
     gradient_prob: float = 0.25
     # probability that a caption mentions the background
     mention_background_prob: float = 0.6
+    # (colour, shape, direction) triples no clip shows (a drawn direction that would make one is
+    # drawn again); empty by default, so clips are those of the shipped recipe
+    held_out: tuple[tuple[str, str, str], ...] = ()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -339,6 +342,8 @@ def sample_scene(rng: np.random.Generator, cfg: WorldConfig) -> tuple[list[World
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
         color = colors[int(rng.integers(len(colors)))]
         direction = DIRECTION_NAMES[int(rng.integers(len(DIRECTION_NAMES)))]
+        while (color, shape, direction) in cfg.held_out:
+            direction = DIRECTION_NAMES[int(rng.integers(len(DIRECTION_NAMES)))]
         speed = tuple(SPEEDS)[int(rng.integers(len(SPEEDS)))]
         size = float(rng.uniform(3.5, 5.5)) * scale if total == 1 else float(rng.uniform(3.0, 4.5)) * scale
         for _ in range(count):
