@@ -4,7 +4,7 @@
                                                            # fine-tune, export to model/demo/weights, eval
     .venv/bin/python training/train_demo.py --stage dit     # one stage at a time, reusing --work-dir:
                                                            # vae (incl. latents) | latents | dit | dit2
-                                                           # | dit3 | ft1 | ft2 | ft3
+                                                           # | dit3 | ft1 | ft2 | ft3 | align
     .venv/bin/python training/train_demo.py --stage export  # re-export the latest DiT checkpoint + eval
     .venv/bin/python training/train_demo.py --stage lightning  # distil the 4-step LoRA from the exported
                                                            # model into model/demo/loras, + its eval
@@ -17,7 +17,10 @@ The DiT trains as a chain of stages, each continuing from the previous one's EMA
 - ``ft1``-``ft3``: the text-following fine-tune of ``training.demo.finetune`` (single-object clips,
   64 text positions, a faster learning rate on the text path, three text-mode samples for every
   image-mode one), restarted with a lower learning rate. ``ft3`` has 0 steps by default: it made
-  text mode worse (bench/RESULTS.md).
+  text mode worse (bench/RESULTS.md);
+- ``align``: caption alignment of the text encoder (``training.demo.align``): with the DiT frozen, a
+  wide-grammar paraphrase must make the DiT predict what the canonical caption makes it predict, so
+  the model follows the many ways people phrase a prompt; the exported DiT reads 96 text positions.
 
 After the export, ``lightning`` distils ``wanserve-demo-lightning`` (``training.demo.lightning``):
 a rank-8 LoRA with which the ``distill`` sampler at 4 steps without guidance matches the exported
@@ -56,12 +59,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from model.presets import DEMO_LORA_DIR, DEMO_WEIGHTS_DIR  # noqa: E402
+from training.demo import align as A  # noqa: E402
 from training.demo import finetune as F  # noqa: E402
 from training.demo import lightning as LT  # noqa: E402
 from training.demo import train as T  # noqa: E402
 from training.demo.export import export_checkpoint  # noqa: E402
 
-CHAIN = ("dit", "dit2", "dit3", "ft1", "ft2", "ft3")
+CHAIN = ("dit", "dit2", "dit3", "ft1", "ft2", "ft3", "align")
 # text-following fine-tune restarts: (learning rate of the text path, of the rest, data seed)
 FT_SCHEDULE = {"ft1": (2e-3, 3e-4, 7), "ft2": (8e-4, 1.5e-4, 8), "ft3": (4e-4, 8e-5, 9)}
 FT_STEPS = (4000, 2000, 0)  # ft3 (a third restart) is optional: it did not help (bench/RESULTS.md)
@@ -78,6 +82,10 @@ FT_REST_LR_SCALE = 1.0
 # text positions of the fine-tuned (and exported) DiT: 64 in the shipped recipe; wide-grammar prompts
 # run longer (a paraphrase of 85 characters would lose its direction at 64)
 FT_TEXT_LEN = F.FT_TEXT_LEN
+# caption alignment of the text encoder after the fine-tune (training.demo.align): steps (0: off)
+# and the encoder layers it adds
+ALIGN_STEPS = 0
+ALIGN_EXTRA_LAYERS = 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ft-text-len", type=int, default=FT_TEXT_LEN, help="text positions from ft1 on")
     ap.add_argument("--ft-token-aux", type=float, default=FT_TOKEN_AUX)
     ap.add_argument("--ft-rest-lr-scale", type=float, default=FT_REST_LR_SCALE)
+    ap.add_argument(
+        "--align-steps",
+        type=int,
+        default=ALIGN_STEPS,
+        help="steps of the caption alignment of the text encoder after the fine-tune (0: none)",
+    )
+    ap.add_argument(
+        "--align-extra-layers",
+        type=int,
+        default=ALIGN_EXTRA_LAYERS,
+        help="text-encoder layers the caption alignment adds (they start as the identity)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -162,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             "ft_token_aux": args.ft_token_aux,
             "ft_rest_lr_scale": args.ft_rest_lr_scale,
             "ft_text_len": args.ft_text_len,
+            "align": dataclasses.asdict(
+                A.AlignConfig(steps=args.align_steps, extra_layers=args.align_extra_layers)
+            ),
         },
     )
     F.FT_TEXT_LEN = args.ft_text_len
@@ -169,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.demo.captions import HELD_OUT_COMBOS
 
         T.DEMO_WORLD = dataclasses.replace(T.DEMO_WORLD, held_out=tuple(sorted(HELD_OUT_COMBOS)))
-    steps = dict(zip(CHAIN, [cfg.dit_steps, cfg.dit2_steps, cfg.dit3_steps, *ft_steps], strict=True))
+    if args.align_steps < 0 or args.align_extra_layers < 0:
+        ap.error("--align-steps and --align-extra-layers must not be negative")
+    chain_steps = [cfg.dit_steps, cfg.dit2_steps, cfg.dit3_steps, *ft_steps, args.align_steps]
+    steps = dict(zip(CHAIN, chain_steps, strict=True))
     if steps["dit"] <= 0:
         ap.error("--dit-steps must be positive: every later stage starts from it")
     torch.set_num_threads(cfg.threads)
@@ -231,9 +257,17 @@ def main(argv: list[str] | None = None) -> int:
             dit, t5 = load_stage(ckpt(previous(stage)), steps_through(previous(stage)))
             if stage in ("dit2", "dit3"):
                 dit, t5 = train_attribute_stage(cfg, stage, steps[stage], dit, t5, lat_path, log)
+            elif stage == "align":
+                dit, t5 = train_align_stage(cfg, dit, t5, vae_path, lat_path, log)
             else:
                 dit, t5 = train_finetune_stage(cfg, stage, steps[stage], dit, t5, vae_path, lat_path, log)
-        state = {"dit": dit.state_dict(), "t5": t5.state_dict(), "step": steps_through(stage)}
+        state = {
+            "dit": dit.state_dict(),
+            "t5": t5.state_dict(),
+            "step": steps_through(stage),
+            "text_len": T.DEMO_DIT["text_len"],
+            "t5_layers": int(getattr(t5.config, "num_layers")),  # noqa: B009 (nn.Module is untyped)
+        }
         torch.save(state, ckpt(stage))
         stage_time(stage, t0)
 
@@ -259,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             num_samples=args.lightning_samples,
             threads=args.lightning_threads,
             seed=cfg.seed,
+            held_out=T.DEMO_WORLD.held_out,
         )
         path = train_lightning_stage(Path(cfg.out_dir), Path(args.lora_out), dcfg, log)
         stage_time("lightning", t0)
@@ -280,10 +315,13 @@ def load_stage(path: Path, expected_step: int) -> tuple[torch.nn.Module, torch.n
     ck = torch.load(path)
     if ck["step"] != expected_step:
         raise SystemExit(f"{path} is from step {ck['step']}, this configuration expects {expected_step}")
-    if path.stem.startswith("ft"):
+    if path.stem.startswith("ft") or path.stem == "align":
         F.use_short_text_context()
+    if path.stem == "align":
+        use_text_context(ck["text_len"])
     dit = T.build_dit()
     dit.load_state_dict(ck["dit"])
+    T.DEMO_T5["num_layers"] = ck.get("t5_layers", T.DEMO_T5["num_layers"])
     t5 = T.build_text_model()
     t5.load_state_dict(ck["t5"])
     return dit, t5
@@ -341,6 +379,34 @@ def train_finetune_stage(
         image_mode_prob=cfg.extra["ft_image_prob"], variants=variants,
         token_aux=cfg.extra["ft_token_aux"], log=log,
     )  # fmt: skip
+
+
+def use_text_context(length: int) -> None:
+    """Switch the demo configs to ``length`` text positions (the DiT has no text positions)."""
+    T.DEMO_TEXT_LEN = length
+    T.DEMO_DIT["text_len"] = length
+
+
+def train_align_stage(
+    cfg: T.TrainConfig,
+    dit: torch.nn.Module,
+    t5: torch.nn.Module,
+    vae_path: Path,
+    lat_path: Path,
+    log: Callable[[str], None],
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Caption alignment of the text encoder on the fine-tune's clips; the DiT's weights are kept and
+    it reads ``student_len`` text positions from here on (the encoder may have grown layers)."""
+    acfg = A.AlignConfig(**cfg.extra["align"])
+    lat, _caps, _labels, specs = finetune_data(
+        str(vae_path), str(lat_path), cfg.extra["ft_clips"], T.DEMO_WORLD.held_out
+    )
+    torch.manual_seed(cfg.seed + acfg.seed)
+    t5 = A.align_text_encoder(dit, t5, lat, specs, acfg, teacher_len=F.FT_TEXT_LEN, log=log)
+    use_text_context(acfg.student_len)
+    aligned = T.build_dit()
+    aligned.load_state_dict(dit.state_dict())
+    return aligned.eval(), t5
 
 
 @functools.cache

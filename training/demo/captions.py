@@ -293,6 +293,35 @@ def sprinkle(text: str, rng: np.random.Generator) -> str:
     return " ".join(words)
 
 
+# Real English words that say nothing about colour, shape or direction, none of them held out. A made-up
+# word ("vusk") looks like no real word; dropping these in as well teaches that an unfamiliar *real*
+# word ("off", "corner", "calmly") says nothing either. Verbs that imply a direction are not here.
+FILLER_WORDS: tuple[str, ...] = (
+    "very", "really", "quite", "pretty", "so", "too", "now", "here", "still", "again", "also", "then",
+    "nice", "cute", "lovely", "happy", "old", "new", "plain", "simple", "cool", "neat", "odd", "funny",
+    "clean", "flat", "lone", "lonely", "proud", "brave", "calm", "busy", "quiet", "soft", "sharp",
+    "smoothly", "softly", "silently", "quietly", "briskly", "happily", "evenly", "freely",
+    "thing", "shape", "object", "item", "figure", "sprite", "icon", "scene", "frame", "video", "clip",
+    "picture", "animation", "shot", "view", "screen", "space", "way", "path", "line", "side", "area",
+    "at", "by", "with", "from", "into", "onto", "across", "along", "around", "through",
+    "all", "some", "this", "that", "its", "their", "my", "our", "your", "it", "is", "was", "being",
+    "skates", "swims", "flies", "rolls", "spins", "darts", "dashes", "shifts", "creeps", "crawls",
+    "strolls", "marches", "walks", "swings", "bounces", "wobbles", "tumbles", "hovers", "coasts",
+    "skating", "swimming", "flying", "rolling", "spinning", "darting", "dashing", "shifting",
+    "creeping", "crawling", "strolling", "marching", "walking", "hovering", "coasting",
+    "please", "show", "make", "draw", "render", "see", "watch", "look", "tiny", "huge", "cartoon",
+)  # fmt: skip
+
+
+def filler(text: str, rng: np.random.Generator, made_up: float = 0.5) -> str:
+    """``text`` with a word that carries no meaning here put at a random word boundary: a made-up word
+    ``made_up`` of the time, otherwise one of ``FILLER_WORDS``."""
+    words = text.split(" ")
+    word = pseudo_word(rng) if rng.random() < made_up else FILLER_WORDS[int(rng.integers(len(FILLER_WORDS)))]
+    words.insert(int(rng.integers(len(words) + 1)), word)
+    return " ".join(words)
+
+
 def _pseudo_verb(rng: np.random.Generator) -> Verb:
     w = pseudo_word(rng)
     return Verb(w + "s", w, w + "ing")

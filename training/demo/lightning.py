@@ -53,6 +53,8 @@ class DistillConfig:
     # One thread: the shipped file is what this count produces (another count sums in another
     # order), and on a busy 2-core machine one thread ran ~2x faster than two.
     threads: int = 1
+    # (colour, shape, direction) triples no teacher case shows (the chain's --hold-out-combos)
+    held_out: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass
@@ -66,8 +68,11 @@ class TeacherSet:
     target: Tensor  # [N, z, f, h, w] the teacher's final latent
 
 
-def sample_cases(n: int, seed: int, image_prob: float = 0.25) -> list[tuple[str, str, str, str, int, bool]]:
-    """(colour, shape, direction, background, clip seed, image mode) drawn like the fine-tune's data.
+def sample_cases(
+    n: int, seed: int, image_prob: float = 0.25, held_out: tuple[tuple[str, str, str], ...] = ()
+) -> list[tuple[str, str, str, str, int, bool]]:
+    """(colour, shape, direction, background, clip seed, image mode) drawn like the fine-tune's data;
+    a direction that would make a ``held_out`` triple is drawn again.
 
     Clip seeds start at 300000: the evaluation sets use 1000+ and 2000+.
     """
@@ -95,11 +100,15 @@ def sample_cases(n: int, seed: int, image_prob: float = 0.25) -> list[tuple[str,
             for c in COLOR_NAMES
             if np.linalg.norm(np.asarray(COLORS[c]) - background_mean_color(bg)) >= 0.45
         ]
+        colour, shape = colours[rng.integers(len(colours))], SHAPES[rng.integers(3)]
+        direction = DIRECTION_NAMES[rng.integers(8)]
+        while (colour, shape, direction) in held_out:
+            direction = DIRECTION_NAMES[rng.integers(8)]
         out.append(
             (
-                colours[rng.integers(len(colours))],
-                SHAPES[rng.integers(3)],
-                DIRECTION_NAMES[rng.integers(8)],
+                colour,
+                shape,
+                direction,
                 bg,
                 300000 + i,
                 bool(rng.random() < image_prob),
@@ -135,7 +144,7 @@ def teacher_set(pipe: Any, cfg: DistillConfig, log: Callable[[str], None]) -> Te
     from training.demo.world import make_single_clip
 
     p = pipe.preset
-    cases = sample_cases(cfg.num_samples, cfg.seed, cfg.image_prob)
+    cases = sample_cases(cfg.num_samples, cfg.seed, cfg.image_prob, cfg.held_out)
     cap_rng = np.random.default_rng(np.random.SeedSequence([21, cfg.seed]))
     captions = [_caption(c, cap_rng) for c in cases]
     gen = torch.Generator().manual_seed(cfg.seed + 4242)

@@ -1,0 +1,198 @@
+"""Caption alignment of the demo's text encoder (stage ``align`` of training/train_demo.py).
+
+After the fine-tune the DiT follows the canonical phrasing ("a red circle moves to the left on a
+black background") but not the many other ways people say the same thing. Teaching the DiT a wide
+grammar directly (flow matching on wide captions) costs it motion: the direction has to be found in
+a byte sequence whose layout keeps changing, and within the recipe's steps the DiT learns the average
+of the directions instead (bench/RESULTS.md, "wanserve-demo and the caption grammar").
+
+This stage leaves the DiT alone and teaches the **text encoder** that a paraphrase means what the
+canonical caption means, measured where it matters, at the DiT's output: for a noisy latent of a
+clip, the frozen DiT given the student encoder's context for a wide-grammar caption must predict what
+it predicts given the frozen teacher encoder's context for the clip's canonical caption
+
+    loss = || DiT(x_t, t, student(paraphrase)) - DiT(x_t, t, teacher(canonical)) ||^2
+
+(frames pinned in image mode carry no loss). The paraphrases come from the training grammar of
+`training.demo.captions` with made-up verbs and adjectives, and made-up or real but meaningless
+words dropped in anywhere (`captions.filler`), so that a word the encoder never saw learns to say
+nothing; canonical captions and the empty prompt (the unconditional branch of guidance) are in the
+mix with themselves as target, so what already worked keeps working. The student may read more
+text positions than the teacher (``student_len``): the DiT cross-attends over the zero padding as
+well, and the student learns to make up for the longer context, which long paraphrases need. It may
+also have more layers than the teacher (``extra_layers``, added as the identity, `deepen`): two
+layers of a byte-level encoder have little room to compose words into phrases.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.demo import train as T
+from training.demo.finetune import Spec
+from training.demo.world import simple_caption
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    steps: int = 1500
+    batch: int = 32
+    lr: float = 1e-3
+    warmup: int = 50
+    seed: int = 11
+    student_len: int = 96  # text positions of the aligned encoder (and of the exported DiT)
+    variants: int = 8  # captions per clip, one drawn per step
+    canonical_share: float = 0.15  # of the variants, the canonical phrasing itself
+    empty_share: float = 0.05  # of the samples, the empty prompt (guidance's unconditional branch)
+    pseudo: float = 0.35  # made-up verb or adjective
+    filler: float = 0.5  # a meaningless word at a random place (and then a second one, as often)
+    image_mode_prob: float = 0.25
+    ema_decay: float = 0.995
+    extra_layers: int = 0  # encoder layers added to the student (identity at the start)
+
+
+def deepen(t5: nn.Module, extra: int) -> nn.Module:
+    """A copy of the UMT5 encoder ``t5`` with ``extra`` more layers after its own that start as the
+    identity (a copy of the last layer with its attention output and feed-forward output zeroed: both
+    sit on residual branches), so the deeper encoder computes exactly what ``t5`` does."""
+    from transformers import UMT5EncoderModel
+
+    if extra == 0:
+        return copy.deepcopy(t5)
+    config: Any = copy.deepcopy(t5.config)
+    n = int(config.num_layers)
+    config.num_layers = n + extra
+    deeper = UMT5EncoderModel(config)
+    sd = t5.state_dict()
+    last = f"encoder.block.{n - 1}."
+    for i in range(n, n + extra):
+        for key, value in list(sd.items()):
+            if key.startswith(last):
+                new = f"encoder.block.{i}." + key.removeprefix(last)
+                zero = key.endswith(("SelfAttention.o.weight", "DenseReluDense.wo.weight"))
+                sd[new] = torch.zeros_like(value) if zero else value.clone()
+    deeper.load_state_dict(sd)
+    return deeper
+
+
+def caption_pairs(specs: list[Spec], cfg: AlignConfig) -> tuple[list[list[str]], list[list[str]]]:
+    """Per clip, ``cfg.variants`` (student caption, teacher caption) pairs: a phrasing of the training
+    grammar and the canonical caption that names the same background (or none)."""
+    from training.demo.captions import filler, training_caption
+
+    rng = np.random.default_rng(np.random.SeedSequence([5151, cfg.seed]))
+    students, teachers = [], []
+    for bg, colour, shape, direction, speed, _ in specs:
+        s_caps, t_caps = [], []
+        for _k in range(cfg.variants):
+            stated = bg if rng.random() < 0.7 else None
+            canonical = simple_caption(colour, shape, direction, stated)
+            cap = training_caption(
+                colour, shape, direction, stated, speed, rng,
+                canonical_share=cfg.canonical_share, pseudo=cfg.pseudo,
+            )  # fmt: skip
+            if cap != canonical and rng.random() < cfg.filler:
+                cap = filler(cap, rng)
+                if rng.random() < cfg.filler:
+                    cap = filler(cap, rng)
+            s_caps.append(cap)
+            t_caps.append(canonical)
+        students.append(s_caps)
+        teachers.append(t_caps)
+    return students, teachers
+
+
+def _tokenize(captions: list[str], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from model.text_encoder import clean_prompt
+    from model.tokenizer import ByteTokenizer
+
+    tok = ByteTokenizer()(
+        [clean_prompt(c) for c in captions], padding="max_length", truncation=True, max_length=length
+    )
+    return tok["input_ids"], tok["attention_mask"]
+
+
+def align_text_encoder(
+    dit: nn.Module,
+    t5: nn.Module,
+    latents: torch.Tensor,
+    specs: list[Spec],
+    cfg: AlignConfig,
+    *,
+    teacher_len: int,
+    log: Callable[[str], None] | None = None,
+) -> nn.Module:
+    """Train a student copy of ``t5`` (``cfg.extra_layers`` deeper) against the DiT and ``t5`` as the
+    teacher, both frozen; returns the student with its EMA weights. ``latents``: normalised clips
+    [n, z, f, h, w] that ``specs`` describe."""
+    dit.eval()
+    for p in dit.parameters():
+        p.requires_grad_(False)
+    teacher = t5.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    t5 = deepen(teacher, cfg.extra_layers).train()
+    for p in t5.parameters():
+        p.requires_grad_(True)
+
+    students, teachers = caption_pairs(specs, cfg)
+    n, k_var = latents.shape[0], cfg.variants
+    s_ids, s_mask = _tokenize([c for caps in students for c in caps], cfg.student_len)
+    t_ids, t_mask = _tokenize([c for caps in teachers for c in caps], teacher_len)
+    s_ids, s_mask = s_ids.view(n, k_var, -1), s_mask.view(n, k_var, -1)
+    t_ids, t_mask = t_ids.view(n, k_var, -1), t_mask.view(n, k_var, -1)
+    e_s_ids, e_s_mask = _tokenize([""], cfg.student_len)
+    e_t_ids, e_t_mask = _tokenize([""], teacher_len)
+
+    opt = torch.optim.AdamW(t5.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    ema = T.EMA([t5], cfg.ema_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    running = 0.0
+    for step in range(cfg.steps):
+        idx = torch.randint(0, n, (cfg.batch,), generator=gen)
+        k = torch.randint(0, k_var, (cfg.batch,), generator=gen)
+        sid, sm = s_ids[idx, k].clone(), s_mask[idx, k].clone()
+        tid, tm = t_ids[idx, k].clone(), t_mask[idx, k].clone()
+        empty = torch.rand(cfg.batch, generator=gen) < cfg.empty_share
+        sid[empty], sm[empty], tid[empty], tm[empty] = e_s_ids[0], e_s_mask[0], e_t_ids[0], e_t_mask[0]
+        image_mode = torch.rand(cfg.batch, generator=gen) < cfg.image_mode_prob
+        for g in opt.param_groups:
+            g["lr"] = T._lr(step, cfg.steps, cfg.lr, cfg.warmup)
+
+        x0 = latents[idx]
+        b, _, f, h, w = x0.shape
+        sigma = T.sample_sigmas(b, 2.0, gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        s = sigma.view(b, 1, 1, 1, 1)
+        noisy = torch.ones(b, 1, f, 1, 1)  # 0 on a pinned (clean) first frame
+        noisy[image_mode, :, 0] = 0
+        xt = noisy * ((1 - s) * x0 + s * noise) + (1 - noisy) * x0
+        tokens_per_frame = (h // 2) * (w // 2)
+        t = (sigma * 1000).view(b, 1).repeat(1, f * tokens_per_frame)
+        t[image_mode, :tokens_per_frame] = 0
+
+        with torch.no_grad():
+            target = dit(xt, t, T.encode_text(teacher, tid, tm))
+        pred = dit(xt, t, T.encode_text(t5, sid, sm))
+        se = (pred - target).pow(2) * noisy
+        loss = se.sum() / noisy.expand_as(se).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(t5.parameters()), 1.0)
+        opt.step()
+        ema.update(min(cfg.ema_decay, (1 + step) / (10 + step)))
+        running = loss.item() if step == 0 else 0.98 * running + 0.02 * loss.item()
+        if log is not None and (step % 100 == 0 or step == cfg.steps - 1):
+            log(f"align step {step} loss {running:.5f}")
+    ema.swap()
+    t5.eval()
+    for p in dit.parameters():
+        p.requires_grad_(True)
+    return t5
