@@ -211,3 +211,24 @@ def test_the_fine_tune_wide_captions_use_no_held_out_word() -> None:
     )
     assert 0.4 < canonical / len(flat) < 0.6  # CaptionMix.canonical_share
     assert len(set(flat)) > 0.5 * len(flat)
+
+
+def test_the_caption_alignment_uses_no_held_out_word_and_pairs_each_phrasing_with_its_canonical() -> None:
+    from training.demo import align as A
+    from training.demo import finetune as FT
+
+    specs = FT.single_object_specs(400, held_out=tuple(C.HELD_OUT_COMBOS))
+    students, teachers = A.caption_pairs(specs, A.AlignConfig(variants=4))
+    flat = [c for caps in students for c in caps]
+    assert not set().union(*(_words(c) for c in flat)) & _held_out_words()
+    assert not set(C.FILLER_WORDS) & _held_out_words()
+    meaningful = ("up", "down", "left", "right", "top", "bottom", "lower", "upper", *COLOR_NAMES, *SHAPES)
+    assert not [w for w in C.FILLER_WORDS if any(m in w for m in meaningful)]
+    for (bg, colour, shape, direction, _, _), caps in zip(specs, teachers, strict=True):
+        # the teacher's caption is the canonical one, naming the background or not
+        assert set(caps) <= {simple_caption(colour, shape, direction, s) for s in (bg, None)}
+    for (_, colour, _, _, _, _), caps in zip(specs, students, strict=True):
+        assert all(colour in c.lower() for c in caps)  # a paraphrase keeps the colour word
+    with_filler = sum(any(w in C.FILLER_WORDS for w in c.split()) for c in flat)
+    assert with_filler > 0.1 * len(flat)
+    assert len(set(flat)) > 0.8 * len(flat)
