@@ -18,9 +18,9 @@ The DiT trains as a chain of stages, each continuing from the previous one's EMA
   64 text positions, a faster learning rate on the text path, three text-mode samples for every
   image-mode one), restarted with a lower learning rate. ``ft3`` has 0 steps by default: it made
   text mode worse (bench/RESULTS.md);
-- ``align``: caption alignment of the text encoder (``training.demo.align``): with the DiT frozen, a
-  wide-grammar paraphrase must make the DiT predict what the canonical caption makes it predict, so
-  the model follows the many ways people phrase a prompt; the exported DiT reads 96 text positions.
+- ``align`` (0 steps by default: not part of the shipped recipe yet): caption alignment of the text
+  encoder (``training.demo.align``): with the DiT frozen, a wide-grammar paraphrase must make the DiT
+  predict what the canonical caption makes it predict; the exported DiT reads 96 text positions.
 
 After the export, ``lightning`` distils ``wanserve-demo-lightning`` (``training.demo.lightning``):
 a rank-8 LoRA with which the ``distill`` sampler at 4 steps without guidance matches the exported
@@ -29,7 +29,8 @@ model at its defaults; written to ``model.presets.DEMO_LORA_DIR`` (``--lora-out`
 Options of issue 20's caption-grammar experiments, all off by default (the shipped recipe):
 ``--hold-out-combos`` (no clip of any stage shows a ``HELD_OUT_COMBOS`` triple), ``--ft-wide-captions``
 (fine-tune on canonical + wide-grammar captions with made-up words), ``--ft-token-aux`` (every caption
-position of the DiT's context states the attributes), ``--ft-rest-lr-scale``, ``--ft-text-len``;
+position of the DiT's context states the attributes), ``--ft-rest-lr-scale``, ``--ft-text-len``, and
+the ``align`` stage (``--align-steps N``, ``--align-lr``, ``--align-x0``, ``--align-extra-layers``);
 results in bench/RESULTS.md ("wanserve-demo and the caption grammar").
 
 A stage with 0 steps is skipped. Wall time and quality of a from-scratch run with the defaults are
@@ -149,6 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         default=ALIGN_EXTRA_LAYERS,
         help="text-encoder layers the caption alignment adds (they start as the identity)",
     )
+    ap.add_argument("--align-lr", type=float, default=A.AlignConfig.lr)
+
+    ap.add_argument(
+        "--align-x0",
+        action=argparse.BooleanOptionalAction,
+        default=A.AlignConfig.x0_space,
+        help="compare clean-latent predictions (weighs the noisy steps up)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -183,7 +192,12 @@ def main(argv: list[str] | None = None) -> int:
             "ft_rest_lr_scale": args.ft_rest_lr_scale,
             "ft_text_len": args.ft_text_len,
             "align": dataclasses.asdict(
-                A.AlignConfig(steps=args.align_steps, extra_layers=args.align_extra_layers)
+                A.AlignConfig(
+                    steps=args.align_steps,
+                    lr=args.align_lr,
+                    extra_layers=args.align_extra_layers,
+                    x0_space=args.align_x0,
+                )
             ),
         },
     )

@@ -6,11 +6,6 @@
 * image mode: 8 fixed clips; the first generated frame reproduces the given image (PSNR >= 25 dB for
   every clip) and the object then moves as asked (colour + direction) in >= 80 % of clips.
 
-* held-out paraphrases: 24 prompts, each with a verb (and often a direction phrasing, number,
-  adjective or background phrasing) that no training caption contains, followed in >= 85 % of clips;
-* held-out combinations: 24 prompts of (colour, shape, direction) triples that no training clip of
-  any stage shows, phrased with the training grammar, followed in >= 85 % of clips.
-
 All with the preset defaults (size, frames, steps, guidance, shift, sampler). Also checks that the
 evaluation metrics themselves are right on ground-truth clips of the procedural world.
 """
@@ -37,7 +32,6 @@ from training.demo.world import (
 )
 
 TEXT_PASS = 0.8
-HELD_OUT_PASS = 0.85
 IMAGE_PASS = 0.8
 MIN_PSNR = 25.0
 
@@ -138,20 +132,3 @@ def test_generation_is_deterministic(pipe) -> None:  # type: ignore[no-untyped-d
     b = pipe.generate("a red circle moves to the left", seed=7, num_steps=4)
     assert a.shape == (3, 9, 32, 32)
     torch.testing.assert_close(a, b)
-
-
-def _report(scores: list[E.ClipScore]) -> str:
-    return "\n".join(
-        f"{'ok ' if s.ok else 'BAD'} {s.prompt!r}: colour {s.color}, displacement "
-        f"({s.displacement[0]:+.1f}, {s.displacement[1]:+.1f})"
-        for s in scores
-    )
-
-
-@pytest.mark.parametrize("held_out", ["paraphrase", "combination"])
-def test_held_out_prompts_are_followed(pipe, held_out: str) -> None:  # type: ignore[no-untyped-def]
-    cases = E.paraphrase_cases(24) if held_out == "paraphrase" else E.combination_cases(24)
-    scores = E.evaluate_prompts(pipe, cases)
-    passed = sum(s.ok for s in scores)
-    msg = f"{passed}/{len(cases)} {held_out} prompts followed {E.confusion(scores)}\n{_report(scores)}"
-    assert passed >= HELD_OUT_PASS * len(cases), msg

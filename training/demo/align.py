@@ -42,13 +42,13 @@ from training.demo.world import simple_caption
 
 @dataclass(frozen=True)
 class AlignConfig:
-    steps: int = 1500
+    steps: int = 2000
     batch: int = 32
     lr: float = 1e-3
     warmup: int = 50
     seed: int = 11
     student_len: int = 96  # text positions of the aligned encoder (and of the exported DiT)
-    variants: int = 8  # captions per clip, one drawn per step
+    variants: int = 16  # captions per clip, one drawn per step
     canonical_share: float = 0.15  # of the variants, the canonical phrasing itself
     empty_share: float = 0.05  # of the samples, the empty prompt (guidance's unconditional branch)
     pseudo: float = 0.35  # made-up verb or adjective
@@ -56,6 +56,9 @@ class AlignConfig:
     image_mode_prob: float = 0.25
     ema_decay: float = 0.995
     extra_layers: int = 0  # encoder layers added to the student (identity at the start)
+    # compare the clean-latent predictions x0 = x_t - sigma v instead of v: weighs each sample by
+    # sigma^2, i.e. towards the noisy steps where the layout and the motion are decided
+    x0_space: bool = True
 
 
 def deepen(t5: nn.Module, extra: int) -> nn.Module:
@@ -182,6 +185,8 @@ def align_text_encoder(
             target = dit(xt, t, T.encode_text(teacher, tid, tm))
         pred = dit(xt, t, T.encode_text(t5, sid, sm))
         se = (pred - target).pow(2) * noisy
+        if cfg.x0_space:
+            se = se * s.pow(2) / s.pow(2).mean()
         loss = se.sum() / noisy.expand_as(se).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -21,10 +21,11 @@ learn that an unfamiliar word says nothing about colour or direction. ``HELD_OUT
 Status: the shipped ``wanserve-demo`` is still trained on the narrower captions of
 `training.demo.world` (which use none of the held-out words). A from-scratch run of the whole chain on
 this grammar (with made-up words and the held-out combinations removed from the data) lost motion in
-text mode; a run that kept the canonical pre-training and used this grammar only in a (shortened)
-fine-tune, ``training/train_demo.py --hold-out-combos --ft-wide-captions ...``, kept the fixed set and
-image mode and raised the paraphrase set from 5 to 12 of 24, still short of the target; see
-bench/RESULTS.md, "wanserve-demo and the caption grammar".
+text mode; a run that kept the canonical pre-training and used this grammar only in the fine-tune
+(``--ft-wide-captions``) reached paraphrase 14/24; the caption alignment of the text encoder
+(`training.demo.align`, ``--align-steps``; made-up and ``FILLER_WORDS`` dropped in) reaches 15-18/24,
+still short of the 85 % target: almost every miss is a held-out *direction* phrasing ("off to the
+lower left", "toward the bottom edge"); see bench/RESULTS.md, "wanserve-demo and the caption grammar".
 """
 
 from __future__ import annotations
