@@ -169,17 +169,7 @@ def align_text_encoder(
         for g in opt.param_groups:
             g["lr"] = T._lr(step, cfg.steps, cfg.lr, cfg.warmup)
 
-        x0 = latents[idx]
-        b, _, f, h, w = x0.shape
-        sigma = T.sample_sigmas(b, 2.0, gen)
-        noise = torch.randn(x0.shape, generator=gen)
-        s = sigma.view(b, 1, 1, 1, 1)
-        noisy = torch.ones(b, 1, f, 1, 1)  # 0 on a pinned (clean) first frame
-        noisy[image_mode, :, 0] = 0
-        xt = noisy * ((1 - s) * x0 + s * noise) + (1 - noisy) * x0
-        tokens_per_frame = (h // 2) * (w // 2)
-        t = (sigma * 1000).view(b, 1).repeat(1, f * tokens_per_frame)
-        t[image_mode, :tokens_per_frame] = 0
+        xt, t, _, noisy, s = T.noised(latents[idx], image_mode, gen)
 
         with torch.no_grad():
             target = dit(xt, t, T.encode_text(teacher, tid, tm))

@@ -211,16 +211,7 @@ def finetune_text_following(
         image_mode = torch.rand(batch, generator=gen) < image_mode_prob
         for g in opt.param_groups:
             g["lr"] = T._lr(step, steps, g["base"], 50)
-        b, _, f, h, w = x0.shape
-        sigma = T.sample_sigmas(b, 2.0, gen)
-        noise = torch.randn(x0.shape, generator=gen)
-        s = sigma.view(b, 1, 1, 1, 1)
-        noisy = torch.ones(b, 1, f, 1, 1)  # 0 on a pinned (clean) first frame
-        noisy[image_mode, :, 0] = 0
-        xt = noisy * ((1 - s) * x0 + s * noise) + (1 - noisy) * x0
-        tokens_per_frame = (h // 2) * (w // 2)
-        t = (sigma * 1000).view(b, 1).repeat(1, f * tokens_per_frame)  # [B, L] per-token timesteps
-        t[image_mode, :tokens_per_frame] = 0
+        xt, t, noise, noisy, _ = T.noised(x0, image_mode, gen)
         ctx, pooled = T.pooled_text(t5, ids, mask)
         v = dit(xt, t, ctx)
         se = (v - (noise - x0)).pow(2) * noisy

@@ -258,6 +258,25 @@ def sample_sigmas(n: int, shift: float, gen: torch.Generator) -> torch.Tensor:
     return torch.where(pick, shifted, u).clamp(1e-3, 0.999)
 
 
+def noised(
+    x0: torch.Tensor, image_mode: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flow-matching inputs for clean latents ``x0`` [B, z, f, h, w]: -> (x_t, per-token timesteps
+    [B, L], noise, ``noisy`` [B, 1, f, 1, 1] (0 on a pinned first frame), sigma [B, 1, 1, 1, 1]).
+    Samples in ``image_mode`` keep latent frame 0 clean, at timestep 0 (TI2V image mode)."""
+    b, _, f, h, w = x0.shape
+    sigma = sample_sigmas(b, 2.0, gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    s = sigma.view(b, 1, 1, 1, 1)
+    noisy = torch.ones(b, 1, f, 1, 1)
+    noisy[image_mode, :, 0] = 0
+    xt = noisy * ((1 - s) * x0 + s * noise) + (1 - noisy) * x0
+    tokens_per_frame = (h // 2) * (w // 2)
+    t = (sigma * 1000).view(b, 1).repeat(1, f * tokens_per_frame)
+    t[image_mode, :tokens_per_frame] = 0
+    return xt, t, noise, noisy, s
+
+
 def flow_matching_loss(
     dit: nn.Module,
     t5: nn.Module,
