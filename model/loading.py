@@ -45,7 +45,7 @@ from model.text_encoder import (
     official_t5_to_hf_keys,
     umt5_config_from_official,
 )
-from model.tokenizer import ByteTokenizer
+from model.tokenizer import ByteTokenizer, load_marked_tokenizer
 from model.transformer import TransformerConfig, WanTransformer, diffusers_to_official_transformer_keys
 from model.vae21 import Wan21VAE, Wan21VAEConfig, diffusers_to_official_vae21_keys
 from model.vae22 import Wan22VAE, Wan22VAEConfig, diffusers_to_official_vae22_keys
@@ -297,8 +297,12 @@ def load_official_vae(path: Path, *, device: torch.device) -> nn.Module:
 
 
 def load_tokenizer(folder: Path, what: str) -> Any:
-    if ByteTokenizer.is_byte_tokenizer_dir(folder):
-        return ByteTokenizer()
+    try:
+        marked = load_marked_tokenizer(folder)
+    except (ValueError, OSError) as e:
+        raise CheckpointError(f"{what}: {e}") from e
+    if marked is not None:
+        return marked
     if not folder.is_dir():
         raise CheckpointError(f"{what}: tokenizer folder {folder} not found")
     from transformers import AutoTokenizer

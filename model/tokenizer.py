@@ -1,50 +1,49 @@
-"""A byte-level tokenizer that needs no vocabulary files.
+"""Tokenizers that need no sentencepiece model: bytes, or words of a small fixed vocabulary.
 
-Used by the tiny presets and the demo model in place of the UMT5 sentencepiece tokenizer. The id
-layout follows ByT5 (`transformers.ByT5Tokenizer`): pad 0, eos 1, unk 2, UTF-8 byte b -> b + 3,
-a vocabulary of 384 ids (the top 125 are unused "extra ids"). So a text encoder trained with
-ByT5Tokenizer works with this one and vice versa.
+Used by the tiny presets and the demo model in place of the UMT5 sentencepiece tokenizer.
+
+* `ByteTokenizer`: the id layout follows ByT5 (`transformers.ByT5Tokenizer`): pad 0, eos 1, unk 2,
+  UTF-8 byte b -> b + 3, a vocabulary of 384 ids (the top 125 are unused "extra ids"). So a text
+  encoder trained with ByT5Tokenizer works with this one and vice versa.
+* `WordTokenizer`: lower-cased words and punctuation marks of a fixed vocabulary (pad 0, eos 1,
+  unk 2, the vocabulary from 3). Every word outside the vocabulary is the one `unk` id, so a text
+  encoder that learned `unk` says nothing treats a word it never saw ("cruises", "corner") as what
+  it is to it: noise around the words it knows. The demo model's aligned encoder reads these.
 
 The call shape mirrors what the pipeline uses of a Hugging Face tokenizer:
 `tok(texts, padding="max_length", truncation=True, max_length=512, add_special_tokens=True,
 return_tensors="pt") -> {"input_ids": LongTensor [B, L], "attention_mask": LongTensor [B, L]}`.
 
-A checkpoint folder marks its tokenizer as this one with a file named `MARKER_FILE`.
+A checkpoint folder marks its tokenizer with a file named `MARKER_FILE` (bytes) or
+`WORD_MARKER_FILE` (words; the file holds the vocabulary).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
-__all__ = ["MARKER_FILE", "ByteTokenizer"]
+__all__ = ["MARKER_FILE", "WORD_MARKER_FILE", "ByteTokenizer", "WordTokenizer", "load_marked_tokenizer"]
 
 MARKER_FILE = "wanserve_byte_tokenizer.json"
+WORD_MARKER_FILE = "wanserve_word_tokenizer.json"
 
 
-class ByteTokenizer:
-    """UTF-8 bytes as tokens; `</s>` appended, right padding with 0."""
+class _PaddedTokenizer:
+    """What both tokenizers share: special ids and the padded batch call."""
 
     pad_token_id = 0
     eos_token_id = 1
     unk_token_id = 2
     offset = 3
-    vocab_size = 384
     model_max_length = 512
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        ids = [b + self.offset for b in text.encode("utf-8")]
-        if add_special_tokens:
-            ids.append(self.eos_token_id)
-        return ids
-
-    def decode(self, ids: list[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
-        if isinstance(ids, torch.Tensor):
-            ids = ids.tolist()
-        out = bytes(i - self.offset for i in ids if self.offset <= i < 256 + self.offset)
-        return out.decode("utf-8", errors="replace")
+        raise NotImplementedError
 
     def __call__(
         self,
@@ -78,6 +77,24 @@ class ByteTokenizer:
             out["attention_mask"] = mask
         return out
 
+
+class ByteTokenizer(_PaddedTokenizer):
+    """UTF-8 bytes as tokens; `</s>` appended, right padding with 0."""
+
+    vocab_size = 384
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        ids = [b + self.offset for b in text.encode("utf-8")]
+        if add_special_tokens:
+            ids.append(self.eos_token_id)
+        return ids
+
+    def decode(self, ids: list[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        out = bytes(i - self.offset for i in ids if self.offset <= i < 256 + self.offset)
+        return out.decode("utf-8", errors="replace")
+
     # -- folder round trip ----------------------------------------------------------------------
     def save_pretrained(self, folder: str | Path) -> None:
         folder = Path(folder)
@@ -89,3 +106,62 @@ class ByteTokenizer:
     @classmethod
     def is_byte_tokenizer_dir(cls, folder: str | Path) -> bool:
         return (Path(folder) / MARKER_FILE).is_file()
+
+
+class WordTokenizer(_PaddedTokenizer):
+    """Lower-cased words (runs of letters and digits) and single punctuation marks; `</s>` appended,
+    right padding with 0; a word outside ``vocab`` is `unk`."""
+
+    _TOKEN = re.compile(r"[^\W_]+|[^\w\s]|_")
+
+    def __init__(self, vocab: Iterable[str]) -> None:
+        self.vocab: tuple[str, ...] = tuple(dict.fromkeys(vocab))
+        bad = [w for w in self.vocab if self.split(w) != [w]]
+        if bad:
+            raise ValueError(f"vocabulary entries that are not single tokens: {bad[:5]}")
+        self._ids = {w: i + self.offset for i, w in enumerate(self.vocab)}
+        self.vocab_size = len(self.vocab) + self.offset
+
+    @classmethod
+    def split(cls, text: str) -> list[str]:
+        return cls._TOKEN.findall(text.lower())
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        ids = [self._ids.get(w, self.unk_token_id) for w in self.split(text)]
+        if add_special_tokens:
+            ids.append(self.eos_token_id)
+        return ids
+
+    def decode(self, ids: list[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        words = []
+        for i in ids:
+            if i >= self.offset:
+                words.append(self.vocab[i - self.offset])
+            elif i == self.unk_token_id or not skip_special_tokens:
+                words.append({0: "<pad>", 1: "</s>", 2: "<unk>"}[i])
+        return " ".join(words)
+
+    # -- folder round trip ----------------------------------------------------------------------
+    def save_pretrained(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        body = {"tokenizer": "wanserve-word", "vocab_size": self.vocab_size, "vocab": list(self.vocab)}
+        (folder / WORD_MARKER_FILE).write_text(json.dumps(body, indent=0) + "\n")
+
+    @classmethod
+    def from_dir(cls, folder: str | Path) -> WordTokenizer:
+        body = json.loads((Path(folder) / WORD_MARKER_FILE).read_text())
+        if body.get("tokenizer") != "wanserve-word" or not isinstance(body.get("vocab"), list):
+            raise ValueError(f"{WORD_MARKER_FILE} is not a wanserve word vocabulary")
+        return cls(str(w) for w in body["vocab"])
+
+
+def load_marked_tokenizer(folder: str | Path) -> ByteTokenizer | WordTokenizer | None:
+    """The tokenizer a folder marks as one of these, or None (a Hugging Face tokenizer folder)."""
+    if (Path(folder) / WORD_MARKER_FILE).is_file():
+        return WordTokenizer.from_dir(folder)
+    if ByteTokenizer.is_byte_tokenizer_dir(folder):
+        return ByteTokenizer()
+    return None

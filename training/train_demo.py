@@ -60,6 +60,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from model.presets import DEMO_LORA_DIR, DEMO_WEIGHTS_DIR  # noqa: E402
+from model.tokenizer import ByteTokenizer, WordTokenizer  # noqa: E402
 from training.demo import align as A  # noqa: E402
 from training.demo import finetune as F  # noqa: E402
 from training.demo import lightning as LT  # noqa: E402
@@ -87,6 +88,8 @@ FT_TEXT_LEN = F.FT_TEXT_LEN
 # and the encoder layers it adds
 ALIGN_STEPS = 0
 ALIGN_EXTRA_LAYERS = 0
+# the aligned encoder reads words of a fixed vocabulary (model.tokenizer.WordTokenizer), not bytes
+ALIGN_WORD_TOKENS = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,6 +154,19 @@ def main(argv: list[str] | None = None) -> int:
         help="text-encoder layers the caption alignment adds (they start as the identity)",
     )
     ap.add_argument("--align-lr", type=float, default=A.AlignConfig.lr)
+    ap.add_argument(
+        "--align-word-tokens",
+        action=argparse.BooleanOptionalAction,
+        default=ALIGN_WORD_TOKENS,
+        help="the aligned encoder reads words (unknown words: one token) instead of bytes",
+    )
+    ap.add_argument(
+        "--align-student-len",
+        type=int,
+        default=None,
+        help="text positions of the aligned encoder and the exported DiT (default: 32 words / 96 bytes)",
+    )
+    ap.add_argument("--align-obscure", type=float, default=A.AlignConfig.obscure)
 
     ap.add_argument(
         "--align-x0",
@@ -197,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
                     lr=args.align_lr,
                     extra_layers=args.align_extra_layers,
                     x0_space=args.align_x0,
+                    word_tokens=args.align_word_tokens,
+                    student_len=args.align_student_len or (32 if args.align_word_tokens else 96),
+                    obscure=args.align_obscure,
                 )
             ),
         },
@@ -281,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             "step": steps_through(stage),
             "text_len": T.DEMO_DIT["text_len"],
             "t5_layers": int(getattr(t5.config, "num_layers")),  # noqa: B009 (nn.Module is untyped)
+            "vocab": None if T.DEMO_VOCAB is None else list(T.DEMO_VOCAB),
         }
         torch.save(state, ckpt(stage))
         stage_time(stage, t0)
@@ -292,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         vae = T.build_vae(stats[0].tolist(), stats[1].tolist())
         vae.load_state_dict(torch.load(vae_path))
         dit, t5 = load_stage(ckpt(last), steps_through(last))
-        export_checkpoint(Path(cfg.out_dir), dit=dit, vae=vae, t5=t5)
+        tokenizer = ByteTokenizer() if T.DEMO_VOCAB is None else WordTokenizer(T.DEMO_VOCAB)
+        export_checkpoint(Path(cfg.out_dir), dit=dit, vae=vae, t5=t5, tokenizer=tokenizer)
         log(f"exported {last} (step {steps_through(last)}) to {cfg.out_dir}")
 
     if args.stage in ("all", *CHAIN, "export", "eval"):
@@ -336,6 +357,7 @@ def load_stage(path: Path, expected_step: int) -> tuple[torch.nn.Module, torch.n
     dit = T.build_dit()
     dit.load_state_dict(ck["dit"])
     T.DEMO_T5["num_layers"] = ck.get("t5_layers", T.DEMO_T5["num_layers"])
+    use_vocabulary(ck.get("vocab"))
     t5 = T.build_text_model()
     t5.load_state_dict(ck["t5"])
     return dit, t5
@@ -401,6 +423,12 @@ def use_text_context(length: int) -> None:
     T.DEMO_DIT["text_len"] = length
 
 
+def use_vocabulary(vocab: list[str] | tuple[str, ...] | None) -> None:
+    """Switch the demo's text encoder to word ids of ``vocab`` (None: bytes)."""
+    T.DEMO_VOCAB = None if vocab is None else tuple(vocab)
+    T.DEMO_T5["vocab_size"] = 384 if vocab is None else WordTokenizer(vocab).vocab_size
+
+
 def train_align_stage(
     cfg: T.TrainConfig,
     dit: torch.nn.Module,
@@ -418,6 +446,8 @@ def train_align_stage(
     torch.manual_seed(cfg.seed + acfg.seed)
     t5 = A.align_text_encoder(dit, t5, lat, specs, acfg, teacher_len=F.FT_TEXT_LEN, log=log)
     use_text_context(acfg.student_len)
+    tokenizer = A.student_tokenizer(acfg)
+    use_vocabulary(tokenizer.vocab if isinstance(tokenizer, WordTokenizer) else None)
     aligned = T.build_dit()
     aligned.load_state_dict(dit.state_dict())
     return aligned.eval(), t5

@@ -232,3 +232,46 @@ def test_the_caption_alignment_uses_no_held_out_word_and_pairs_each_phrasing_wit
     with_filler = sum(any(w in C.FILLER_WORDS for w in c.split()) for c in flat)
     assert with_filler > 0.1 * len(flat)
     assert len(set(flat)) > 0.8 * len(flat)
+
+
+def test_the_word_vocabulary_holds_every_training_word_and_no_held_out_one(
+    training_captions: list[str],
+) -> None:
+    from model.tokenizer import WordTokenizer
+
+    vocab = C.tokenizer_vocabulary()
+    assert vocab == C.tokenizer_vocabulary() and list(vocab) == sorted(set(vocab))  # reproducible
+    assert not _held_out_words() & set(vocab)
+    tok = WordTokenizer(vocab)
+    rng = np.random.default_rng(3)
+    grammar = [
+        C.training_caption(c, s, d, bg, "fast", rng, canonical_share=0.2, pseudo=0.0)
+        for c in COLOR_NAMES
+        for s in SHAPES
+        for d in DIRECTION_NAMES
+        for bg in ("black", "a sunset gradient", None)
+    ]
+    for caption in [*training_captions[:500], *grammar]:
+        assert tok.unk_token_id not in tok.encode(caption), caption
+    # what a held-out paraphrase leaves for the encoder: the words it knows, and unknown tokens
+    ids = tok.encode("Just one purple circle wandering toward the bottom edge over navy.")
+    assert tok.decode(ids) == "<unk> one purple circle <unk> toward the bottom <unk> over navy ."
+
+
+def test_obscuring_keeps_every_word_that_says_colour_shape_direction_count_or_background() -> None:
+    rng = np.random.default_rng(0)
+    keys = {"red", "circle", "two", "squares", "up", "left", "top", "lower", "rises", "navy", "and"}
+    changed = 0
+    for _ in range(200):
+        text = "two red squares rise up and to the left while a circle rises toward the top on navy"
+        out = C.obscure(text, rng, 0.5)
+        assert len(out.split()) == len(text.split())
+        for before, after in zip(text.split(), out.split(), strict=True):
+            if before in keys:
+                assert after == before
+            elif after != before:
+                changed += 1
+                assert not C._key_words() & {after}
+    assert 200 * 7 * 0.35 < changed < 200 * 7 * 0.65  # 7 replaceable words: to the while a toward the on
+    everything = C.obscure("A red circle moves left.", np.random.default_rng(1), 1.0).split()
+    assert everything[1:3] == ["red", "circle"] and everything[-1] == "left." and everything[3] != "moves"

@@ -136,3 +136,45 @@ def test_the_caption_alignment_stage_keeps_the_dit_and_exports_the_aligned_encod
     assert pipe.text_encoder.model.config.num_layers == ft1["t5_layers"] + 1
     video = pipe.generate("one red circle cruises off to the left", num_steps=2, seed=0)
     assert torch.isfinite(video).all()
+
+
+def test_the_caption_alignment_can_give_the_encoder_a_word_tokenizer(tmp_path: Path) -> None:
+    """``--align-word-tokens``: the aligned encoder reads words of the training vocabulary (a word it
+    never saw is the unknown token); the export ships that vocabulary as the tokenizer, 32 text
+    positions, and the normal loader serves it."""
+    work, out = tmp_path / "work", tmp_path / "weights"
+    cmd = [
+        sys.executable, str(ROOT / "training/train_demo.py"),
+        "--work-dir", str(work), "--out", str(out), "--threads", "1",
+        "--vae-steps", "2", "--num-clips", "24", "--dit-steps", "2",
+        "--dit2-steps", "1", "--dit3-steps", "0", "--ft-steps", "1,0,0", "--ft-clips", "16",
+        "--lightning-steps", "0", "--hold-out-combos", "--align-steps", "3", "--align-word-tokens",
+    ]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    ft1, aligned = torch.load(work / "ft1.pt"), torch.load(work / "align.pt")
+    from model.tokenizer import WordTokenizer
+    from training.demo.captions import tokenizer_vocabulary
+
+    assert ft1["vocab"] is None and aligned["vocab"] == list(tokenizer_vocabulary())
+    assert aligned["t5"]["shared.weight"].shape[0] == len(aligned["vocab"]) + 3
+    assert aligned["text_len"] == 32
+    for key, value in ft1["dit"].items():
+        assert torch.equal(aligned["dit"][key], value), key
+
+    from model import load_pipeline
+
+    pipe = load_pipeline(str(out))
+    tok = pipe.text_encoder.tokenizer
+    assert isinstance(tok, WordTokenizer) and tok.vocab == tuple(aligned["vocab"])
+    assert not (out / "google" / "umt5-xxl" / "wanserve_byte_tokenizer.json").exists()
+    assert pipe.transformer.cfg.text_len == 32
+    ids = tok("One red circle cruises off to the left")["input_ids"][0]
+    assert tok.decode(ids) == "one red circle <unk> <unk> to the left"
+    video = pipe.generate("one red circle cruises off to the left", num_steps=2, seed=0)
+    assert torch.isfinite(video).all()
+    # a re-export from the fine-tune goes back to bytes
+    rerun = subprocess.run([*cmd, "--stage", "ft1"], capture_output=True, text=True, timeout=600, check=False)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert not (out / "google" / "umt5-xxl" / "wanserve_word_tokenizer.json").exists()
+    assert type(load_pipeline(str(out)).text_encoder.tokenizer).__name__ == "ByteTokenizer"

@@ -154,3 +154,27 @@ def test_encode_matches_diffusers_prompt_embeddings():
     ref, _ = pipe.encode_prompt(prompt, do_classifier_free_guidance=False, max_sequence_length=512)
     ours = pad_embeddings(te.encode([prompt]), 512)
     assert (ours - ref).abs().max().item() < 1e-6
+
+
+def test_word_tokenizer_reads_known_words_and_one_unknown_token(tmp_path) -> None:
+    from model.loading import CheckpointError, load_tokenizer
+    from model.tokenizer import WORD_MARKER_FILE, WordTokenizer
+
+    tok = WordTokenizer(["a", "red", "circle", "moves", "left", ",", "-"])
+    assert tok.vocab_size == 10 and tok.encode("A red circle moves LEFT") == [3, 4, 5, 6, 7, 1]
+    assert tok.encode("a red circle zooms up-left, fast") == [3, 4, 5, 2, 2, 9, 7, 8, 2, 1]
+    assert tok.decode(tok.encode("red zooms")) == "red <unk>"
+    out = tok(["red circle", "a red circle moves left"], max_length=4)
+    assert out["input_ids"].tolist() == [[4, 5, 1, 0], [3, 4, 5, 1]]  # the cut keeps </s>
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    with pytest.raises(ValueError, match="single tokens"):
+        WordTokenizer(["red circle"])
+
+    tok.save_pretrained(tmp_path / "tok")
+    loaded = load_tokenizer(tmp_path / "tok", "tokenizer")
+    assert isinstance(loaded, WordTokenizer) and loaded.vocab == tok.vocab
+    (tmp_path / "tok" / WORD_MARKER_FILE).write_text('{"tokenizer": "something else"}')
+    with pytest.raises(CheckpointError, match="word vocabulary"):
+        load_tokenizer(tmp_path / "tok", "tokenizer")
+    ByteTokenizer().save_pretrained(tmp_path / "bytes")
+    assert isinstance(load_tokenizer(tmp_path / "bytes", "tokenizer"), ByteTokenizer)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model.tokenizer import ByteTokenizer, WordTokenizer
 from training.demo import train as T
 from training.demo.finetune import Spec
 from training.demo.world import simple_caption
@@ -59,6 +60,12 @@ class AlignConfig:
     # compare the clean-latent predictions x0 = x_t - sigma v instead of v: weighs each sample by
     # sigma^2, i.e. towards the noisy steps where the layout and the motion are decided
     x0_space: bool = True
+    # the student reads words of `captions.tokenizer_vocabulary` (`model.tokenizer.WordTokenizer`)
+    # instead of bytes: a word it never saw is the one unknown token, like the made-up words here
+    word_tokens: bool = False
+    # word tokens only: share of the replaceable words (those that name no colour, shape, direction,
+    # count or background) replaced by made-up words, i.e. by the unknown token
+    obscure: float = 0.15
 
 
 def deepen(t5: nn.Module, extra: int) -> nn.Module:
@@ -85,10 +92,39 @@ def deepen(t5: nn.Module, extra: int) -> nn.Module:
     return deeper
 
 
+def word_student(teacher: nn.Module, tokenizer: WordTokenizer) -> nn.Module:
+    """A copy of the byte-level encoder ``teacher`` that reads the word ids of ``tokenizer``: the same
+    layers, and each word's embedding starts as the mean of its bytes' embeddings (the unknown token
+    as the mean over the vocabulary's words)."""
+    from transformers import UMT5EncoderModel
+
+    config: Any = copy.deepcopy(teacher.config)
+    config.vocab_size = tokenizer.vocab_size
+    student = UMT5EncoderModel(config)
+    sd = {k: v.clone() for k, v in teacher.state_dict().items()}
+    byte_emb = sd["shared.weight"]  # [384, D]
+    emb = torch.zeros(tokenizer.vocab_size, byte_emb.shape[1])
+    emb[: tokenizer.offset] = byte_emb[: tokenizer.offset]  # pad, eos, unk
+    byte_tok = ByteTokenizer()
+    for i, word in enumerate(tokenizer.vocab):
+        emb[tokenizer.offset + i] = byte_emb[byte_tok.encode(word, add_special_tokens=False)].mean(0)
+    emb[tokenizer.unk_token_id] = emb[tokenizer.offset :].mean(0)
+    sd["shared.weight"] = emb
+    sd["encoder.embed_tokens.weight"] = emb.clone()
+    student.load_state_dict(sd)
+    return student
+
+
+def student_tokenizer(cfg: AlignConfig) -> ByteTokenizer | WordTokenizer:
+    from training.demo.captions import tokenizer_vocabulary
+
+    return WordTokenizer(tokenizer_vocabulary()) if cfg.word_tokens else ByteTokenizer()
+
+
 def caption_pairs(specs: list[Spec], cfg: AlignConfig) -> tuple[list[list[str]], list[list[str]]]:
     """Per clip, ``cfg.variants`` (student caption, teacher caption) pairs: a phrasing of the training
     grammar and the canonical caption that names the same background (or none)."""
-    from training.demo.captions import filler, training_caption
+    from training.demo.captions import filler, obscure, training_caption
 
     rng = np.random.default_rng(np.random.SeedSequence([5151, cfg.seed]))
     students, teachers = [], []
@@ -101,6 +137,8 @@ def caption_pairs(specs: list[Spec], cfg: AlignConfig) -> tuple[list[list[str]],
                 colour, shape, direction, stated, speed, rng,
                 canonical_share=cfg.canonical_share, pseudo=cfg.pseudo,
             )  # fmt: skip
+            if cap != canonical and cfg.word_tokens and cfg.obscure > 0:
+                cap = obscure(cap, rng, cfg.obscure)
             if cap != canonical and rng.random() < cfg.filler:
                 cap = filler(cap, rng)
                 if rng.random() < cfg.filler:
@@ -112,11 +150,12 @@ def caption_pairs(specs: list[Spec], cfg: AlignConfig) -> tuple[list[list[str]],
     return students, teachers
 
 
-def _tokenize(captions: list[str], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _tokenize(
+    captions: list[str], length: int, tokenizer: ByteTokenizer | WordTokenizer | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     from model.text_encoder import clean_prompt
-    from model.tokenizer import ByteTokenizer
 
-    tok = ByteTokenizer()(
+    tok = (tokenizer or ByteTokenizer())(
         [clean_prompt(c) for c in captions], padding="max_length", truncation=True, max_length=length
     )
     return tok["input_ids"], tok["attention_mask"]
@@ -132,26 +171,30 @@ def align_text_encoder(
     teacher_len: int,
     log: Callable[[str], None] | None = None,
 ) -> nn.Module:
-    """Train a student copy of ``t5`` (``cfg.extra_layers`` deeper) against the DiT and ``t5`` as the
-    teacher, both frozen; returns the student with its EMA weights. ``latents``: normalised clips
-    [n, z, f, h, w] that ``specs`` describe."""
+    """Train a student copy of ``t5`` (``cfg.extra_layers`` deeper, reading words if
+    ``cfg.word_tokens``) against the DiT and ``t5`` as the teacher, both frozen; returns the student
+    with its EMA weights. ``latents``: normalised clips [n, z, f, h, w] that ``specs`` describe."""
     dit.eval()
     for p in dit.parameters():
         p.requires_grad_(False)
     teacher = t5.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    t5 = deepen(teacher, cfg.extra_layers).train()
+    tokenizer = student_tokenizer(cfg)
+    t5 = deepen(teacher, cfg.extra_layers)
+    if isinstance(tokenizer, WordTokenizer):
+        t5 = word_student(t5, tokenizer)
+    t5.train()
     for p in t5.parameters():
         p.requires_grad_(True)
 
     students, teachers = caption_pairs(specs, cfg)
     n, k_var = latents.shape[0], cfg.variants
-    s_ids, s_mask = _tokenize([c for caps in students for c in caps], cfg.student_len)
+    s_ids, s_mask = _tokenize([c for caps in students for c in caps], cfg.student_len, tokenizer)
     t_ids, t_mask = _tokenize([c for caps in teachers for c in caps], teacher_len)
     s_ids, s_mask = s_ids.view(n, k_var, -1), s_mask.view(n, k_var, -1)
     t_ids, t_mask = t_ids.view(n, k_var, -1), t_mask.view(n, k_var, -1)
-    e_s_ids, e_s_mask = _tokenize([""], cfg.student_len)
+    e_s_ids, e_s_mask = _tokenize([""], cfg.student_len, tokenizer)
     e_t_ids, e_t_mask = _tokenize([""], teacher_len)
 
     opt = torch.optim.AdamW(t5.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.99))

@@ -34,7 +34,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.demo.world import BACKGROUNDS, COLOR_NAMES, DIRECTION_NAMES, SHAPES, join_clauses
+from training.demo.world import (
+    BACKGROUNDS,
+    COLOR_NAMES,
+    DIRECTION_NAMES,
+    SHAPES,
+    join_clauses,
+    simple_caption,
+)
 
 # ------------------------------------------------------------------------------------------------
 # Vocabularies
@@ -323,6 +330,38 @@ def filler(text: str, rng: np.random.Generator, made_up: float = 0.5) -> str:
     return " ".join(words)
 
 
+def _key_words() -> frozenset[str]:
+    """Words that carry colour, shape, direction, count or background (`obscure` keeps them)."""
+    from training.demo.world import GRADIENTS
+
+    keys = {*COLOR_NAMES, *SHAPES, *(s + "s" for s in SHAPES), "two", "three", "and", "diagonally"}
+    for phrases in (*TRAIN.directions.values(), *_SIDE_PHRASES.values()):
+        for p in phrases:
+            keys.update(w for w in p.replace("-", " ").split() if w not in ("to", "the", "towards", "toward"))
+    for v in TRAIN.verbs:
+        if v.vertical is not None:
+            keys.update((v.third, v.plural, v.ing))
+    for name in (*BACKGROUNDS, *(g[0] for g in GRADIENTS)):
+        keys.update(name.split())
+    keys.discard("a")
+    return frozenset(keys)
+
+
+def obscure(text: str, rng: np.random.Generator, rate: float) -> str:
+    """``text`` with each word that carries no colour, shape, direction, count or background replaced by
+    a made-up word ``rate`` of the time ("a red circle moves to the left" -> "a red circle vusk to
+    the left"): any of them may be one a reader never saw."""
+    keys = _key_words()
+    out = []
+    for word in text.split(" "):
+        bare = word.strip(",.").lower()
+        if bare and bare not in keys and "-" not in bare and rng.random() < rate:
+            made_up = pseudo_word(rng)
+            word = word.replace(bare, made_up) if word.islower() else made_up + word[len(bare) :]
+        out.append(word)
+    return " ".join(out)
+
+
 def _pseudo_verb(rng: np.random.Generator) -> Verb:
     w = pseudo_word(rng)
     return Verb(w + "s", w, w + "ing")
@@ -532,3 +571,31 @@ def training_words() -> frozenset[str]:
         words.update(w.strip(",") for w in template.split() if "{" not in w)
     words.update(("an", "is", "are", "there", "that", "and", "while", "as", "moves"))
     return frozenset(w for w in words if w)
+
+
+def tokenizer_vocabulary(scenes: int = 4000, seed: int = 2020) -> tuple[str, ...]:
+    """The word vocabulary of the demo's word tokenizer (`model.tokenizer.WordTokenizer`), sorted:
+    every word of the training grammar, of the pre-training scenes' captions (`world.make_caption`)
+    and of the canonical phrasing, the ``FILLER_WORDS`` and punctuation. No held-out word is in it, so
+    every held-out word reads as the one unknown token, like the made-up words of training."""
+    from model.tokenizer import WordTokenizer
+    from training.demo.world import GRADIENTS, WorldConfig, sample_scene
+
+    words: set[str] = set()
+    for w in (*training_words(), *FILLER_WORDS, *COLOR_NAMES, *SHAPES, *(s + "s" for s in SHAPES)):
+        words.update(WordTokenizer.split(w))
+    for name in (*BACKGROUNDS, *(g[0] for g in GRADIENTS), "background", "gradient"):
+        words.update(WordTokenizer.split(name))
+    rng = np.random.default_rng(seed)
+    cfg = WorldConfig()
+    for _ in range(scenes):
+        _objects, background, caption = sample_scene(rng, cfg)
+        words.update(WordTokenizer.split(caption))
+        colour = COLOR_NAMES[int(rng.integers(len(COLOR_NAMES)))]
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        direction = DIRECTION_NAMES[int(rng.integers(len(DIRECTION_NAMES)))]
+        words.update(WordTokenizer.split(simple_caption(colour, shape, direction, background)))
+        caption = training_caption(colour, shape, direction, background, "fast", rng, pseudo=0.0)
+        words.update(WordTokenizer.split(caption))
+    words.update((",", ".", "-", "!", "'"))
+    return tuple(sorted(words))

@@ -4,7 +4,8 @@
     <out>/diffusion_pytorch_model.safetensors      DiT weights, official key names
     <out>/Wan2.2_VAE.pth                           VAE state dict, official key names
     <out>/models_t5_umt5-xxl-enc-bf16.pth          tiny UMT5 encoder, official T5 key names
-    <out>/google/umt5-xxl/wanserve_byte_tokenizer.json   marks the byte tokenizer (no vocab files)
+    <out>/google/umt5-xxl/wanserve_byte_tokenizer.json   marks the byte tokenizer (no vocab files), or
+    <out>/google/umt5-xxl/wanserve_word_tokenizer.json   the word tokenizer with its vocabulary
     <out>/wanserve_preset.json                     the `wanserve-demo` preset
 
 The official loader infers the VAE architecture from tensor shapes but has no place for per-channel
@@ -23,6 +24,10 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from model.tokenizer import MARKER_FILE, WORD_MARKER_FILE, ByteTokenizer, WordTokenizer
+
+Tokenizer = ByteTokenizer | WordTokenizer
 
 DIT_FILE = "diffusion_pytorch_model.safetensors"
 VAE_FILE = "Wan2.2_VAE.pth"
@@ -104,11 +109,13 @@ def dit_config_json(dit: nn.Module) -> dict[str, Any]:
     }
 
 
-def export_checkpoint(out: Path, *, dit: nn.Module, vae: nn.Module, t5: nn.Module) -> None:
+def export_checkpoint(
+    out: Path, *, dit: nn.Module, vae: nn.Module, t5: nn.Module, tokenizer: Tokenizer | None = None
+) -> None:
+    """``tokenizer``: what ``t5`` reads (default: bytes)."""
     from safetensors.torch import save_file
 
     from model.presets import WANSERVE_DEMO
-    from model.tokenizer import ByteTokenizer
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,5 +125,7 @@ def export_checkpoint(out: Path, *, dit: nn.Module, vae: nn.Module, t5: nn.Modul
     torch.save(fold_vae_normalisation(vae), out / VAE_FILE)
     t5_sd = hf_t5_to_official_keys({k: v.detach().float().contiguous() for k, v in t5.state_dict().items()})
     torch.save(t5_sd, out / T5_FILE)
-    ByteTokenizer().save_pretrained(out / TOKENIZER_DIR)
+    for marker in (MARKER_FILE, WORD_MARKER_FILE):  # a re-export may change the tokenizer
+        (out / TOKENIZER_DIR / marker).unlink(missing_ok=True)
+    (tokenizer or ByteTokenizer()).save_pretrained(out / TOKENIZER_DIR)
     (out / PRESET_FILE).write_text(json.dumps(WANSERVE_DEMO.to_dict(), indent=2) + "\n")
