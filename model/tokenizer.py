@@ -79,12 +79,32 @@ class _PaddedTokenizer:
 
 
 class ByteTokenizer(_PaddedTokenizer):
-    """UTF-8 bytes as tokens; `</s>` appended, right padding with 0."""
+    """UTF-8 bytes as tokens; `</s>` appended, right padding with 0.
+
+    With ``known_words``, every word (run of letters and digits) outside that vocabulary is left out
+    before the bytes are taken ("a red circle zooms off to the left" -> "a red circle to the left"):
+    for an encoder trained on a small closed vocabulary, a word it never saw says nothing it could
+    read, and left in, it shifts every byte position after it."""
 
     vocab_size = 384
+    _WORD = re.compile(r"[^\W_]+")
+
+    def __init__(self, known_words: Iterable[str] | None = None) -> None:
+        self.known_words: frozenset[str] | None = (
+            None if known_words is None else frozenset(w.lower() for w in known_words)
+        )
+
+    def filter(self, text: str) -> str:
+        """``text`` without its unknown words (unchanged when there is no vocabulary)."""
+        if self.known_words is None:
+            return text
+        known = self.known_words
+        kept = self._WORD.sub(lambda m: m.group(0) if m.group(0).lower() in known else "", text)
+        kept = re.sub(r"\s+([,.!?;:])", r"\1", re.sub(r"\s+", " ", kept))
+        return re.sub(r"^[\s,.!?;:]+", "", kept).rstrip()
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        ids = [b + self.offset for b in text.encode("utf-8")]
+        ids = [b + self.offset for b in self.filter(text).encode("utf-8")]
         if add_special_tokens:
             ids.append(self.eos_token_id)
         return ids
@@ -99,13 +119,23 @@ class ByteTokenizer(_PaddedTokenizer):
     def save_pretrained(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / MARKER_FILE).write_text(
-            json.dumps({"tokenizer": "wanserve-byte", "vocab_size": self.vocab_size}) + "\n"
-        )
+        body: dict[str, object] = {"tokenizer": "wanserve-byte", "vocab_size": self.vocab_size}
+        if self.known_words is not None:
+            body["known_words"] = sorted(self.known_words)
+        (folder / MARKER_FILE).write_text(json.dumps(body) + "\n")
 
     @classmethod
     def is_byte_tokenizer_dir(cls, folder: str | Path) -> bool:
         return (Path(folder) / MARKER_FILE).is_file()
+
+    @classmethod
+    def from_dir(cls, folder: str | Path) -> ByteTokenizer:
+        text = (Path(folder) / MARKER_FILE).read_text().strip()
+        body = json.loads(text) if text else {}
+        known = body.get("known_words") if isinstance(body, dict) else None
+        if known is not None and not isinstance(known, list):
+            raise ValueError(f"{MARKER_FILE}: known_words is not a list of words")
+        return cls(None if known is None else [str(w) for w in known])
 
 
 class WordTokenizer(_PaddedTokenizer):
@@ -163,5 +193,5 @@ def load_marked_tokenizer(folder: str | Path) -> ByteTokenizer | WordTokenizer |
     if (Path(folder) / WORD_MARKER_FILE).is_file():
         return WordTokenizer.from_dir(folder)
     if ByteTokenizer.is_byte_tokenizer_dir(folder):
-        return ByteTokenizer()
+        return ByteTokenizer.from_dir(folder)
     return None

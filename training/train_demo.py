@@ -30,8 +30,11 @@ Options of issue 20's caption-grammar experiments, all off by default (the shipp
 ``--hold-out-combos`` (no clip of any stage shows a ``HELD_OUT_COMBOS`` triple), ``--ft-wide-captions``
 (fine-tune on canonical + wide-grammar captions with made-up words), ``--ft-token-aux`` (every caption
 position of the DiT's context states the attributes), ``--ft-rest-lr-scale``, ``--ft-text-len``, and
-the ``align`` stage (``--align-steps N``, ``--align-lr``, ``--align-x0``, ``--align-extra-layers``);
-results in bench/RESULTS.md ("wanserve-demo and the caption grammar").
+the ``align`` stage (``--align-steps N``, ``--align-lr``, ``--align-x0``, ``--align-extra-layers``,
+``--align-canonical-share``; ``--align-word-tokens``: the aligned encoder reads words, an unknown word
+is one token, exported with its vocabulary; ``--align-known-words``: its byte tokenizer leaves unknown
+words out; ``--align-obscure``, ``--align-student-len``); results in bench/RESULTS.md
+("wanserve-demo and the caption grammar").
 
 A stage with 0 steps is skipped. Wall time and quality of a from-scratch run with the defaults are
 recorded in bench/RESULTS.md ("wanserve-demo training from scratch"): 47.5 min at 2 threads on the
@@ -51,6 +54,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,6 +94,8 @@ ALIGN_STEPS = 0
 ALIGN_EXTRA_LAYERS = 0
 # the aligned encoder reads words of a fixed vocabulary (model.tokenizer.WordTokenizer), not bytes
 ALIGN_WORD_TOKENS = False
+# the aligned encoder's byte tokenizer leaves out the words no training caption uses
+ALIGN_KNOWN_WORDS = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +173,18 @@ def main(argv: list[str] | None = None) -> int:
         help="text positions of the aligned encoder and the exported DiT (default: 32 words / 96 bytes)",
     )
     ap.add_argument("--align-obscure", type=float, default=A.AlignConfig.obscure)
+    ap.add_argument(
+        "--align-canonical-share",
+        type=float,
+        default=A.AlignConfig.canonical_share,
+        help="share of the alignment's captions in the canonical phrasing",
+    )
+    ap.add_argument(
+        "--align-known-words",
+        action=argparse.BooleanOptionalAction,
+        default=ALIGN_KNOWN_WORDS,
+        help="the aligned encoder's byte tokenizer leaves out words outside the training vocabulary",
+    )
 
     ap.add_argument(
         "--align-x0",
@@ -216,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                     word_tokens=args.align_word_tokens,
                     student_len=args.align_student_len or (32 if args.align_word_tokens else 96),
                     obscure=args.align_obscure,
+                    known_words=args.align_known_words,
+                    canonical_share=args.align_canonical_share,
                 )
             ),
         },
@@ -300,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             "step": steps_through(stage),
             "text_len": T.DEMO_DIT["text_len"],
             "t5_layers": int(getattr(t5.config, "num_layers")),  # noqa: B009 (nn.Module is untyped)
-            "vocab": None if T.DEMO_VOCAB is None else list(T.DEMO_VOCAB),
+            "tokenizer": tokenizer_state(T.DEMO_TOKENIZER),
         }
         torch.save(state, ckpt(stage))
         stage_time(stage, t0)
@@ -312,8 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         vae = T.build_vae(stats[0].tolist(), stats[1].tolist())
         vae.load_state_dict(torch.load(vae_path))
         dit, t5 = load_stage(ckpt(last), steps_through(last))
-        tokenizer = ByteTokenizer() if T.DEMO_VOCAB is None else WordTokenizer(T.DEMO_VOCAB)
-        export_checkpoint(Path(cfg.out_dir), dit=dit, vae=vae, t5=t5, tokenizer=tokenizer)
+        export_checkpoint(Path(cfg.out_dir), dit=dit, vae=vae, t5=t5, tokenizer=T.DEMO_TOKENIZER)
         log(f"exported {last} (step {steps_through(last)}) to {cfg.out_dir}")
 
     if args.stage in ("all", *CHAIN, "export", "eval"):
@@ -357,7 +376,7 @@ def load_stage(path: Path, expected_step: int) -> tuple[torch.nn.Module, torch.n
     dit = T.build_dit()
     dit.load_state_dict(ck["dit"])
     T.DEMO_T5["num_layers"] = ck.get("t5_layers", T.DEMO_T5["num_layers"])
-    use_vocabulary(ck.get("vocab"))
+    use_tokenizer(ck.get("tokenizer"))
     t5 = T.build_text_model()
     t5.load_state_dict(ck["t5"])
     return dit, t5
@@ -423,10 +442,24 @@ def use_text_context(length: int) -> None:
     T.DEMO_DIT["text_len"] = length
 
 
-def use_vocabulary(vocab: list[str] | tuple[str, ...] | None) -> None:
-    """Switch the demo's text encoder to word ids of ``vocab`` (None: bytes)."""
-    T.DEMO_VOCAB = None if vocab is None else tuple(vocab)
-    T.DEMO_T5["vocab_size"] = 384 if vocab is None else WordTokenizer(vocab).vocab_size
+def tokenizer_state(tok: ByteTokenizer | WordTokenizer | None) -> dict[str, object] | None:
+    """What a stage checkpoint records of its encoder's tokenizer (None: plain bytes)."""
+    if isinstance(tok, WordTokenizer):
+        return {"kind": "word", "vocab": list(tok.vocab)}
+    if tok is None or tok.known_words is None:
+        return None
+    return {"kind": "byte", "known_words": sorted(tok.known_words)}
+
+
+def use_tokenizer(state: dict[str, Any] | None) -> None:
+    """Switch the demo's text encoder to the tokenizer a checkpoint recorded (None: plain bytes)."""
+    tok: ByteTokenizer | WordTokenizer | None = None
+    if state is not None:
+        tok = (
+            WordTokenizer(state["vocab"]) if state["kind"] == "word" else ByteTokenizer(state["known_words"])
+        )
+    T.DEMO_TOKENIZER = tok
+    T.DEMO_T5["vocab_size"] = tok.vocab_size if isinstance(tok, WordTokenizer) else ByteTokenizer.vocab_size
 
 
 def train_align_stage(
@@ -446,8 +479,7 @@ def train_align_stage(
     torch.manual_seed(cfg.seed + acfg.seed)
     t5 = A.align_text_encoder(dit, t5, lat, specs, acfg, teacher_len=F.FT_TEXT_LEN, log=log)
     use_text_context(acfg.student_len)
-    tokenizer = A.student_tokenizer(acfg)
-    use_vocabulary(tokenizer.vocab if isinstance(tokenizer, WordTokenizer) else None)
+    use_tokenizer(tokenizer_state(A.student_tokenizer(acfg)))
     aligned = T.build_dit()
     aligned.load_state_dict(dit.state_dict())
     return aligned.eval(), t5

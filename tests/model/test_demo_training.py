@@ -156,8 +156,10 @@ def test_the_caption_alignment_can_give_the_encoder_a_word_tokenizer(tmp_path: P
     from model.tokenizer import WordTokenizer
     from training.demo.captions import tokenizer_vocabulary
 
-    assert ft1["vocab"] is None and aligned["vocab"] == list(tokenizer_vocabulary())
-    assert aligned["t5"]["shared.weight"].shape[0] == len(aligned["vocab"]) + 3
+    assert ft1["tokenizer"] is None
+    assert aligned["tokenizer"] == {"kind": "word", "vocab": list(tokenizer_vocabulary())}
+    vocab = aligned["tokenizer"]["vocab"]
+    assert aligned["t5"]["shared.weight"].shape[0] == len(vocab) + 3
     assert aligned["text_len"] == 32
     for key, value in ft1["dit"].items():
         assert torch.equal(aligned["dit"][key], value), key
@@ -166,7 +168,7 @@ def test_the_caption_alignment_can_give_the_encoder_a_word_tokenizer(tmp_path: P
 
     pipe = load_pipeline(str(out))
     tok = pipe.text_encoder.tokenizer
-    assert isinstance(tok, WordTokenizer) and tok.vocab == tuple(aligned["vocab"])
+    assert isinstance(tok, WordTokenizer) and tok.vocab == tuple(vocab)
     assert not (out / "google" / "umt5-xxl" / "wanserve_byte_tokenizer.json").exists()
     assert pipe.transformer.cfg.text_len == 32
     ids = tok("One red circle cruises off to the left")["input_ids"][0]
@@ -178,3 +180,16 @@ def test_the_caption_alignment_can_give_the_encoder_a_word_tokenizer(tmp_path: P
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert not (out / "google" / "umt5-xxl" / "wanserve_word_tokenizer.json").exists()
     assert type(load_pipeline(str(out)).text_encoder.tokenizer).__name__ == "ByteTokenizer"
+
+    # --align-known-words: the encoder keeps reading bytes, of the known words only
+    known = subprocess.run(
+        [*cmd[:-1], "--align-known-words", "--stage", "align"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert known.returncode == 0, known.stdout[-3000:] + known.stderr[-3000:]
+    state = torch.load(work / "align.pt")["tokenizer"]
+    assert state == {"kind": "byte", "known_words": sorted(tokenizer_vocabulary())}
+    pipe = load_pipeline(str(out))
+    assert pipe.transformer.cfg.text_len == 96 and pipe.text_encoder.model.config.vocab_size == 384
+    byte_tok = pipe.text_encoder.tokenizer
+    assert byte_tok.filter("One red circle cruises off to the left") == "One red circle to the left"

@@ -178,3 +178,18 @@ def test_word_tokenizer_reads_known_words_and_one_unknown_token(tmp_path) -> Non
         load_tokenizer(tmp_path / "tok", "tokenizer")
     ByteTokenizer().save_pretrained(tmp_path / "bytes")
     assert isinstance(load_tokenizer(tmp_path / "bytes", "tokenizer"), ByteTokenizer)
+
+
+def test_byte_tokenizer_with_known_words_leaves_out_the_others(tmp_path) -> None:
+    from model.loading import load_tokenizer
+
+    tok = ByteTokenizer(["a", "red", "circle", "to", "the", "left", "on", "black"])
+    assert tok.filter("Zooming off to the left, a red circle.") == "to the left, a red circle."
+    assert tok.filter("a red circle to the left on black") == "a red circle to the left on black"
+    assert tok.encode("a red vusk circle") == ByteTokenizer().encode("a red circle")
+    tok.save_pretrained(tmp_path / "tok")
+    loaded = load_tokenizer(tmp_path / "tok", "tokenizer")
+    assert isinstance(loaded, ByteTokenizer) and loaded.known_words == tok.known_words
+    ByteTokenizer().save_pretrained(tmp_path / "plain")
+    plain = load_tokenizer(tmp_path / "plain", "tokenizer")
+    assert plain.known_words is None and plain.filter("Zooming off") == "Zooming off"

@@ -22,6 +22,14 @@ text positions than the teacher (``student_len``): the DiT cross-attends over th
 well, and the student learns to make up for the longer context, which long paraphrases need. It may
 also have more layers than the teacher (``extra_layers``, added as the identity, `deepen`): two
 layers of a byte-level encoder have little room to compose words into phrases.
+
+Two ways to keep a word the encoder never saw from moving what it reads (bench/RESULTS.md, "word
+tokens and known words"): ``word_tokens``, a student that reads words of the training vocabulary
+(`captions.tokenizer_vocabulary`, `model.tokenizer.WordTokenizer`; every other word is one unknown
+token; the word embeddings start as the mean of their bytes' embeddings), and ``known_words``, a
+byte-level student whose tokenizer leaves unknown words out. With either, ``obscure`` replaces some of
+the words that name no colour, shape, direction, count or background by made-up ones, so that any of
+them may be unknown at serving time.
 """
 
 from __future__ import annotations
@@ -66,6 +74,9 @@ class AlignConfig:
     # word tokens only: share of the replaceable words (those that name no colour, shape, direction,
     # count or background) replaced by made-up words, i.e. by the unknown token
     obscure: float = 0.15
+    # the student's byte tokenizer leaves out words outside `captions.tokenizer_vocabulary` (made-up
+    # ones included), so a word it never saw cannot shift what it reads (`obscure` applies too)
+    known_words: bool = False
 
 
 def deepen(t5: nn.Module, extra: int) -> nn.Module:
@@ -118,7 +129,9 @@ def word_student(teacher: nn.Module, tokenizer: WordTokenizer) -> nn.Module:
 def student_tokenizer(cfg: AlignConfig) -> ByteTokenizer | WordTokenizer:
     from training.demo.captions import tokenizer_vocabulary
 
-    return WordTokenizer(tokenizer_vocabulary()) if cfg.word_tokens else ByteTokenizer()
+    if cfg.word_tokens:
+        return WordTokenizer(tokenizer_vocabulary())
+    return ByteTokenizer(tokenizer_vocabulary() if cfg.known_words else None)
 
 
 def caption_pairs(specs: list[Spec], cfg: AlignConfig) -> tuple[list[list[str]], list[list[str]]]:
@@ -137,7 +150,7 @@ def caption_pairs(specs: list[Spec], cfg: AlignConfig) -> tuple[list[list[str]],
                 colour, shape, direction, stated, speed, rng,
                 canonical_share=cfg.canonical_share, pseudo=cfg.pseudo,
             )  # fmt: skip
-            if cap != canonical and cfg.word_tokens and cfg.obscure > 0:
+            if cap != canonical and (cfg.word_tokens or cfg.known_words) and cfg.obscure > 0:
                 cap = obscure(cap, rng, cfg.obscure)
             if cap != canonical and rng.random() < cfg.filler:
                 cap = filler(cap, rng)

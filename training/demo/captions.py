@@ -25,7 +25,10 @@ text mode; a run that kept the canonical pre-training and used this grammar only
 (``--ft-wide-captions``) reached paraphrase 14/24; the caption alignment of the text encoder
 (`training.demo.align`, ``--align-steps``; made-up and ``FILLER_WORDS`` dropped in) reaches 15-18/24,
 still short of the 85 % target: almost every miss is a held-out *direction* phrasing ("off to the
-lower left", "toward the bottom edge"); see bench/RESULTS.md, "wanserve-demo and the caption grammar".
+lower left", "toward the bottom edge"). ``tokenizer_vocabulary`` gives a word-level encoder (or a byte
+tokenizer that leaves unknown words out) the training words, so that those phrasings read as the
+training ones with unknown words around them; that reaches the DiT's own ceiling on the paraphrase set
+but not on the combination set; see bench/RESULTS.md, "wanserve-demo and the caption grammar".
 """
 
 from __future__ import annotations

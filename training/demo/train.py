@@ -52,8 +52,8 @@ DEMO_VAE: dict[str, Any] = dict(
 )
 
 DEMO_TEXT_LEN = 128
-# words of the text encoder's word tokenizer once the caption alignment gave it one (None: bytes)
-DEMO_VOCAB: tuple[str, ...] | None = None
+# the text encoder's tokenizer once the caption alignment gave it one (None: plain bytes)
+DEMO_TOKENIZER: Any = None
 
 DEMO_T5: dict[str, Any] = dict(
     vocab_size=384,
