@@ -42,8 +42,13 @@ class _PaddedTokenizer:
     offset = 3
     model_max_length = 512
 
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+    def token_ids(self, text: str) -> list[int]:
+        """The ids of ``text``, without `</s>`."""
         raise NotImplementedError
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        ids = self.token_ids(text)
+        return [*ids, self.eos_token_id] if add_special_tokens else ids
 
     def __call__(
         self,
@@ -103,15 +108,11 @@ class ByteTokenizer(_PaddedTokenizer):
         kept = re.sub(r"\s+([,.!?;:])", r"\1", re.sub(r"\s+", " ", kept))
         return re.sub(r"^[\s,.!?;:]+", "", kept).rstrip()
 
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        ids = [b + self.offset for b in self.filter(text).encode("utf-8")]
-        if add_special_tokens:
-            ids.append(self.eos_token_id)
-        return ids
+    def token_ids(self, text: str) -> list[int]:
+        return [b + self.offset for b in self.filter(text).encode("utf-8")]
 
     def decode(self, ids: list[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
-        if isinstance(ids, torch.Tensor):
-            ids = ids.tolist()
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
         out = bytes(i - self.offset for i in ids if self.offset <= i < 256 + self.offset)
         return out.decode("utf-8", errors="replace")
 
@@ -156,15 +157,11 @@ class WordTokenizer(_PaddedTokenizer):
     def split(cls, text: str) -> list[str]:
         return cls._TOKEN.findall(text.lower())
 
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        ids = [self._ids.get(w, self.unk_token_id) for w in self.split(text)]
-        if add_special_tokens:
-            ids.append(self.eos_token_id)
-        return ids
+    def token_ids(self, text: str) -> list[int]:
+        return [self._ids.get(w, self.unk_token_id) for w in self.split(text)]
 
     def decode(self, ids: list[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
-        if isinstance(ids, torch.Tensor):
-            ids = ids.tolist()
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
         words = []
         for i in ids:
             if i >= self.offset:
