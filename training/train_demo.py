@@ -4,7 +4,7 @@
                                                            # fine-tune, export to model/demo/weights, eval
     .venv/bin/python training/train_demo.py --stage dit     # one stage at a time, reusing --work-dir:
                                                            # vae (incl. latents) | latents | dit | dit2
-                                                           # | dit3 | ft1 | ft2 | ft3 | align
+                                                           # | dit3 | ft1 | ft2 | ft3 | align | refine
     .venv/bin/python training/train_demo.py --stage export  # re-export the latest DiT checkpoint + eval
     .venv/bin/python training/train_demo.py --stage lightning  # distil the 4-step LoRA from the exported
                                                            # model into model/demo/loras, + its eval
@@ -18,27 +18,34 @@ The DiT trains as a chain of stages, each continuing from the previous one's EMA
   64 text positions, a faster learning rate on the text path, three text-mode samples for every
   image-mode one), restarted with a lower learning rate. ``ft3`` has 0 steps by default: it made
   text mode worse (bench/RESULTS.md);
-- ``align`` (0 steps by default: not part of the shipped recipe yet): caption alignment of the text
-  encoder (``training.demo.align``): with the DiT frozen, a wide-grammar paraphrase must make the DiT
-  predict what the canonical caption makes it predict; the exported DiT reads 96 text positions.
+- ``align``: caption alignment of the text encoder (``training.demo.align``): with the DiT frozen,
+  a student encoder that reads **words** (``model.tokenizer.WordTokenizer``: the training
+  vocabulary, every other word one unknown token) must make the DiT predict, for a paraphrase of
+  the training grammar, what the fine-tuned byte-level encoder makes it predict for the canonical
+  caption; no caption of this stage describes a ``HELD_OUT_COMBOS`` triple (the combination set);
+  the exported DiT reads 32 text positions;
+- ``refine``: flow matching of the DiT and the aligned encoder together on the fine-tune's clips,
+  captioned like the alignment, so that the DiT reads the student's context as well as it read the
+  teacher's.
 
 After the export, ``lightning`` distils ``wanserve-demo-lightning`` (``training.demo.lightning``):
 a rank-8 LoRA with which the ``distill`` sampler at 4 steps without guidance matches the exported
 model at its defaults; written to ``model.presets.DEMO_LORA_DIR`` (``--lora-out``).
 
-Options of issue 20's caption-grammar experiments, all off by default (the shipped recipe):
-``--hold-out-combos`` (no clip of any stage shows a ``HELD_OUT_COMBOS`` triple), ``--ft-wide-captions``
-(fine-tune on canonical + wide-grammar captions with made-up words), ``--ft-token-aux`` (every caption
-position of the DiT's context states the attributes), ``--ft-rest-lr-scale``, ``--ft-text-len``, and
-the ``align`` stage (``--align-steps N``, ``--align-lr``, ``--align-x0``, ``--align-extra-layers``,
-``--align-canonical-share``; ``--align-word-tokens``: the aligned encoder reads words, an unknown word
-is one token, exported with its vocabulary; ``--align-known-words``: its byte tokenizer leaves unknown
-words out; ``--align-obscure``, ``--align-student-len``); results in bench/RESULTS.md
-("wanserve-demo and the caption grammar").
+Options of issue 20's caption-grammar experiments, off by default: ``--hold-out-combos`` (no clip
+of any stage shows a ``HELD_OUT_COMBOS`` triple), ``--ft-wide-captions`` (fine-tune on canonical +
+wide-grammar captions with made-up words), ``--ft-token-aux`` (every caption position of the DiT's
+context states the attributes), ``--ft-rest-lr-scale``, ``--ft-text-len``; and the knobs of
+``align`` and ``refine`` (``--align-steps``, ``--align-lr``, ``--align-x0``, ``--align-extra-layers``,
+``--align-canonical-share``, ``--no-align-word-tokens`` for a byte-level student,
+``--align-known-words`` for a byte tokenizer that leaves unknown words out, ``--align-obscure``,
+``--align-student-len``, ``--no-align-hold-out-combos``, ``--refine-steps``, ``--refine-lr``);
+results in bench/RESULTS.md ("wanserve-demo and the caption grammar").
 
 A stage with 0 steps is skipped. Wall time and quality of a from-scratch run with the defaults are
-recorded in bench/RESULTS.md ("wanserve-demo training from scratch"): 47.5 min at 2 threads on the
-2-core development VM; the run reproduces the shipped weights bit for bit.
+recorded in bench/RESULTS.md ("wanserve-demo training from scratch"). A second run on the same
+machine writes the same bytes (the floating-point results depend on the CPU's instruction set, so
+another CPU model trains slightly different weights).
 
 Writes the checkpoint folder (official Wan2.2 TI2V layout) to ``model.presets.DEMO_WEIGHTS_DIR`` by default.
 Intermediate files (VAE, latents, DiT checkpoints, log) go to ``--work-dir``.
@@ -70,8 +77,9 @@ from training.demo import finetune as F  # noqa: E402
 from training.demo import lightning as LT  # noqa: E402
 from training.demo import train as T  # noqa: E402
 from training.demo.export import export_checkpoint  # noqa: E402
+from training.demo.world import COLOR_NAMES, DIRECTION_NAMES, SHAPES  # noqa: E402
 
-CHAIN = ("dit", "dit2", "dit3", "ft1", "ft2", "ft3", "align")
+CHAIN = ("dit", "dit2", "dit3", "ft1", "ft2", "ft3", "align", "refine")
 # text-following fine-tune restarts: (learning rate of the text path, of the rest, data seed)
 FT_SCHEDULE = {"ft1": (2e-3, 3e-4, 7), "ft2": (8e-4, 1.5e-4, 8), "ft3": (4e-4, 8e-5, 9)}
 FT_STEPS = (4000, 2000, 0)  # ft3 (a third restart) is optional: it did not help (bench/RESULTS.md)
@@ -90,12 +98,17 @@ FT_REST_LR_SCALE = 1.0
 FT_TEXT_LEN = F.FT_TEXT_LEN
 # caption alignment of the text encoder after the fine-tune (training.demo.align): steps (0: off)
 # and the encoder layers it adds
-ALIGN_STEPS = 0
+ALIGN_STEPS = 1500
 ALIGN_EXTRA_LAYERS = 0
 # the aligned encoder reads words of a fixed vocabulary (model.tokenizer.WordTokenizer), not bytes
-ALIGN_WORD_TOKENS = False
+ALIGN_WORD_TOKENS = True
 # the aligned encoder's byte tokenizer leaves out the words no training caption uses
 ALIGN_KNOWN_WORDS = False
+# stage refine after the alignment: steps (0: off) and learning rates (text path, rest of the DiT)
+REFINE_STEPS = 1000
+# share of the 4-step LoRA's teacher prompts in the training grammar (when the encoder reads it)
+LIGHTNING_PARAPHRASE_SHARE = 0.5
+REFINE_LR = (8e-4, 1.5e-4)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +193,19 @@ def main(argv: list[str] | None = None) -> int:
         help="share of the alignment's captions in the canonical phrasing",
     )
     ap.add_argument(
+        "--align-hold-out-combos",
+        action=argparse.BooleanOptionalAction,
+        default=A.AlignConfig.hold_out_combos,
+        help="no caption of the alignment describes a HELD_OUT_COMBOS triple",
+    )
+    ap.add_argument(
+        "--refine-steps",
+        type=int,
+        default=REFINE_STEPS,
+        help="stage refine: flow matching of the DiT and the aligned encoder together (0: none)",
+    )
+    ap.add_argument("--refine-lr", default=",".join(map(str, REFINE_LR)), help="text path, rest")
+    ap.add_argument(
         "--align-known-words",
         action=argparse.BooleanOptionalAction,
         default=ALIGN_KNOWN_WORDS,
@@ -225,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             "ft_token_aux": args.ft_token_aux,
             "ft_rest_lr_scale": args.ft_rest_lr_scale,
             "ft_text_len": args.ft_text_len,
+            "refine_lr": [float(x) for x in args.refine_lr.split(",")],
             "align": dataclasses.asdict(
                 A.AlignConfig(
                     steps=args.align_steps,
@@ -236,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                     obscure=args.align_obscure,
                     known_words=args.align_known_words,
                     canonical_share=args.align_canonical_share,
+                    hold_out_combos=args.align_hold_out_combos,
                 )
             ),
         },
@@ -245,9 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.demo.captions import HELD_OUT_COMBOS
 
         T.DEMO_WORLD = dataclasses.replace(T.DEMO_WORLD, held_out=tuple(sorted(HELD_OUT_COMBOS)))
-    if args.align_steps < 0 or args.align_extra_layers < 0:
-        ap.error("--align-steps and --align-extra-layers must not be negative")
-    chain_steps = [cfg.dit_steps, cfg.dit2_steps, cfg.dit3_steps, *ft_steps, args.align_steps]
+    if min(args.align_steps, args.align_extra_layers, args.refine_steps) < 0:
+        ap.error("--align-steps, --align-extra-layers and --refine-steps must not be negative")
+    chain_steps = [cfg.dit_steps, cfg.dit2_steps, cfg.dit3_steps, *ft_steps]
+    chain_steps += [args.align_steps, args.refine_steps]
     steps = dict(zip(CHAIN, chain_steps, strict=True))
     if steps["dit"] <= 0:
         ap.error("--dit-steps must be positive: every later stage starts from it")
@@ -312,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
                 dit, t5 = train_attribute_stage(cfg, stage, steps[stage], dit, t5, lat_path, log)
             elif stage == "align":
                 dit, t5 = train_align_stage(cfg, dit, t5, vae_path, lat_path, log)
+            elif stage == "refine":
+                dit, t5 = train_refine_stage(cfg, steps[stage], dit, t5, vae_path, lat_path, log)
             else:
                 dit, t5 = train_finetune_stage(cfg, stage, steps[stage], dit, t5, vae_path, lat_path, log)
         state = {
@@ -347,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             num_samples=args.lightning_samples,
             threads=args.lightning_threads,
             seed=cfg.seed,
-            held_out=T.DEMO_WORLD.held_out,
+            held_out=lightning_held_out(cfg),
+            paraphrase_share=LIGHTNING_PARAPHRASE_SHARE if steps["align"] > 0 else 0.0,
         )
         path = train_lightning_stage(Path(cfg.out_dir), Path(args.lora_out), dcfg, log)
         stage_time("lightning", t0)
@@ -355,6 +387,16 @@ def main(argv: list[str] | None = None) -> int:
 
     log(f"done in {time.time() - t_start:.0f}s")
     return 0
+
+
+def lightning_held_out(cfg: T.TrainConfig) -> tuple[tuple[str, str, str], ...]:
+    """Triples no teacher case of the LoRA shows: those of ``--hold-out-combos``, or those the
+    caption alignment leaves out (the LoRA must not learn what the encoder was not taught)."""
+    from training.demo.captions import HELD_OUT_COMBOS
+
+    if cfg.extra["align"]["steps"] > 0 and cfg.extra["align"]["hold_out_combos"]:
+        return tuple(sorted(HELD_OUT_COMBOS))
+    return T.DEMO_WORLD.held_out
 
 
 def normalised_latents(lat_path: Path) -> tuple[torch.Tensor, list[str]]:
@@ -369,9 +411,9 @@ def load_stage(path: Path, expected_step: int) -> tuple[torch.nn.Module, torch.n
     ck = torch.load(path)
     if ck["step"] != expected_step:
         raise SystemExit(f"{path} is from step {ck['step']}, this configuration expects {expected_step}")
-    if path.stem.startswith("ft") or path.stem == "align":
+    if path.stem.startswith("ft") or path.stem in ("align", "refine"):
         F.use_short_text_context()
-    if path.stem == "align":
+    if path.stem in ("align", "refine"):
         use_text_context(ck["text_len"])
     dit = T.build_dit()
     dit.load_state_dict(ck["dit"])
@@ -483,6 +525,36 @@ def train_align_stage(
     aligned = T.build_dit()
     aligned.load_state_dict(dit.state_dict())
     return aligned.eval(), t5
+
+
+def train_refine_stage(
+    cfg: T.TrainConfig,
+    steps: int,
+    dit: torch.nn.Module,
+    t5: torch.nn.Module,
+    vae_path: Path,
+    lat_path: Path,
+    log: Callable[[str], None],
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Flow matching of the DiT and the aligned encoder together on the fine-tune's clips, with the
+    alignment's kind of captions: the DiT learns to read the student's context as well as it read
+    the teacher's (the alignment alone leaves the canonical phrasing a little behind)."""
+    acfg = A.AlignConfig(**cfg.extra["align"])
+    lat, _caps, _labels, specs = finetune_data(
+        str(vae_path), str(lat_path), cfg.extra["ft_clips"], T.DEMO_WORLD.held_out
+    )
+    lat, specs = A.held_in(lat, specs, acfg)
+    labels = torch.tensor(
+        [(COLOR_NAMES.index(c), SHAPES.index(s), DIRECTION_NAMES.index(d)) for _, c, s, d, _, _ in specs]
+    )
+    lr_text, lr_rest = cfg.extra["refine_lr"]
+    seed = acfg.seed + 1
+    torch.manual_seed(cfg.seed + seed)
+    return F.finetune_text_following(
+        dit, t5, lat, [], labels, steps=steps, lr_text=lr_text, lr_rest=lr_rest, seed=seed,
+        batch=cfg.extra["ft_batch"], image_mode_prob=cfg.extra["ft_image_prob"],
+        variants=A.refine_captions(specs, acfg), log=log,
+    )  # fmt: skip
 
 
 @functools.cache

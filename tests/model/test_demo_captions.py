@@ -234,6 +234,30 @@ def test_the_caption_alignment_uses_no_held_out_word_and_pairs_each_phrasing_wit
     assert len(set(flat)) > 0.8 * len(flat)
 
 
+def test_the_alignment_and_the_refinement_never_describe_a_held_out_combination() -> None:
+    """The shipped recipe's alignment and refinement use the fine-tune's clips minus those of the
+    held-out triples, so the combination set asks the text encoder for combinations it never saw."""
+    import torch
+
+    from training.demo import align as A
+    from training.demo import finetune as FT
+
+    specs = FT.single_object_specs(600)  # the shipped fine-tune's clips include the triples
+    held = [C.is_held_out_combo(c, s, d) for _, c, s, d, _, _ in specs]
+    assert sum(held) > 10
+    latents, kept = A.held_in(torch.arange(len(specs)), specs, A.AlignConfig())
+    assert A.AlignConfig().hold_out_combos
+    assert latents.tolist() == [i for i, h in enumerate(held) if not h]
+    assert kept == [spec for spec, h in zip(specs, held, strict=True) if not h]
+    assert not any(C.is_held_out_combo(c, s, d) for _, c, s, d, _, _ in kept)
+    refine = A.refine_captions(kept, A.AlignConfig(variants=2))
+    assert len(refine) == len(kept)  # one list of captions per kept clip, describing that clip
+    for (_, colour, _, _, _, _), caps in zip(kept, refine, strict=True):
+        assert all(colour in c.lower() for c in caps)
+    everything, _ = A.held_in(torch.arange(len(specs)), specs, A.AlignConfig(hold_out_combos=False))
+    assert len(everything) == len(specs)
+
+
 def test_the_word_vocabulary_holds_every_training_word_and_no_held_out_one(
     training_captions: list[str],
 ) -> None:

@@ -19,7 +19,8 @@ def _train(work: Path, out: Path) -> None:
         "--work-dir", str(work), "--out", str(out), "--threads", "1",
         "--vae-steps", "2", "--num-clips", "24", "--dit-steps", "2",
         "--dit2-steps", "1", "--dit3-steps", "1", "--ft-steps", "1,1,2", "--ft-clips", "16",
-        "--ft-image-prob", "0.3", "--lightning-steps", "2", "--lightning-samples", "4",
+        "--ft-image-prob", "0.3", "--align-steps", "2", "--refine-steps", "2",
+        "--lightning-steps", "2", "--lightning-samples", "4",
         "--lora-out", str(out.parent / f"{out.name}-loras"),
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
@@ -31,18 +32,25 @@ def test_training_script_runs_every_stage_and_exports_a_loadable_checkpoint(tmp_
     _train(work, out)
 
     # every DiT stage continued from the one before it
-    expected = {"dit": 2, "dit2": 3, "dit3": 4, "ft1": 5, "ft2": 6, "ft3": 8}
+    expected = {"dit": 2, "dit2": 3, "dit3": 4, "ft1": 5, "ft2": 6, "ft3": 8, "align": 10, "refine": 12}
     assert {s: torch.load(work / f"{s}.pt")["step"] for s in expected} == expected
     log = (work / "train.log").read_text()
-    assert "exported ft3 (step 8)" in log
+    assert "exported refine (step 12)" in log
     assert "'ft_image_prob': 0.3" in log
     assert "eval preset defaults: text " in log  # the quality bar ran on the export
     assert "eval {'sampler': 'distill', 'num_steps': 4" in log  # and on the distilled LoRA
 
     from model import load_pipeline
 
+    # the alignment keeps the DiT and gives the encoder words; the refinement trains both
+    ft3, aligned, refined = (torch.load(work / f"{s}.pt") for s in ("ft3", "align", "refine"))
+    assert all(torch.equal(aligned["dit"][k], v) for k, v in ft3["dit"].items())
+    assert any(not torch.equal(refined["dit"][k], v) for k, v in aligned["dit"].items())
+    assert any(not torch.equal(refined["t5"][k], v) for k, v in aligned["t5"].items())
+    assert refined["tokenizer"] == aligned["tokenizer"] and refined["tokenizer"]["kind"] == "word"
     pipe = load_pipeline(str(out))
-    assert pipe.transformer.cfg.text_len == 64  # fine-tuned with the short text context
+    assert pipe.transformer.cfg.text_len == 32  # the word-level encoder's text context
+    assert type(pipe.text_encoder.tokenizer).__name__ == "WordTokenizer"
     video = pipe.generate("a red circle moves to the left", num_steps=2, seed=0)
     assert video.shape == (3, 9, 32, 32)
     assert torch.isfinite(video).all()
@@ -93,7 +101,7 @@ def test_the_held_out_and_wide_caption_options_run_and_export_their_text_length(
         "--vae-steps", "2", "--num-clips", "24", "--dit-steps", "2",
         "--dit2-steps", "1", "--dit3-steps", "1", "--ft-steps", "2,1,0", "--ft-clips", "16",
         "--lightning-steps", "0", "--hold-out-combos", "--ft-wide-captions", "--ft-text-len", "96",
-        "--ft-token-aux", "0.5", "--ft-rest-lr-scale", "0.5",
+        "--ft-token-aux", "0.5", "--ft-rest-lr-scale", "0.5", "--align-steps", "0", "--refine-steps", "0",
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -116,8 +124,8 @@ def test_the_caption_alignment_stage_keeps_the_dit_and_exports_the_aligned_encod
         "--work-dir", str(work), "--out", str(out), "--threads", "1",
         "--vae-steps", "2", "--num-clips", "24", "--dit-steps", "2",
         "--dit2-steps", "1", "--dit3-steps", "0", "--ft-steps", "1,0,0", "--ft-clips", "16",
-        "--lightning-steps", "0", "--hold-out-combos", "--align-steps", "3",
-        "--align-extra-layers", "1", "--align-x0",
+        "--lightning-steps", "0", "--hold-out-combos", "--align-steps", "3", "--refine-steps", "0",
+        "--align-extra-layers", "1", "--align-x0", "--no-align-word-tokens",
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -148,7 +156,8 @@ def test_the_caption_alignment_can_give_the_encoder_a_word_tokenizer(tmp_path: P
         "--work-dir", str(work), "--out", str(out), "--threads", "1",
         "--vae-steps", "2", "--num-clips", "24", "--dit-steps", "2",
         "--dit2-steps", "1", "--dit3-steps", "0", "--ft-steps", "1,0,0", "--ft-clips", "16",
-        "--lightning-steps", "0", "--hold-out-combos", "--align-steps", "3", "--align-word-tokens",
+        "--lightning-steps", "0", "--hold-out-combos", "--align-steps", "3", "--refine-steps", "0",
+        "--align-word-tokens",
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -183,7 +192,7 @@ def test_the_caption_alignment_can_give_the_encoder_a_word_tokenizer(tmp_path: P
 
     # --align-known-words: the encoder keeps reading bytes, of the known words only
     known = subprocess.run(
-        [*cmd[:-1], "--align-known-words", "--stage", "align"],
+        [*cmd[:-1], "--no-align-word-tokens", "--align-known-words", "--stage", "align"],
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert known.returncode == 0, known.stdout[-3000:] + known.stderr[-3000:]

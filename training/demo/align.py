@@ -30,11 +30,18 @@ token; the word embeddings start as the mean of their bytes' embeddings), and ``
 byte-level student whose tokenizer leaves unknown words out. With either, ``obscure`` replaces some of
 the words that name no colour, shape, direction, count or background by made-up ones, so that any of
 them may be unknown at serving time.
+
+The shipped recipe uses the word-level student (``word_tokens``) and leaves the clips of the
+``captions.HELD_OUT_COMBOS`` triples out (``hold_out_combos``), so the combination evaluation set
+asks the encoder for word combinations it was never taught; stage ``refine`` of
+training/train_demo.py then trains DiT and student together on captions drawn like these
+(`refine_captions`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +60,7 @@ from training.demo.world import simple_caption
 class AlignConfig:
     steps: int = 2000
     batch: int = 32
-    lr: float = 1e-3
+    lr: float = 5e-3
     warmup: int = 50
     seed: int = 11
     student_len: int = 96  # text positions of the aligned encoder (and of the exported DiT)
@@ -77,6 +84,9 @@ class AlignConfig:
     # the student's byte tokenizer leaves out words outside `captions.tokenizer_vocabulary` (made-up
     # ones included), so a word it never saw cannot shift what it reads (`obscure` applies too)
     known_words: bool = False
+    # leave the clips of `captions.HELD_OUT_COMBOS` triples out, so that no caption the encoder is
+    # taught describes one: the combination set then measures how the encoder composes words
+    hold_out_combos: bool = True
 
 
 def deepen(t5: nn.Module, extra: int) -> nn.Module:
@@ -163,6 +173,23 @@ def caption_pairs(specs: list[Spec], cfg: AlignConfig) -> tuple[list[list[str]],
     return students, teachers
 
 
+def refine_captions(specs: list[Spec], cfg: AlignConfig) -> list[list[str]]:
+    """Per clip, captions drawn like the alignment's student captions (another draw), for stage
+    ``refine`` of training/train_demo.py (flow matching of the DiT and the aligned encoder)."""
+    students, _ = caption_pairs(specs, dataclasses.replace(cfg, seed=cfg.seed + 1))
+    return students
+
+
+def held_in(latents: torch.Tensor, specs: list[Spec], cfg: AlignConfig) -> tuple[torch.Tensor, list[Spec]]:
+    """The clips the stage may use: all, or (``cfg.hold_out_combos``) those of no held-out triple."""
+    if not cfg.hold_out_combos:
+        return latents, specs
+    from training.demo.captions import is_held_out_combo
+
+    keep = [i for i, (_, c, s, d, _, _) in enumerate(specs) if not is_held_out_combo(c, s, d)]
+    return latents[keep], [specs[i] for i in keep]
+
+
 def _tokenize(
     captions: list[str], length: int, tokenizer: ByteTokenizer | WordTokenizer | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,6 +220,7 @@ def align_text_encoder(
     teacher = t5.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
+    latents, specs = held_in(latents, specs, cfg)
     tokenizer = student_tokenizer(cfg)
     t5 = deepen(teacher, cfg.extra_layers)
     if isinstance(tokenizer, WordTokenizer):

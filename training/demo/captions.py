@@ -16,19 +16,17 @@ Two vocabularies are drawn from the same grammar:
 
 ``pseudo_word`` makes up words to stand where a verb or an adjective goes, so that a text encoder can
 learn that an unfamiliar word says nothing about colour or direction. ``HELD_OUT_COMBOS`` names 24
-(colour, shape, direction) triples for the combination evaluation set.
+(colour, shape, direction) triples for the combination evaluation set: the text encoder's caption
+alignment never sees them described (and ``--hold-out-combos`` keeps them out of every clip of a
+training run, for the stricter measurement of bench/RESULTS.md).
 
-Status: the shipped ``wanserve-demo`` is still trained on the narrower captions of
-`training.demo.world` (which use none of the held-out words). A from-scratch run of the whole chain on
-this grammar (with made-up words and the held-out combinations removed from the data) lost motion in
-text mode; a run that kept the canonical pre-training and used this grammar only in the fine-tune
-(``--ft-wide-captions``) reached paraphrase 14/24; the caption alignment of the text encoder
-(`training.demo.align`, ``--align-steps``; made-up and ``FILLER_WORDS`` dropped in) reaches 15-18/24,
-still short of the 85 % target: almost every miss is a held-out *direction* phrasing ("off to the
-lower left", "toward the bottom edge"). ``tokenizer_vocabulary`` gives a word-level encoder (or a byte
-tokenizer that leaves unknown words out) the training words, so that those phrasings read as the
-training ones with unknown words around them; that reaches the DiT's own ceiling on the paraphrase set
-but not on the combination set; see bench/RESULTS.md, "wanserve-demo and the caption grammar".
+How the shipped ``wanserve-demo`` uses it: its DiT is pre-trained and fine-tuned on the narrower
+canonical captions of `training.demo.world`; then stage ``align`` teaches a word-level text encoder
+(``tokenizer_vocabulary``, every other word one unknown token) that the training grammar of this
+module means what the canonical caption means, and stage ``refine`` trains both on such captions.
+No caption of those two stages describes a ``HELD_OUT_COMBOS`` triple, and no caption of any stage
+uses a ``HELD_OUT`` word (a test checks both). The earlier attempts (the whole chain on this grammar,
+a byte-level alignment, known words) are in bench/RESULTS.md, "wanserve-demo and the caption grammar".
 """
 
 from __future__ import annotations

@@ -217,9 +217,11 @@ def paraphrase_cases(n: int = 24) -> list[tuple[str, str, str, str, int]]:
 
 
 def combination_cases(n: int = 24) -> list[tuple[str, str, str, str, int]]:
-    """(prompt, colour, shape, direction, seed) of the held-out combination set: (colour, shape,
-    direction) triples no training clip shows (`training.demo.captions.HELD_OUT_COMBOS`), phrased with
-    the training grammar; beyond the 24 triples the set repeats them with other phrasings and seeds."""
+    """(prompt, colour, shape, direction, seed) of the held-out combination set: the (colour, shape,
+    direction) triples of `training.demo.captions.HELD_OUT_COMBOS`, which no caption of the text
+    encoder's alignment describes (and, with ``--hold-out-combos``, no training clip shows), phrased
+    with the training grammar; beyond the 24 triples the set repeats them with other phrasings and
+    seeds."""
     from training.demo.captions import HELD_OUT_COMBOS, training_caption
 
     combos = sorted(HELD_OUT_COMBOS)

@@ -1,6 +1,6 @@
 """``wanserve-demo-lightning``: a 4-step LoRA for the demo DiT, by trajectory distillation.
 
-The teacher is the shipped demo model at its preset defaults (UniPC, 20 steps, guidance 3). For
+The teacher is the shipped demo model at its preset defaults (UniPC, 20 steps, guidance 5). For
 prompts and noise drawn like the demo's own data (single-object captions, a quarter in TI2V image
 mode with the first frame given), the teacher's final latent is computed once. The student is the
 same DiT plus trainable low-rank branches on the attention and FFN linears; it runs the ``distill``
@@ -53,8 +53,11 @@ class DistillConfig:
     # One thread: the shipped file is what this count produces (another count sums in another
     # order), and on a busy 2-core machine one thread ran ~2x faster than two.
     threads: int = 1
-    # (colour, shape, direction) triples no teacher case shows (the chain's --hold-out-combos)
+    # (colour, shape, direction) triples no teacher case shows (the chain's --hold-out-combos, or
+    # the alignment's held-out combinations: the LoRA must not learn them either)
     held_out: tuple[tuple[str, str, str], ...] = ()
+    # share of the teacher's prompts in other phrasings of the training grammar (the rest canonical)
+    paraphrase_share: float = 0.0
 
 
 @dataclass
@@ -117,11 +120,18 @@ def sample_cases(
     return out
 
 
-def _caption(case: tuple[str, str, str, str, int, bool], rng: np.random.Generator) -> str:
+def _caption(
+    case: tuple[str, str, str, str, int, bool], rng: np.random.Generator, paraphrase_share: float = 0.0
+) -> str:
+    """The canonical phrasing, or (``paraphrase_share`` of the time) any of the training grammar."""
+    from training.demo.captions import training_caption
     from training.demo.world import simple_caption
 
     colour, shape, direction, bg, _, _ = case
-    return simple_caption(colour, shape, direction, bg if rng.random() < 0.7 else None)
+    stated = bg if rng.random() < 0.7 else None
+    if paraphrase_share > 0 and rng.random() < paraphrase_share:
+        return training_caption(colour, shape, direction, stated, "medium", rng, canonical_share=0.0)
+    return simple_caption(colour, shape, direction, stated)
 
 
 def _timesteps(t: float, image_mode: Tensor, tokens: int, per_frame: int) -> Tensor:
@@ -146,7 +156,7 @@ def teacher_set(pipe: Any, cfg: DistillConfig, log: Callable[[str], None]) -> Te
     p = pipe.preset
     cases = sample_cases(cfg.num_samples, cfg.seed, cfg.image_prob, cfg.held_out)
     cap_rng = np.random.default_rng(np.random.SeedSequence([21, cfg.seed]))
-    captions = [_caption(c, cap_rng) for c in cases]
+    captions = [_caption(c, cap_rng, cfg.paraphrase_share) for c in cases]
     gen = torch.Generator().manual_seed(cfg.seed + 4242)
     st, sh, sw = p.vae_stride
     h, w = p.default_size[1] // sh, p.default_size[0] // sw

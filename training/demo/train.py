@@ -237,7 +237,7 @@ def tokenize(captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     from model.text_encoder import clean_prompt
     from model.tokenizer import ByteTokenizer
 
-    tok = ByteTokenizer()(
+    tok = (DEMO_TOKENIZER or ByteTokenizer())(
         [clean_prompt(c) for c in captions], padding="max_length", truncation=True, max_length=DEMO_TEXT_LEN
     )
     return tok["input_ids"], tok["attention_mask"]
