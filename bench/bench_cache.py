@@ -2,7 +2,7 @@
 
     PYTHONPATH=$PWD .venv/bin/python bench/bench_cache.py [--overhead-only] [--extra TYPE:THR ...] [--no-grid]
 
-1. `wanserve-demo` at its defaults (20 steps, unipc, shift 2, guidance 5), the fixed 24-clip text
+1. `wanserve-demo` at its defaults (20 steps, unipc, shift 2, guidance 6), the fixed 24-clip text
    test set of `training.demo.evaluate`: for each type at 3 thresholds (half, 1x and 1.5x the
    calibrated default), the DiT time summed over all steps of all clips (the denoising time: the
    sampler update itself is microseconds) as a ratio to no cache, each clip timed back to back with

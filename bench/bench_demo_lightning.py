@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_demo_lightning.py                # 2 threads, 5 timing rounds
 
 Rates on the fixed sets of tests/model/test_demo_quality.py (24 text-mode, 8 image-mode clips) for
-the preset defaults (the teacher: UniPC, 20 steps, guidance 5), `wanserve-demo-lightning` at its
+the preset defaults (the teacher: UniPC, 20 steps, guidance 6), `wanserve-demo-lightning` at its
 sidecar defaults (distill, 4 steps, no guidance) and the same 4 distill steps without the LoRA.
 Denoising cost: DiT forwards weighted by batch size, and the time from the first DiT forward to the
 end of the last one (no text encoding, no VAE decode), default and LoRA runs interleaved; median

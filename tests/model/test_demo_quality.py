@@ -5,10 +5,12 @@
   (within 30 degrees, at least 8 % of the width) in >= 80 % of clips;
 * image mode: 8 fixed clips; the first generated frame reproduces the given image (PSNR >= 25 dB for
   every clip) and the object then moves as asked (colour + direction) in >= 80 % of clips;
-* held-out phrasings: 24 paraphrases with verbs, direction phrasings, numbers, adjectives and
-  background phrasings no training caption uses (`training.demo.evaluate.paraphrase_cases`), and 24
-  descriptions of the (colour, shape, direction) triples the text encoder's caption alignment never
-  saw described (`combination_cases`): each followed in >= 85 % of clips.
+* held-out phrasings: 96 paraphrases with verbs, direction phrasings, numbers, adjectives and
+  background phrasings no training caption uses (`training.demo.evaluate.paraphrase_cases`), and 96
+  descriptions (4 phrasings each) of the 24 (colour, shape, direction) triples the text encoder's
+  caption alignment never saw described (`combination_cases`): each set followed in >= 85 % of
+  clips. 96 rather than 24 clips because a 24-clip set moves by 2-3 clips between equally good
+  models (bench/RESULTS.md), which is 8-12 % of the rate.
 
 All with the preset defaults (size, frames, steps, guidance, shift, sampler). Also checks that the
 evaluation metrics themselves are right on ground-truth clips of the procedural world.
@@ -138,7 +140,7 @@ def test_image_mode_reproduces_first_frame_and_moves(pipe) -> None:  # type: ign
 
 @pytest.mark.parametrize("name", ["paraphrase", "combination"])
 def test_text_mode_follows_held_out_phrasings_and_combinations(pipe, name: str) -> None:  # type: ignore[no-untyped-def]
-    cases = {"paraphrase": E.paraphrase_cases, "combination": E.combination_cases}[name](24)
+    cases = {"paraphrase": E.paraphrase_cases, "combination": E.combination_cases}[name](96)
     scores = E.evaluate_prompts(pipe, cases)
     passed = sum(s.ok for s in scores)
     report = _report(scores)

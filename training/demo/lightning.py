@@ -1,6 +1,6 @@
 """``wanserve-demo-lightning``: a 4-step LoRA for the demo DiT, by trajectory distillation.
 
-The teacher is the shipped demo model at its preset defaults (UniPC, 20 steps, guidance 5). For
+The teacher is the shipped demo model at its preset defaults (UniPC, 20 steps, guidance 6). For
 prompts and noise drawn like the demo's own data (single-object captions, a quarter in TI2V image
 mode with the first frame given), the teacher's final latent is computed once. The student is the
 same DiT plus trainable low-rank branches on the attention and FFN linears; it runs the ``distill``
