@@ -115,9 +115,9 @@ def test_the_held_out_and_wide_caption_options_run_and_export_their_text_length(
 
 
 def test_the_caption_alignment_stage_keeps_the_dit_and_exports_the_aligned_encoder(tmp_path: Path) -> None:
-    """``--align-steps`` (off in the shipped recipe): after the fine-tune only the text encoder
-    trains (here one layer deeper), the DiT's weights stay those of the fine-tune, and the export
-    reads 96 text positions with the grown encoder."""
+    """Stage ``align`` with a byte-level student (``--no-align-word-tokens``): after the fine-tune
+    only the text encoder trains (here one layer deeper), the DiT's weights stay those of the
+    fine-tune, and the export reads 96 text positions with the grown encoder."""
     work, out = tmp_path / "work", tmp_path / "weights"
     cmd = [
         sys.executable, str(ROOT / "training/train_demo.py"),
@@ -147,9 +147,9 @@ def test_the_caption_alignment_stage_keeps_the_dit_and_exports_the_aligned_encod
 
 
 def test_the_caption_alignment_can_give_the_encoder_a_word_tokenizer(tmp_path: Path) -> None:
-    """``--align-word-tokens``: the aligned encoder reads words of the training vocabulary (a word it
-    never saw is the unknown token); the export ships that vocabulary as the tokenizer, 32 text
-    positions, and the normal loader serves it."""
+    """``--align-word-tokens`` (the shipped recipe): the aligned encoder reads words of the training
+    vocabulary (a word it never saw is the unknown token); the export ships that vocabulary as the
+    tokenizer, 32 text positions, and the normal loader serves it."""
     work, out = tmp_path / "work", tmp_path / "weights"
     cmd = [
         sys.executable, str(ROOT / "training/train_demo.py"),
