@@ -99,7 +99,8 @@ def test_four_steps_without_the_lora_are_clearly_worse(pipe, lightning) -> None:
 
 def test_denoising_costs_at_most_three_tenths_of_the_defaults(pipe, lightning) -> None:  # type: ignore[no-untyped-def]
     E.denoise_cost(pipe, **lightning)  # warm-up (LoRA branch casts, allocator)
-    runs = [(E.denoise_cost(pipe), E.denoise_cost(pipe, **lightning)) for _ in range(2)]  # interleaved
+    # interleaved, the fastest of 5 each: one slow round on a loaded machine does not decide
+    runs = [(E.denoise_cost(pipe), E.denoise_cost(pipe, **lightning)) for _ in range(5)]
     (base_n, _), (fast_n, _) = runs[0]
     assert fast_n / base_n <= 0.3  # 4 single forwards vs 20 guided (batch-2) ones
     base_t = min(b[1] for b, _ in runs)
