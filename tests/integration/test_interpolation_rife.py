@@ -74,7 +74,9 @@ def test_fps_above_the_model_rate_through_rife(client: httpx.Client, worker_fact
     assert native_rate == 8.0 and len(native) == 9
     for j in range(0, 21, 5):  # whole source positions: the generated frame itself (re-encoded)
         err = [np.abs(v[j].astype(np.float32) - f).mean() for f in native]
-        assert int(np.argmin(err)) == j * 8 // 20 and min(err) < 4.0, (j, err)
+        # codec noise of two separate encodes grows with the clip's contrast (4.4 on the demo's
+        # sharpest clips); the neighbouring source frames sit at 12 and more
+        assert int(np.argmin(err)) == j * 8 // 20 and min(err) < 6.0, (j, err)
 
 
 def test_a_bad_weights_file_stops_the_worker_at_start(redis_url: str, tmp_path: Path) -> None:
